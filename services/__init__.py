@@ -1,0 +1,1 @@
+"""The four services of the platform; each starts with ``python -m services.<name>``."""

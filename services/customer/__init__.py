@@ -1,0 +1,1 @@
+"""Customer service: the system of record for customer profiles, contacts, consents and the 360-degree view."""

@@ -1,0 +1,1 @@
+"""Notifications service: care and holiday messages within consent, quiet hours and frequency caps."""

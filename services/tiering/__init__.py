@@ -1,0 +1,1 @@
+"""Tiering service: keeps per-customer metrics and classifies every customer under a versioned policy."""

@@ -1,0 +1,93 @@
+"""Field types with the contract's rules, shared by every event model."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal, InvalidOperation
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, BeforeValidator, Field, PlainSerializer, ValidationInfo
+
+from .currencies import ISO_4217
+
+#: How far ahead of the receiver's clock an event's ``time`` may be before it is refused.
+MAX_FUTURE_SKEW = timedelta(minutes=15)
+#: Nothing this system handles happened before this.
+MIN_EVENT_TIME = datetime(1970, 1, 1, tzinfo=UTC)
+_MAX_AMOUNT = Decimal("1e15")
+_CUSTOMER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:\-]{0,63}$")
+
+
+def _decimal_string(value: Any) -> Decimal:
+    if isinstance(value, Decimal):  # already parsed (a model built in code)
+        amount = value
+    elif isinstance(value, str):
+        if len(value) > 32:
+            raise ValueError("decimal string is too long")
+        try:
+            amount = Decimal(value.strip())
+        except InvalidOperation:
+            raise ValueError(f"not a decimal string: {value[:32]!r}") from None
+    else:
+        raise ValueError('amounts are decimal strings such as "199.90", never JSON numbers')
+    if not amount.is_finite():
+        raise ValueError("amount must be finite")
+    if amount.as_tuple().exponent < -4:  # type: ignore[operator]
+        raise ValueError("amount has more than 4 decimal places")
+    if abs(amount) >= _MAX_AMOUNT:
+        raise ValueError("amount is out of range")
+    return amount
+
+
+def _positive(amount: Decimal) -> Decimal:
+    if amount <= 0:
+        raise ValueError("amount must be greater than 0")
+    return amount
+
+
+def _currency(code: str) -> str:
+    if code not in ISO_4217:
+        raise ValueError(f"unknown ISO 4217 currency {code[:8]!r}")
+    return code
+
+
+def _customer_id(value: str) -> str:
+    if not _CUSTOMER_ID.match(value):
+        raise ValueError("customer id must be 1-64 characters of letters, digits and . _ : -")
+    return value
+
+
+def _event_time(value: datetime, info: ValidationInfo) -> datetime:
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError("time must carry a UTC offset (RFC 3339)")
+    now = (info.context or {}).get("now") or datetime.now(UTC)
+    if value > now + MAX_FUTURE_SKEW:
+        raise ValueError(f"time is more than {int(MAX_FUTURE_SKEW.total_seconds() // 60)} minutes in the future")
+    if value < MIN_EVENT_TIME:
+        raise ValueError("time is before 1970")
+    return value
+
+
+def _naive_refused(value: Any) -> Any:
+    # Pydantic would accept a naive datetime and compare it to aware ones later; refuse it here.
+    if isinstance(value, datetime) and value.tzinfo is None:
+        raise ValueError("time must carry a UTC offset (RFC 3339)")
+    return value
+
+
+_serialize_decimal = PlainSerializer(lambda d: format(d, "f"), return_type=str, when_used="always")
+
+#: A decimal carried as a JSON string, e.g. ``"199.90"``.
+Amount = Annotated[Decimal, BeforeValidator(_decimal_string), _serialize_decimal]
+#: A decimal string greater than zero.
+PositiveAmount = Annotated[Decimal, BeforeValidator(_decimal_string), AfterValidator(_positive), _serialize_decimal]
+Currency = Annotated[str, Field(min_length=3, max_length=3), AfterValidator(_currency)]
+CustomerId = Annotated[str, Field(min_length=1, max_length=64), AfterValidator(_customer_id)]
+#: When something happened: timezone-aware, not in the future beyond a small clock skew.
+EventTime = Annotated[datetime, BeforeValidator(_naive_refused), AfterValidator(_event_time)]
+#: A timezone-aware timestamp without the future rule (due times, expiries).
+AwareTime = Annotated[datetime, BeforeValidator(_naive_refused)]
+ShortText = Annotated[str, Field(max_length=200)]
+LongText = Annotated[str, Field(max_length=5000)]
+Identifier = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[\w.:\-/#]+$")]

@@ -1,0 +1,321 @@
+"""Kafka plumbing every service uses: the broker, the dead-letter middleware, topics, publishing.
+
+Delivery is at least once: consumers commit only after the handler finished
+(``AckPolicy.NACK_ON_ERROR``), and handlers are idempotent. A record that breaks the contract, or
+that a handler rejects, goes to ``<topic>.dlq`` with the reason in its headers, is logged once, and
+is committed so the partition moves on. An error that is not the record's fault (the store or the
+broker away) is retried with backoff and nothing is committed meanwhile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from contextvars import ContextVar
+from typing import Any
+
+import structlog
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from faststream import AckPolicy
+from faststream.kafka import KafkaBroker, KafkaRouter
+from faststream.kafka.prometheus import KafkaPrometheusMiddleware
+from faststream.middlewares import BaseMiddleware
+from faststream.security import BaseSecurity, SASLPlaintext, SASLScram256, SASLScram512
+from prometheus_client import CollectorRegistry, Counter
+from pymongo.errors import ConnectionFailure, ExecutionTimeout, NotPrimaryError, WTimeoutError
+
+from .clock import Clock
+from .contract import TOPICS, CloudEvent, ContractError, TopicSpec, dlq, parse_event, serialize_event
+from .settings import ServiceSettings
+
+log = structlog.get_logger("shared.kafka")
+
+CLOUDEVENTS_CONTENT_TYPE = "application/cloudevents+json"
+#: Errors that are not the message's fault: retried without limit, with backoff.
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
+    ConnectionFailure, ExecutionTimeout, NotPrimaryError, WTimeoutError, KafkaError, OSError, TimeoutError,
+)
+
+_trace_parent: ContextVar[str | None] = ContextVar("traceparent", default=None)
+_batch_records: ContextVar[dict[str, Any] | None] = ContextVar("batch_records", default=None)
+
+
+class Rejected(Exception):
+    """Raised by a handler when a well-formed event breaks a rule: the record goes to the DLQ."""
+
+    def __init__(self, code: str, detail: str) -> None:
+        self.code = code
+        self.detail = detail
+        super().__init__(f"{code}: {detail}")
+
+
+class DeadLetterMiddleware:
+    """Middleware factory: parses records into contract events and dead-letters what cannot be used.
+
+    One instance per broker keeps the retry counts and the DLQ counter; FastStream calls it to make
+    the per-message middleware.
+    """
+
+    def __init__(self, settings: ServiceSettings, clock: Clock, registry: CollectorRegistry) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.broker: KafkaBroker | None = None
+        self._attempts: dict[tuple[str, int, int], int] = {}
+        self.dead_letters = Counter(
+            "carecrm_dead_letters", "Records sent to a dead-letter topic", ["topic", "error"], registry=registry,
+        )
+        self.retries = Counter(
+            "carecrm_handler_retries", "Records re-read after a failed attempt", ["topic", "kind"], registry=registry,
+        )
+
+    def __call__(self, msg: Any, /, *, context: Any) -> _DeadLetterScope:
+        return _DeadLetterScope(msg, context=context, owner=self)
+
+    async def dead_letter(self, record: Any, code: str, detail: str) -> None:
+        assert self.broker is not None, "DeadLetterMiddleware is not bound to a broker"
+        headers = {
+            "x-error": code,
+            "x-error-detail": detail[:1000],
+            "x-original-topic": record.topic,
+            "x-original-partition": str(record.partition),
+            "x-original-offset": str(record.offset),
+        }
+        for key, value in record.headers or ():
+            if key.lower() not in headers:
+                headers[key] = value.decode("utf-8", errors="replace") if isinstance(value, bytes) else str(value)
+        await self.broker.publish(record.value or b"", topic=dlq(record.topic), key=record.key, headers=headers)
+        self.dead_letters.labels(record.topic, code).inc()
+        log.warning("message_dead_lettered", topic=record.topic, partition=record.partition,
+                    offset=record.offset, error=code, detail=detail[:300])
+
+
+class _DeadLetterScope(BaseMiddleware):
+    def __init__(self, msg: Any, /, *, context: Any, owner: DeadLetterMiddleware) -> None:
+        super().__init__(msg, context=context)
+        self.owner = owner
+
+    async def consume_scope(self, call_next: Callable[[Any], Awaitable[Any]], msg: Any) -> Any:
+        raw = msg.raw_message
+        records: Sequence[Any] = raw if isinstance(raw, tuple | list) else (raw,)
+        accept = _accepted_types(records[0].topic) if records else None
+        events: list[CloudEvent] = []
+        by_id: dict[str, Any] = {}
+        for record in records:
+            try:
+                event = parse_event(record.value, record.headers, key=record.key, accept=accept)
+            except ContractError as exc:
+                await self.owner.dead_letter(record, exc.code, exc.detail)
+                continue
+            self.owner.clock.observe(event.time)
+            events.append(event)
+            by_id[event.id] = record
+        if not events:
+            return None
+        batch = isinstance(raw, tuple | list)
+        decoded: Any = events if batch else events[0]
+
+        async def _decoded(_: Any) -> Any:
+            return decoded
+
+        msg.set_decoder(_decoded)
+        first = events[0]
+        bound = structlog.contextvars.bind_contextvars(
+            **({"batch_size": len(events)} if batch else
+               {"event_id": first.id, "customer_id": first.subject, "event_type": first.type}),
+            trace_id=_trace_id(first.traceparent),
+        )
+        trace_token = _trace_parent.set(None if batch else first.traceparent)
+        records_token = _batch_records.set(by_id)
+        key = (records[0].topic, records[0].partition, records[0].offset)
+        try:
+            result = await call_next(msg)
+        except Rejected as exc:
+            if batch:
+                raise RuntimeError("batch handlers dead-letter single events with dead_letter_event()") from exc
+            await self.owner.dead_letter(records[0], exc.code, exc.detail)
+            return None
+        except TRANSIENT_ERRORS as exc:
+            await self._back_off(key, "transient", exc)
+            raise
+        except Exception as exc:
+            attempts = await self._back_off(key, "error", exc)
+            if attempts < self.owner.settings.handler_max_attempts:
+                raise
+            # The record itself keeps failing: park it rather than stop the partition behind it.
+            self.owner._attempts.pop(key, None)
+            for record in records:
+                await self.owner.dead_letter(record, "processing_failed", f"{type(exc).__name__}: {exc}")
+            return None
+        else:
+            self.owner._attempts.pop(key, None)
+            return result
+        finally:
+            _trace_parent.reset(trace_token)
+            _batch_records.reset(records_token)
+            structlog.contextvars.reset_contextvars(**bound)
+
+    async def _back_off(self, key: tuple[str, int, int], kind: str, exc: BaseException) -> int:
+        attempts = self.owner._attempts.get(key, 0) + 1
+        self.owner._attempts[key] = attempts
+        if len(self.owner._attempts) > 10_000:  # forget partitions that moved on
+            self.owner._attempts.clear()
+        self.owner.retries.labels(key[0], kind).inc()
+        delay = min(10.0, 0.2 * 2 ** min(attempts, 6)) * (0.5 + random.random() / 2)
+        log.warning("handler_failed_will_retry", topic=key[0], partition=key[1], offset=key[2], attempt=attempts,
+                    error=type(exc).__name__, detail=str(exc)[:300], retry_in_s=round(delay, 2))
+        await asyncio.sleep(delay)
+        return attempts
+
+
+def _accepted_types(topic: str) -> frozenset[str] | None:
+    spec = TOPICS.get(topic)
+    return frozenset(spec.events) if spec and spec.events else None
+
+
+def _trace_id(traceparent: str | None) -> str | None:
+    return traceparent.split("-")[1] if traceparent else None
+
+
+def current_traceparent() -> str | None:
+    """The W3C ``traceparent`` of the event being handled, to carry onto what it causes."""
+    return _trace_parent.get()
+
+
+async def dead_letter_event(middleware: DeadLetterMiddleware, event: CloudEvent, exc: Rejected) -> None:
+    """From a batch handler: send one event of the batch to the DLQ and carry on with the rest."""
+    records = _batch_records.get() or {}
+    record = records.get(event.id)
+    if record is None:
+        raise LookupError(f"event {event.id} is not part of the batch being handled")
+    await middleware.dead_letter(record, exc.code, exc.detail)
+
+
+def event_headers(event: CloudEvent, cause: CloudEvent | None = None) -> dict[str, str]:
+    headers = {"content-type": CLOUDEVENTS_CONTENT_TYPE}
+    traceparent = (cause.traceparent if cause else None) or event.traceparent or current_traceparent()
+    if traceparent:
+        headers["traceparent"] = traceparent
+    return headers
+
+
+async def publish_event(target: Any, event: CloudEvent, *, cause: CloudEvent | None = None,
+                        topic: str | None = None) -> None:
+    """Publish ``event`` in structured mode, keyed by customer id, on its own topic.
+
+    ``target`` is a broker or a FastStream publisher; ``cause`` is the event that led to this one,
+    whose trace is carried on.
+    """
+    kwargs: dict[str, Any] = {"key": event.subject.encode(), "headers": event_headers(event, cause)}
+    if not _is_publisher(target):
+        kwargs["topic"] = topic or event.topic
+    await target.publish(serialize_event(event), **kwargs)
+
+
+async def publish_tombstone(broker: KafkaBroker, topic: str, customer_id: str) -> None:
+    """Publish a null value for ``customer_id`` so compaction drops the key."""
+    producer = broker.config.producer  # FastStream cannot send a null value; aiokafka can.
+    await producer._producer.producer.send_and_wait(topic, value=None, key=customer_id.encode())
+
+
+def _is_publisher(target: Any) -> bool:
+    return not isinstance(target, KafkaBroker)
+
+
+def security(settings: ServiceSettings) -> BaseSecurity | None:
+    protocol = settings.kafka_security_protocol
+    if protocol == "PLAINTEXT":
+        return None
+    ssl_context = settings.ssl_context()
+    if protocol == "SSL":
+        return BaseSecurity(ssl_context=ssl_context)
+    user = settings.kafka_sasl_username or ""
+    password = settings.kafka_sasl_password.get_secret_value() if settings.kafka_sasl_password else ""
+    cls = {"SCRAM-SHA-256": SASLScram256, "SCRAM-SHA-512": SASLScram512, "PLAIN": SASLPlaintext}[
+        settings.kafka_sasl_mechanism]
+    return cls(user, password, ssl_context=ssl_context, use_ssl=protocol == "SASL_SSL")
+
+
+def admin_kwargs(settings: ServiceSettings) -> dict[str, Any]:
+    """Connection arguments for plain aiokafka clients (admin, benchmarks, tests)."""
+    kwargs: dict[str, Any] = {"bootstrap_servers": settings.kafka_bootstrap_servers,
+                              "security_protocol": settings.kafka_security_protocol}
+    if settings.kafka_security_protocol in ("SSL", "SASL_SSL"):
+        kwargs["ssl_context"] = settings.ssl_context()
+    if settings.kafka_security_protocol.startswith("SASL"):
+        kwargs["sasl_mechanism"] = settings.kafka_sasl_mechanism
+        kwargs["sasl_plain_username"] = settings.kafka_sasl_username
+        kwargs["sasl_plain_password"] = (
+            settings.kafka_sasl_password.get_secret_value() if settings.kafka_sasl_password else None)
+    return kwargs
+
+
+def build_broker(
+    settings: ServiceSettings,
+    *,
+    clock: Clock,
+    registry: CollectorRegistry,
+    routers: Iterable[KafkaRouter] = (),
+    description: str | None = None,
+) -> tuple[KafkaBroker, DeadLetterMiddleware]:
+    """A broker with an idempotent producer, commit-after-handling consumers and the DLQ middleware."""
+    dead_letters = DeadLetterMiddleware(settings, clock, registry)
+    broker = KafkaBroker(
+        settings.kafka_bootstrap_servers,
+        client_id=f"carecrm-{settings.service_name}",
+        security=security(settings),
+        acks="all",
+        enable_idempotence=True,
+        linger_ms=5,
+        compression_type=None,
+        ack_policy=AckPolicy.NACK_ON_ERROR,
+        middlewares=[
+            KafkaPrometheusMiddleware(registry=registry, app_name=settings.service_name, metrics_prefix="carecrm"),
+            dead_letters,
+        ],
+        routers=list(routers),
+        logger=logging.getLogger(f"carecrm.{settings.service_name}.broker"),
+        description=description,
+        allow_auto_create_topics=False,
+    )
+    dead_letters.broker = broker
+    return broker, dead_letters
+
+
+def subscriber_options(settings: ServiceSettings, **overrides: Any) -> dict[str, Any]:
+    """Options every subscriber shares: the service's group, commit after handling, where to start."""
+    options = {
+        "group_id": settings.group_id,
+        "ack_policy": AckPolicy.NACK_ON_ERROR,
+        "auto_offset_reset": settings.kafka_auto_offset_reset,
+    }
+    options.update(overrides)
+    return options
+
+
+async def ensure_topics(settings: ServiceSettings, specs: Iterable[TopicSpec] | None = None) -> list[str]:
+    """Create the topics of the catalogue that are missing, with their contract configuration."""
+    specs = list(specs if specs is not None else TOPICS.values())
+    admin = AIOKafkaAdminClient(**admin_kwargs(settings), client_id=f"carecrm-{settings.service_name}-admin")
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [
+            NewTopic(spec.name, settings.kafka_topic_partitions, settings.kafka_replication_factor,
+                     topic_configs=dict(spec.config))
+            for spec in specs if spec.name not in existing
+        ]
+        created = []
+        for topic in missing:  # one at a time: a concurrent creator makes only its own call fail
+            try:
+                await admin.create_topics([topic])
+                created.append(topic.name)
+            except TopicAlreadyExistsError:
+                pass
+        if created:
+            log.info("topics_created", topics=created)
+        return created
+    finally:
+        await admin.close()

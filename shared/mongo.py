@@ -1,0 +1,95 @@
+"""MongoDB plumbing: one ``AsyncMongoClient`` per process, indexes at start, idempotent writes.
+
+Everything here stays inside what both MongoDB and FerretDB v1 support: no transactions, no change
+streams, no TTL or partial indexes, no aggregation beyond ``$match``/``$group`` with ``$sum``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from pymongo import ASCENDING, AsyncMongoClient, IndexModel
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError
+
+from .settings import ServiceSettings
+
+
+@dataclass(frozen=True)
+class Index:
+    collection: str
+    keys: tuple[tuple[str, int], ...]
+    unique: bool = False
+    name: str | None = None
+
+    def model(self) -> IndexModel:
+        options: dict[str, Any] = {"unique": self.unique}
+        if self.name:
+            options["name"] = self.name
+        return IndexModel(list(self.keys), **options)
+
+
+@dataclass
+class Store:
+    """A database of one service and the client that reaches it."""
+
+    client: AsyncMongoClient[dict[str, Any]]
+    db: AsyncDatabase[dict[str, Any]]
+    indexes: list[Index] = field(default_factory=list)
+
+    @classmethod
+    def connect(cls, settings: ServiceSettings, indexes: Iterable[Index] = ()) -> Store:
+        client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
+            settings.mongodb_url.get_secret_value(),
+            serverSelectionTimeoutMS=settings.mongodb_timeout_ms,
+            connectTimeoutMS=settings.mongodb_timeout_ms,
+            appname=f"carecrm-{settings.service_name}",
+            tz_aware=True,
+        )
+        return cls(client=client, db=client[settings.database_name], indexes=list(indexes))
+
+    def __getitem__(self, name: str) -> AsyncCollection[dict[str, Any]]:
+        return self.db[name]
+
+    async def ensure_indexes(self) -> None:
+        by_collection: dict[str, list[IndexModel]] = {}
+        for index in self.indexes:
+            by_collection.setdefault(index.collection, []).append(index.model())
+        for name, models in by_collection.items():
+            await self.db[name].create_indexes(models)
+
+    async def ping(self) -> bool:
+        try:
+            await self.db.command("ping")
+        except Exception:
+            return False
+        return True
+
+    async def close(self) -> None:
+        await self.client.close()
+
+
+async def insert_once(collection: AsyncCollection[dict[str, Any]], document: Mapping[str, Any]) -> bool:
+    """Insert ``document`` keyed by its ``_id``; False when that ``_id`` was already there."""
+    try:
+        await collection.insert_one(dict(document))
+    except DuplicateKeyError:
+        return False
+    return True
+
+
+async def upsert_once(
+    collection: AsyncCollection[dict[str, Any]], key: Mapping[str, Any], document: Mapping[str, Any]
+) -> bool:
+    """Write ``document`` under ``key`` only if nothing is there yet; True when it was written."""
+    result = await collection.update_one(dict(key), {"$setOnInsert": dict(document)}, upsert=True)
+    return result.upserted_id is not None
+
+
+def index(collection: str, *keys: str | tuple[str, int], unique: bool = False, name: str | None = None) -> Index:
+    """``index("ledger", "customer_id", ("time", -1), unique=True)``."""
+    normalised = tuple(k if isinstance(k, tuple) else (k, ASCENDING) for k in keys)
+    return Index(collection, normalised, unique=unique, name=name)

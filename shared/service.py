@@ -1,0 +1,171 @@
+"""What every service is made of: settings, clock, metrics, store, broker, and one HTTP app.
+
+Each service's ``app.py`` builds a ``Runtime``, adds its repository, handlers, API and scheduled
+tasks, and returns ``runtime.http_app(...)``. The HTTP app's lifespan owns the resources: indexes
+and topics are created, the broker starts, scheduled tasks run, and all stop in reverse order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+import uvicorn
+from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi.responses import JSONResponse
+from faststream.kafka import KafkaBroker, KafkaRouter
+from faststream.specification import AsyncAPI
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest
+
+from .clock import Clock, clock_for
+from .kafka import DeadLetterMiddleware, build_broker, ensure_topics
+from .logging import configure_logging
+from .mongo import Index, Store
+from .settings import ServiceSettings
+
+log = structlog.get_logger("shared.service")
+VERSION = "0.1.0"
+
+Task = Callable[[], Awaitable[None]]
+
+
+@dataclass
+class Runtime:
+    settings: ServiceSettings
+    clock: Clock
+    registry: CollectorRegistry
+    store: Store
+    broker: KafkaBroker
+    dead_letters: DeadLetterMiddleware
+    tasks: list[Task] = field(default_factory=list)
+
+    @classmethod
+    def create(cls, settings: ServiceSettings, *, clock: Clock | None = None, indexes: Iterable[Index] = (),
+               description: str | None = None) -> Runtime:
+        clock = clock or clock_for(settings.clock)
+        registry = CollectorRegistry()
+        broker, dead_letters = build_broker(settings, clock=clock, registry=registry, description=description)
+        return cls(settings=settings, clock=clock, registry=registry, store=Store.connect(settings, indexes),
+                   broker=broker, dead_letters=dead_letters)
+
+    def include(self, router: KafkaRouter) -> None:
+        self.broker.include_router(router)
+
+    def add_task(self, task: Task) -> None:
+        """A coroutine that runs for the life of the service (schedulers); restarted if it fails."""
+        self.tasks.append(task)
+
+    def asyncapi(self, title: str, description: str) -> AsyncAPI:
+        return AsyncAPI(self.broker, title=title, version=VERSION, description=description, schema_version="3.0.0")
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[None]:
+        """Start store, topics, broker and tasks; stop them in reverse."""
+        await self.store.ensure_indexes()
+        if self.settings.kafka_create_topics:
+            await ensure_topics(self.settings)
+        await self.broker.start()
+        runners = [asyncio.create_task(_supervise(task), name=getattr(task, "__name__", "task")) for task in self.tasks]
+        log.info("service_started", service=self.settings.service_name)
+        try:
+            yield
+        finally:
+            for runner in runners:
+                runner.cancel()
+            await asyncio.gather(*runners, return_exceptions=True)
+            await self.broker.stop()
+            await self.store.close()
+            log.info("service_stopped", service=self.settings.service_name)
+
+    async def health(self) -> dict[str, bool]:
+        broker_ok, store_ok = await asyncio.gather(self.broker.ping(timeout=2.0), self.store.ping())
+        return {"broker": bool(broker_ok), "store": store_ok}
+
+    def http_app(self, *, title: str, description: str, routers: Sequence[APIRouter] = (),
+                 state: dict[str, Any] | None = None) -> FastAPI:
+        runtime = self
+
+        @contextlib.asynccontextmanager
+        async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+            async with runtime.running():
+                yield
+
+        app = FastAPI(title=title, description=description, version=VERSION, lifespan=lifespan)
+        app.state.settings = self.settings
+        app.state.runtime = self
+        for key, value in (state or {}).items():
+            setattr(app.state, key, value)
+        app.include_router(_ops_router(self, title, description))
+        for router in routers:
+            app.include_router(router)
+        _add_request_logging(app, self.registry)
+        return app
+
+
+async def _supervise(task: Task) -> None:
+    delay = 1.0
+    while True:
+        try:
+            await task()
+            return
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("task_failed_restarting", task=getattr(task, "__name__", "task"), retry_in_s=delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 30.0)
+
+
+def _ops_router(runtime: Runtime, title: str, description: str) -> APIRouter:
+    router = APIRouter(tags=["operations"])
+
+    @router.get("/health", summary="200 when the broker and the store answer, 503 otherwise")
+    async def health() -> JSONResponse:
+        checks = await runtime.health()
+        ok = all(checks.values())
+        return JSONResponse({"status": "ok" if ok else "unavailable", **checks}, status_code=200 if ok else 503)
+
+    @router.get("/metrics", summary="Prometheus metrics", response_class=Response)
+    async def metrics() -> Response:
+        return Response(generate_latest(runtime.registry), media_type=CONTENT_TYPE_LATEST)
+
+    @router.get("/asyncapi.json", summary="AsyncAPI 3 document of this service's topics")
+    async def asyncapi() -> JSONResponse:
+        return JSONResponse(runtime.asyncapi(title, description).to_specification().to_jsonable())
+
+    return router
+
+
+def _add_request_logging(app: FastAPI, registry: CollectorRegistry) -> None:
+    latency = Histogram("carecrm_http_request_seconds", "HTTP request latency", ["method", "route", "status"],
+                        registry=registry)
+
+    @app.middleware("http")
+    async def bind_request(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        traceparent = request.headers.get("traceparent", "")
+        parts = traceparent.split("-")
+        trace_id = parts[1] if len(parts) == 4 else uuid.uuid4().hex
+        bound = structlog.contextvars.bind_contextvars(trace_id=trace_id)
+        started = time.perf_counter()
+        try:
+            response = await call_next(request)
+        finally:
+            structlog.contextvars.reset_contextvars(**bound)
+        route = request.scope.get("route")
+        latency.labels(request.method, getattr(route, "path", "unmatched"), str(response.status_code)).observe(
+            time.perf_counter() - started)
+        return response
+
+
+def serve(factory: Callable[[Any], FastAPI], settings: ServiceSettings) -> None:
+    """Entry point of ``python -m services.<name>``."""
+    configure_logging(settings.log_level, settings.log_format)
+    app = factory(settings)
+    uvicorn.run(app, host=settings.http_host, port=settings.http_port, log_config=None, access_log=False,
+                lifespan="on")

@@ -1,0 +1,77 @@
+"""Helpers shared by integration and end-to-end tests: make contract events, produce, wait."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+
+def envelope(event_type: str, subject: str, data: dict[str, Any], *, time_: datetime | str | None = None,
+             event_id: str | None = None, **extra: Any) -> dict[str, Any]:
+    when = time_ or datetime.now(UTC)
+    return {
+        "specversion": "1.0",
+        "id": event_id or str(uuid.uuid4()),
+        "source": "tests",
+        "type": event_type,
+        "subject": subject,
+        "time": when if isinstance(when, str) else when.isoformat(),
+        "datacontenttype": "application/json",
+        "dataschemaversion": 1,
+        "data": data,
+        **extra,
+    }
+
+
+def purchase(subject: str, order_id: str, amount: str = "100.00", currency: str = "CNY", **kw: Any) -> dict[str, Any]:
+    return envelope("order.purchase.completed", subject,
+                    {"order_id": order_id, "total_amount": amount, "currency": currency, "channel": "online"}, **kw)
+
+
+async def produce(bootstrap: str, topic: str, messages: Iterable[tuple[bytes | None, bytes | dict[str, Any] | None]],
+                  headers: list[tuple[str, bytes]] | None = None) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True)
+    await producer.start()
+    try:
+        for key, value in messages:
+            raw = json.dumps(value).encode() if isinstance(value, dict) else value
+            await producer.send_and_wait(topic, raw, key=key, headers=headers)
+    finally:
+        await producer.stop()
+
+
+async def consume_all(bootstrap: str, topic: str, *, until: Callable[[list[Any]], bool],
+                      timeout: float = 30.0) -> list[Any]:
+    """Read ``topic`` from the start until ``until(records)`` holds or the timeout passes."""
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest",
+                                enable_auto_commit=False)
+    await consumer.start()
+    records: list[Any] = []
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline and not until(records):
+            batch = await consumer.getmany(timeout_ms=500)
+            for recs in batch.values():
+                records.extend(recs)
+    finally:
+        await consumer.stop()
+    return records
+
+
+async def eventually(check: Callable[[], Awaitable[Any]], *, timeout: float = 30.0, interval: float = 0.2) -> Any:
+    """Poll ``check`` until it returns something truthy; fail with its last value after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = await check()
+        if last:
+            return last
+        await asyncio.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout}s; last value: {last!r}")
