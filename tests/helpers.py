@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
 
+import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from shared.auth import new_key
+from shared.settings import ApiKey
 
 
 def envelope(event_type: str, subject: str, data: dict[str, Any], *, time_: datetime | str | None = None,
@@ -75,3 +80,17 @@ async def eventually(check: Callable[[], Awaitable[Any]], *, timeout: float = 30
             return last
         await asyncio.sleep(interval)
     raise AssertionError(f"condition not met within {timeout}s; last value: {last!r}")
+
+
+@contextlib.asynccontextmanager
+async def running(app: Any) -> AsyncIterator[httpx.AsyncClient]:
+    """Run a service app in this process (lifespan included) and give an HTTP client for it."""
+    async with app.router.lifespan_context(app):
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://service") as client:
+            yield client
+
+
+def api_key(name: str, *scopes: str) -> tuple[str, ApiKey]:
+    """A fresh plaintext key and the settings entry that grants it ``scopes``."""
+    key = new_key()
+    return key, ApiKey.from_plaintext(name, key, set(scopes))
