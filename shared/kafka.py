@@ -104,6 +104,8 @@ class _DeadLetterScope(BaseMiddleware):
         events: list[CloudEvent] = []
         by_id: dict[str, Any] = {}
         for record in records:
+            if record.value is None and _compacted(record.topic):
+                continue  # a tombstone: compaction's delete marker, announced by an event before it
             try:
                 event = parse_event(record.value, record.headers, key=record.key, accept=accept)
             except ContractError as exc:
@@ -173,6 +175,11 @@ class _DeadLetterScope(BaseMiddleware):
 def _accepted_types(topic: str) -> frozenset[str] | None:
     spec = TOPICS.get(topic)
     return frozenset(spec.events) if spec and spec.events else None
+
+
+def _compacted(topic: str) -> bool:
+    spec = TOPICS.get(topic)
+    return spec is not None and spec.compacted
 
 
 def _trace_id(traceparent: str | None) -> str | None:
