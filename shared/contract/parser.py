@@ -7,6 +7,7 @@ attributes and the value is ``data``. Both end in the same models and the same r
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Collection, Iterable, Mapping
 from datetime import datetime
 from typing import Annotated, Any, Union
@@ -21,6 +22,7 @@ MAX_EVENT_BYTES = 256 * 1024
 _ADAPTER: TypeAdapter[CloudEvent] = TypeAdapter(
     Annotated[Union[tuple(EVENT_TYPES.values())], Field(discriminator="type")]  # type: ignore[arg-type]
 )
+_TRACEPARENT = re.compile(r"^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$")
 _BINARY_ATTRIBUTES = ("specversion", "id", "source", "type", "subject", "time", "datacontenttype",
                       "dataschemaversion", "traceparent")
 
@@ -116,6 +118,9 @@ def parse_event(
             event = _ADAPTER.validate_json(value, context=context)
         except ValidationError as exc:
             raise _from_validation_error(exc, _peek_type(value)) from None
+    header_trace = hdrs.get("traceparent")
+    if header_trace and event.traceparent is None and _TRACEPARENT.match(header_trace):
+        event = event.model_copy(update={"traceparent": header_trace})
     if accept is not None and event.type not in accept:
         raise ContractError("unknown_type", f"{event.type!r} does not belong on this topic", field="type")
     if key is not None:
