@@ -1,0 +1,129 @@
+"""Topics, health, tombstones and trace propagation on the real broker and store."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import pytest
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+from faststream.kafka import KafkaRouter
+
+from shared.contract import CATALOGUE, TOPICS, PurchaseCompleted, PurchaseRefunded
+from shared.contract.events import CustomerErased, CustomerProfileChanged
+from shared.contract.topics import CRM_CUSTOMERS, ORDERS_PURCHASES
+from shared.kafka import ensure_topics, publish_event, publish_tombstone, subscriber_options
+from shared.service import Runtime
+from shared.settings import ServiceSettings
+from tests.helpers import consume_all, envelope, eventually, produce, purchase, running
+
+pytestmark = pytest.mark.integration
+TRACE = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+
+
+async def test_ensure_topics_creates_every_topic_with_its_contract_configuration_and_is_idempotent(
+    infra: dict[str, str],
+) -> None:
+    settings = ServiceSettings(service_name="topics-test")
+    await ensure_topics(settings)
+    assert await ensure_topics(settings) == []  # a second run finds nothing missing
+    admin = AIOKafkaAdminClient(bootstrap_servers=infra["KAFKA_BOOTSTRAP_SERVERS"])
+    await admin.start()
+    try:
+        assert set(TOPICS) <= set(await admin.list_topics())
+        names = [spec.name for spec in CATALOGUE]
+        responses = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, n) for n in names])
+        found: dict[str, dict[str, str]] = {}
+        for response in responses:
+            for _, _, _, topic, entries in response.resources:
+                found[topic] = {entry[0]: entry[1] for entry in entries}
+        for spec in CATALOGUE:
+            for key, value in spec.config.items():
+                assert found[spec.name][key] == value, (spec.name, key)
+    finally:
+        await admin.close()
+
+
+async def test_health_is_503_until_broker_and_store_answer_then_200(infra: dict[str, str], unique: str) -> None:
+    down = Runtime.create(ServiceSettings(service_name=f"h-{unique}", mongodb_url="mongodb://127.0.0.1:1/",
+                                          mongodb_timeout_ms=300))
+    app = down.http_app(title="t", description="t")
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
+        response = await client.get("/health")
+    assert response.status_code == 503
+    assert response.json() == {"status": "unavailable", "broker": False, "store": False}
+
+    up = Runtime.create(ServiceSettings(service_name=f"h-{unique}", mongodb_database=f"test_health_{unique}"))
+    async with running(up.http_app(title="t", description="t")) as client:
+        response = await client.get("/health")
+        metrics = await client.get("/metrics")
+        asyncapi = await client.get("/asyncapi.json")
+    assert response.status_code == 200 and response.json()["status"] == "ok"
+    assert "carecrm_dead_letters" in metrics.text
+    assert asyncapi.json()["asyncapi"].startswith("3.")
+
+
+async def test_a_tombstone_on_a_compacted_topic_is_skipped_without_a_dead_letter(
+    infra: dict[str, str], unique: str
+) -> None:
+    settings = ServiceSettings(service_name=f"tomb-{unique}", mongodb_database=f"test_tomb_{unique}")
+    runtime = Runtime.create(settings)
+    router = KafkaRouter()
+    seen: list[str] = []
+
+    @router.subscriber(CRM_CUSTOMERS, **subscriber_options(settings))
+    async def on_customer(event: CustomerProfileChanged | CustomerErased) -> None:
+        if event.subject.endswith(unique):
+            seen.append(event.type)
+
+    runtime.include(router)
+    customer = f"C-{unique}"
+    async with runtime.running():
+        erased = envelope("customer.erased", customer, {"erased_at": "2026-11-23T10:00:00+00:00"})
+        await produce(infra["KAFKA_BOOTSTRAP_SERVERS"], CRM_CUSTOMERS, [(customer.encode(), erased)])
+        await publish_tombstone(runtime.broker, CRM_CUSTOMERS, customer)
+        after = envelope("customer.profile.changed", customer, {"status": "active"})
+        await produce(infra["KAFKA_BOOTSTRAP_SERVERS"], CRM_CUSTOMERS, [(customer.encode(), after)])
+        await eventually(lambda: _async(len(seen) == 2))
+    assert seen == ["customer.erased", "customer.profile.changed"]
+    assert runtime.dead_letters.dead_letters.labels(CRM_CUSTOMERS, "invalid_envelope")._value.get() == 0
+    records = await consume_all(infra["KAFKA_BOOTSTRAP_SERVERS"], CRM_CUSTOMERS,
+                                until=lambda rs: sum(r.key == customer.encode() for r in rs) >= 3)
+    assert [r.value is None for r in records if r.key == customer.encode()] == [False, True, False]
+
+
+async def test_an_event_caused_by_a_traced_event_carries_its_traceparent(infra: dict[str, str], unique: str) -> None:
+    settings = ServiceSettings(service_name=f"trace-{unique}", mongodb_database=f"test_trace_{unique}")
+    runtime = Runtime.create(settings)
+    router = KafkaRouter()
+    out_topic = "crm.tier-changes.v1"
+    publisher = router.publisher(out_topic)
+
+    @router.subscriber(ORDERS_PURCHASES, **subscriber_options(settings))
+    async def relay(event: PurchaseCompleted | PurchaseRefunded) -> None:
+        if not event.subject.endswith(unique):
+            return
+        tier = envelope("customer.tier.changed", event.subject, {
+            "dimension": "value_tier", "previous": None, "current": "low", "direction": "initial",
+            "reason": "first purchase", "policy_version": "t", "effective_at": event.time.isoformat(),
+            "metrics": {"currency": "CNY", "spend_12m": "1.00", "orders_12m": 1}})
+        from shared.contract import parse_event
+
+        await publish_event(publisher, parse_event(json.dumps(tier).encode()))
+
+    runtime.include(router)
+    customer = f"C-{unique}"
+    async with runtime.running():
+        await produce(infra["KAFKA_BOOTSTRAP_SERVERS"], ORDERS_PURCHASES,
+                      [(customer.encode(), purchase(customer, f"O-{unique}"))],
+                      headers=[("traceparent", TRACE.encode())])
+        records = await consume_all(infra["KAFKA_BOOTSTRAP_SERVERS"], out_topic,
+                                    until=lambda rs: any(r.key == customer.encode() for r in rs))
+    mine = [r for r in records if r.key == customer.encode()]
+    assert dict(mine[0].headers)["traceparent"] == TRACE.encode()
+    assert dict(mine[0].headers)["content-type"] == b"application/cloudevents+json"
+
+
+async def _async(value: object) -> object:
+    return value
