@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 from fastapi import FastAPI
+from faststream.kafka import KafkaRouter
 
 from shared.clock import Clock
+from shared.contract.events import CustomerProfileChanged, InteractionRecorded
+from shared.contract.topics import CRM_CUSTOMERS, CRM_INTERACTIONS
 from shared.service import Runtime
 
 from . import api, handlers, repository
+from .activity import Activity
+from .pii import PiiCipher
+from .records import CustomerRecords, Publishers
 from .settings import CustomerSettings
 
 TITLE = "Customer service"
@@ -17,6 +23,20 @@ DESCRIPTION = "The system of record for customer profiles, contacts, consents an
 def build_app(settings: CustomerSettings | None = None, *, clock: Clock | None = None) -> FastAPI:
     settings = settings or CustomerSettings()
     runtime = Runtime.create(settings, clock=clock, indexes=repository.INDEXES, description=DESCRIPTION)
-    repo = repository.Repository(runtime.store)
-    runtime.include(handlers.build_router(settings, repo))
-    return runtime.http_app(title=TITLE, description=DESCRIPTION, routers=[api.router], state={"repo": repo})
+    repo = repository.Repository(runtime.store, PiiCipher.from_settings(settings))
+    outbound = KafkaRouter()
+    publishers = Publishers(
+        profiles=outbound.publisher(
+            CRM_CUSTOMERS, title="customer-profiles", schema=CustomerProfileChanged,
+            description="customer.profile.changed with the full current profile after every change (compacted, "
+                        "keyed by customer id); on erasure customer.erased, then a tombstone for the key."),
+        interactions=outbound.publisher(
+            CRM_INTERACTIONS, title="recorded-interactions", schema=InteractionRecorded,
+            description="customer.interaction.recorded for follow-up calls and visits recorded through the API."),
+        broker=runtime.broker,
+    )
+    records = CustomerRecords(repo, publishers, runtime.clock)
+    runtime.include(handlers.build_router(settings, records, Activity(records, repo)))
+    runtime.include(outbound)
+    return runtime.http_app(title=TITLE, description=DESCRIPTION, routers=[api.router],
+                            state={"repo": repo, "records": records})

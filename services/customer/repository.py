@@ -1,12 +1,248 @@
-"""MongoDB access of the customer service."""
+"""MongoDB access of the customer service.
+
+Personal data (name, phone, email, address; interaction summaries) is sealed before it reaches
+the store and opened after it leaves; every other module sees plain profiles. Phone and e-mail
+are findable only through their blind indexes.
+"""
 
 from __future__ import annotations
 
-from shared.mongo import Index, Store
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
 
-INDEXES: list[Index] = []
+from pymongo import DESCENDING
+from pymongo.errors import DuplicateKeyError
+
+from shared.contract.events import CustomerProfile
+from shared.mongo import Index, Store, index, insert_once
+
+from . import domain
+from .pii import PiiCipher
+
+CUSTOMERS = "customers"
+TIMELINE = "timeline"
+CONSENTS = "consents"
+COMPLAINTS = "complaints"
+INBOX = "inbox"
+#: Collections whose documents may hold sealed values (``pii`` and ``pii_kid``).
+SEALED_COLLECTIONS: tuple[str, ...] = (CUSTOMERS, TIMELINE)
+LISTED_STATUSES = ["prospect", "active"]
+
+INDEXES: list[Index] = [
+    index(CUSTOMERS, "phone_bidx"),
+    index(CUSTOMERS, "email_bidx"),
+    index(CUSTOMERS, "tier"),
+    index(CUSTOMERS, "lifecycle"),
+    index(CUSTOMERS, "tags"),
+    index(CUSTOMERS, "pii_kid"),
+    index(TIMELINE, "customer_id", ("at", DESCENDING), ("_id", DESCENDING)),
+    index(TIMELINE, "pii_kid"),
+    index(CONSENTS, "customer_id", "at"),
+    index(COMPLAINTS, "customer_id"),
+]
+
+
+@dataclass(frozen=True)
+class Stored:
+    """What the store holds about one customer id."""
+
+    customer_id: str
+    profile: CustomerProfile | None
+    status: str | None
+    last_cause: str | None
+    classification: dict[str, Any] | None
+    erased_at: datetime | None = None
+
+    @property
+    def erased(self) -> bool:
+        return self.status == "erased"
 
 
 class Repository:
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, cipher: PiiCipher) -> None:
         self.store = store
+        self.cipher = cipher
+
+    # --- profiles --------------------------------------------------------------------------------
+
+    async def load(self, customer_id: str) -> Stored | None:
+        doc = await self.store[CUSTOMERS].find_one({"_id": customer_id})
+        return self._stored(doc) if doc else None
+
+    def _stored(self, doc: Mapping[str, Any]) -> Stored:
+        status = doc.get("status")
+        profile = self._profile(doc) if status in LISTED_STATUSES else None
+        return Stored(customer_id=doc["_id"], profile=profile, status=status, last_cause=doc.get("last_cause"),
+                      classification=doc.get("classification"), erased_at=doc.get("erased_at"))
+
+    def _profile(self, doc: Mapping[str, Any]) -> CustomerProfile:
+        values = {name: doc.get(name) for name in CustomerProfile.model_fields if name not in domain.ENCRYPTED_FIELDS}
+        for name, sealed in (doc.get("pii") or {}).items():
+            values[name] = self.cipher.open(sealed, context=_context(CUSTOMERS, doc["_id"], name))
+        return CustomerProfile.model_validate(values)
+
+    def _profile_document(self, customer_id: str, profile: CustomerProfile, cause: str) -> dict[str, Any]:
+        values = profile.model_dump(mode="json")
+        doc = {name: values[name] for name in values if name not in domain.ENCRYPTED_FIELDS}
+        doc.update(created_at=profile.created_at, updated_at=profile.updated_at, last_cause=cause)
+        doc["pii"] = {name: self.cipher.seal(values[name], context=_context(CUSTOMERS, customer_id, name))
+                      for name in domain.ENCRYPTED_FIELDS if values.get(name) is not None}
+        doc["pii_kid"] = self.cipher.active_key_id
+        doc["phone_bidx"] = self.phone_index(profile.phone) if profile.phone else None
+        doc["email_bidx"] = self.email_index(profile.email) if profile.email else None
+        return doc
+
+    async def save(self, customer_id: str, profile: CustomerProfile, *, expected_version: int | None,
+                   cause: str) -> bool:
+        """Write ``profile`` if the stored version is still ``expected_version``; False on a conflict."""
+        doc = self._profile_document(customer_id, profile, cause)
+        if expected_version is None:
+            # A document may already hold a classification that arrived before the profile.
+            try:
+                await self.store[CUSTOMERS].update_one(
+                    {"_id": customer_id, "version": {"$exists": False}, "status": {"$exists": False}},
+                    {"$set": doc}, upsert=True)
+            except DuplicateKeyError:
+                return False
+            return True
+        result = await self.store[CUSTOMERS].update_one(
+            {"_id": customer_id, "version": expected_version, "status": {"$in": LISTED_STATUSES}}, {"$set": doc})
+        return result.matched_count == 1
+
+    def phone_index(self, phone: str) -> str:
+        return self.cipher.blind_index("phone", domain.normalise_phone(phone))
+
+    def email_index(self, email: str) -> str:
+        return self.cipher.blind_index("email", domain.normalise_email(email))
+
+    async def find_by(self, field: str, blind_index: str) -> list[Stored]:
+        docs = await self.store[CUSTOMERS].find(
+            {field: blind_index, "status": {"$in": LISTED_STATUSES}}).sort("_id").limit(50).to_list(None)
+        return [self._stored(doc) for doc in docs]
+
+    async def list(self, *, tier: str | None, lifecycle: str | None, tag: str | None, needs: str | None,
+                   after: str | None, limit: int) -> list[Stored]:
+        query: dict[str, Any] = {"status": {"$in": LISTED_STATUSES}}
+        for field, value in (("tier", tier), ("lifecycle", lifecycle), ("tags", tag), ("needs", needs)):
+            if value is not None:
+                query[field] = value
+        if after is not None:
+            query["_id"] = {"$gt": after}
+        docs = await self.store[CUSTOMERS].find(query).sort("_id").limit(limit).to_list(None)
+        return [self._stored(doc) for doc in docs]
+
+    async def erase(self, customer_id: str, *, at: datetime, version: int) -> None:
+        """Drop every personal field; ids, status and the purchase amounts stay."""
+        kept = {"status": "erased", "erased_at": at, "updated_at": at, "version": version}
+        dropped = ["pii", "pii_kid", "phone_bidx", "email_bidx", "birthday", "locale", "timezone", "country",
+                   "preferred_channel", "consents", "tags", "needs", "referred_by"]
+        await self.store[CUSTOMERS].update_one({"_id": customer_id},
+                                               {"$set": kept, "$unset": {name: "" for name in dropped}})
+        await self.store[TIMELINE].update_many({"customer_id": customer_id, "pii": {"$exists": True}},
+                                               {"$unset": {"pii": "", "pii_kid": ""}})
+
+    # --- classification and complaints -----------------------------------------------------------
+
+    async def set_classification(self, customer_id: str, snapshot: dict[str, Any], updated_at: datetime) -> None:
+        """Keep the newest snapshot: a replay of an older one changes nothing."""
+        fields = {"classification": snapshot, "classified_at": updated_at, "tier": snapshot.get("value_tier"),
+                  "lifecycle": snapshot.get("lifecycle")}
+        result = await self.store[CUSTOMERS].update_one(
+            {"_id": customer_id, "classified_at": {"$lt": updated_at}}, {"$set": fields})
+        if result.matched_count:
+            return
+        try:
+            await self.store[CUSTOMERS].update_one(
+                {"_id": customer_id, "classified_at": {"$exists": False}}, {"$set": fields}, upsert=True)
+        except DuplicateKeyError:
+            pass  # a newer snapshot is already there
+
+    async def set_complaint(self, customer_id: str, complaint_id: str, fields: dict[str, Any], at: datetime) -> None:
+        key = f"{customer_id}|{complaint_id}"
+        result = await self.store[COMPLAINTS].update_one({"_id": key, "at": {"$lt": at}}, {"$set": {**fields, "at": at}})
+        if not result.matched_count:
+            await insert_once(self.store[COMPLAINTS], {"_id": key, "customer_id": customer_id,
+                                                       "complaint_id": complaint_id, **fields, "at": at})
+
+    async def complaints(self, customer_id: str) -> list[dict[str, Any]]:
+        return await self.store[COMPLAINTS].find({"customer_id": customer_id}).to_list(None)
+
+    # --- timeline --------------------------------------------------------------------------------
+
+    async def add_entry(self, entry: dict[str, Any], *, summary: str | None = None) -> bool:
+        """Record one timeline entry under its natural ``_id``; False when it was already there."""
+        doc = dict(entry)
+        if summary:
+            doc["pii"] = {"summary": self.cipher.seal(summary, context=_context(TIMELINE, doc["_id"], "summary"))}
+            doc["pii_kid"] = self.cipher.active_key_id
+        return await insert_once(self.store[TIMELINE], doc)
+
+    async def timeline(self, customer_id: str, *, before: tuple[datetime, str] | None, limit: int,
+                       kinds: list[str] | None = None) -> list[dict[str, Any]]:
+        query: dict[str, Any] = {"customer_id": customer_id}
+        if kinds:
+            query["kind"] = {"$in": kinds}
+        if before is not None:
+            at, key = before
+            query["$or"] = [{"at": {"$lt": at}}, {"at": at, "_id": {"$lt": key}}]
+        newest_first = [("at", DESCENDING), ("_id", DESCENDING)]
+        docs = await self.store[TIMELINE].find(query).sort(newest_first).limit(limit).to_list(None)
+        for doc in docs:
+            sealed = (doc.pop("pii", None) or {}).get("summary")
+            doc.pop("pii_kid", None)
+            if sealed:
+                doc["summary"] = self.cipher.open(sealed, context=_context(TIMELINE, doc["_id"], "summary"))
+        return docs
+
+    async def activity(self, customer_id: str) -> list[dict[str, Any]]:
+        """Kind, time and amounts of every timeline entry, for the summary of the 360-degree view."""
+        return await self.store[TIMELINE].find(
+            {"customer_id": customer_id}, {"kind": 1, "at": 1, "amount": 1, "currency": 1, "_id": 0}).to_list(None)
+
+    # --- consents --------------------------------------------------------------------------------
+
+    async def record_consent(self, entry: dict[str, Any]) -> None:
+        await insert_once(self.store[CONSENTS], entry)
+
+    async def consent_history(self, customer_id: str) -> list[dict[str, Any]]:
+        return await self.store[CONSENTS].find({"customer_id": customer_id}, {"customer_id": 0}).sort(
+            [("at", 1), ("_id", 1)]).to_list(None)
+
+    # --- inbox -----------------------------------------------------------------------------------
+
+    async def seen(self, customer_id: str, event_id: str) -> bool:
+        return await self.store[INBOX].find_one({"_id": f"{customer_id}|{event_id}"}) is not None
+
+    async def mark_seen(self, customer_id: str, event_id: str, at: datetime) -> None:
+        await insert_once(self.store[INBOX], {"_id": f"{customer_id}|{event_id}", "at": at})
+
+    # --- key rotation ----------------------------------------------------------------------------
+
+    async def reseal_batch(self, collection: str, limit: int) -> tuple[int, int]:
+        """Re-encrypt up to ``limit`` documents not yet under the active key: (found, rewritten).
+
+        The write is conditional on the old key id, so a concurrent writer (which always seals
+        with the active key) or an erasure wins and nothing is overwritten with stale values.
+        """
+        active = self.cipher.active_key_id
+        docs = await self.store[collection].find(
+            {"pii_kid": {"$exists": True, "$ne": active}}, {"pii": 1, "pii_kid": 1}).limit(limit).to_list(None)
+        done = 0
+        for doc in docs:
+            pii = {name: self.cipher.seal(self.cipher.open(sealed, context=_context(collection, doc["_id"], name)),
+                                          context=_context(collection, doc["_id"], name))
+                   for name, sealed in (doc.get("pii") or {}).items()}
+            result = await self.store[collection].update_one(
+                {"_id": doc["_id"], "pii_kid": doc["pii_kid"]}, {"$set": {"pii": pii, "pii_kid": active}})
+            done += result.modified_count
+        return len(docs), done
+
+    async def count_unrotated(self, collection: str) -> int:
+        return await self.store[collection].count_documents(
+            {"pii_kid": {"$exists": True, "$ne": self.cipher.active_key_id}})
+
+
+def _context(collection: str, doc_id: str, field: str) -> str:
+    return f"{collection}:{doc_id}:{field}"

@@ -1,0 +1,156 @@
+"""The customer record's use cases, shared by the Kafka handlers and the HTTP API.
+
+Each use case loads, asks the domain, persists and publishes. Profile writes are optimistic (the
+stored version must not have moved); a conflict reloads and tries again. Every outbound event id
+is derived from the change, so a retry republishes the same event.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import structlog
+from faststream.kafka import KafkaBroker
+
+from shared.clock import Clock
+from shared.contract.events import (
+    CloudEvent,
+    CustomerErased,
+    CustomerErasedData,
+    CustomerProfile,
+    CustomerProfileChanged,
+)
+from shared.contract.topics import CRM_CUSTOMERS
+from shared.kafka import publish_event, publish_tombstone
+
+from . import domain
+from .repository import Repository, Stored
+
+log = structlog.get_logger(__name__)
+SOURCE = "carecrm/customer"
+_ATTEMPTS = 5
+
+
+class NotFound(LookupError):
+    pass
+
+
+class AlreadyExists(Exception):
+    pass
+
+
+class Erased(Exception):
+    pass
+
+
+class Conflict(Exception):
+    """The profile kept changing under a writer: it gave up rather than overwrite."""
+
+
+@dataclass(frozen=True)
+class Cause:
+    """Why a profile changes: the event or request id, where it came from, and who did it."""
+
+    id: str
+    at: datetime
+    source: str
+    actor: str
+    event: CloudEvent | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "at", domain.store_precision(self.at))
+
+
+@dataclass
+class Publishers:
+    profiles: Any
+    interactions: Any
+    broker: KafkaBroker
+
+
+class CustomerRecords:
+    def __init__(self, repo: Repository, publishers: Publishers, clock: Clock) -> None:
+        self.repo = repo
+        self.publishers = publishers
+        self.clock = clock
+
+    async def change(self, customer_id: str, changes: Mapping[str, Any], cause: Cause, *, activate: bool,
+                     create: bool) -> CustomerProfile:
+        """Apply ``changes``; ``create`` makes a new active customer (or registers a prospect)."""
+        for _ in range(_ATTEMPTS):
+            stored = await self.repo.load(customer_id)
+            if stored is not None and stored.erased:
+                raise Erased(customer_id)
+            current = stored.profile if stored else None
+            if current is None and not create:
+                raise NotFound(customer_id)
+            if create and current is not None and current.status == "active" and cause.event is None:
+                raise AlreadyExists(customer_id)
+            updated = domain.apply_changes(current, changes, at=cause.at, source=cause.source, activate=activate)
+            if updated is None:
+                assert current is not None
+                if stored is not None and stored.last_cause == cause.id:
+                    await self._publish_profile(customer_id, current, cause)  # the earlier attempt may not have
+                return current
+            await self._record_consents(customer_id, current, updated, cause)
+            if await self.repo.save(customer_id, updated, expected_version=current.version if current else None,
+                                    cause=cause.id):
+                await self._publish_profile(customer_id, updated, cause)
+                log.info("customer_profile_changed", customer_id=customer_id, version=updated.version,
+                         status=updated.status, fields=sorted(changes))
+                return updated
+        raise Conflict(customer_id)
+
+    async def ensure_prospect(self, customer_id: str, cause: Cause) -> None:
+        """A purchase of an unknown customer: create a stub marked by the purchase's source."""
+        stored = await self.repo.load(customer_id)
+        if stored is not None and (stored.erased or stored.profile is not None):
+            if stored.profile is not None and stored.last_cause == cause.id:
+                await self._publish_profile(customer_id, stored.profile, cause)
+            return
+        stub = domain.new_prospect(source=cause.source, at=cause.at)
+        if await self.repo.save(customer_id, stub, expected_version=None, cause=cause.id):
+            await self._publish_profile(customer_id, stub, cause)
+            log.info("prospect_created", customer_id=customer_id)
+
+    async def erase(self, customer_id: str, *, at: datetime, reason: str | None) -> None:
+        """Remove the personal data, announce it, then drop the key from the compacted topic."""
+        stored = await self.repo.load(customer_id)
+        if stored is None or (stored.profile is None and not stored.erased):
+            raise NotFound(customer_id)
+        erased_at = stored.erased_at or at
+        if not stored.erased:
+            assert stored.profile is not None
+            await self.repo.erase(customer_id, at=erased_at, version=stored.profile.version + 1)
+        event = CustomerErased(id=domain.erased_event_id(customer_id), source=SOURCE, subject=customer_id,
+                               time=erased_at, data=CustomerErasedData(erased_at=erased_at, reason=reason))
+        await publish_event(self.publishers.profiles, event)
+        await publish_tombstone(self.publishers.broker, CRM_CUSTOMERS, customer_id)
+        log.info("customer_erased", customer_id=customer_id)
+
+    async def _record_consents(self, customer_id: str, before: CustomerProfile | None, after: CustomerProfile,
+                               cause: Cause) -> None:
+        # Written before the profile: a crash in between replays into the same ledger ids.
+        for change in domain.consent_changes(before.consents if before else None, after.consents):
+            await self.repo.record_consent({
+                "_id": domain.event_id("consent", customer_id, cause.id, change.key),
+                "customer_id": customer_id, "consent": change.key, "kind": domain.CONSENT_KINDS[change.key],
+                "granted": change.granted, "at": cause.at, "source": cause.source, "actor": cause.actor,
+            })
+
+    async def _publish_profile(self, customer_id: str, profile: CustomerProfile, cause: Cause) -> None:
+        event = CustomerProfileChanged(
+            id=domain.profile_event_id(customer_id, profile.version), source=SOURCE, subject=customer_id,
+            time=profile.updated_at or cause.at, data=profile)
+        await publish_event(self.publishers.profiles, event, cause=cause.event)
+
+    async def load_active(self, customer_id: str) -> Stored:
+        stored = await self.repo.load(customer_id)
+        if stored is not None and stored.erased:
+            raise Erased(customer_id)
+        if stored is None or stored.profile is None:
+            raise NotFound(customer_id)
+        return stored
