@@ -2,6 +2,153 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+import hmac
+from datetime import datetime
+from typing import Annotated, Any, Literal
 
-router = APIRouter()
+from fastapi import APIRouter, HTTPException, Path, Query, Request, status
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter
+
+from shared.auth import require
+from shared.contract.types import CustomerId
+
+from .domain import Profile, SuppressionEntry, template_context
+from .domain import Request as MessageRequest
+from .notifier import Notifier, unsubscribe_token
+from .repository import Repository
+from .templates import TemplateError
+
+router = APIRouter(tags=["notifications"])
+CUSTOMER_ID = r"^[A-Za-z0-9][A-Za-z0-9._:\-]{0,63}$"
+_CUSTOMER_ID: TypeAdapter[str] = TypeAdapter(CustomerId)
+HISTORY_FIELDS = ("trigger", "template", "status", "reason", "channel", "locale", "attempts", "created_at",
+                  "due_at", "sent_at")
+
+
+class Body(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class PreviewBody(Body):
+    template: Annotated[str, Field(pattern=r"^[a-z_]+$", max_length=64)]
+    locale: Annotated[str, Field(max_length=35)] | None = None
+    channel: Literal["email", "sms", "webhook"] = "email"
+    name: Annotated[str, Field(max_length=200)] = "顾客"
+    timezone: Annotated[str, Field(max_length=64)] | None = None
+    params: dict[Annotated[str, Field(pattern=r"^[a-z_]+$", max_length=64)], str | int | None] = Field(
+        default_factory=dict, max_length=50)
+
+
+class SuppressionBody(Body):
+    kind: Literal["customer", "email", "phone"]
+    value: Annotated[str, Field(min_length=1, max_length=254)]
+    channel: Literal["email", "sms", "webhook"] | None = None
+    all_messages: bool = False
+    reason: Annotated[str, Field(min_length=1, max_length=200)] = "requested"
+
+
+def _repo(request: Request) -> Repository:
+    return request.app.state.repo
+
+
+def _notifier(request: Request) -> Notifier:
+    return request.app.state.notifier
+
+
+@router.get("/customers/{customer_id}/notifications", dependencies=[require("notifications:read")],
+            summary="A customer's messages, newest first: what was sent, deferred or suppressed and why")
+async def history(request: Request, customer_id: Annotated[str, Path(pattern=CUSTOMER_ID)],
+                  limit: Annotated[int, Query(ge=1, le=500)] = 100) -> dict[str, Any]:
+    docs = await _repo(request).history(customer_id, limit)
+    return {"customer_id": customer_id,
+            "notifications": [{"dedupe_key": d["_id"], **{k: d.get(k) for k in HISTORY_FIELDS}} for d in docs]}
+
+
+@router.post("/preview", dependencies=[require("notifications:read")],
+             summary="Render a template for a locale and channel with sample values")
+async def preview(request: Request, body: PreviewBody) -> dict[str, Any]:
+    notifier = _notifier(request)
+    templates = notifier.templates
+    if body.template not in templates.types:
+        raise HTTPException(422, f"template: unknown template {body.template!r}; known: {', '.join(templates.types)}")
+    message = MessageRequest("preview", "tier", body.template, body.template, "preview", "preview",
+                             {k: v for k, v in body.params.items()})
+    profile = Profile("preview", name=body.name, locale=body.locale, timezone=body.timezone)
+    care = not body.template.startswith("complaint_")
+    try:
+        context = template_context(message, profile, body.locale or notifier.policy.default_locale,
+                                   notifier.policy)
+        rendered = templates.render(body.template, body.locale, body.channel, context, care=care,
+                                    unsubscribe_url=notifier.unsubscribe_url("preview"))
+    except (TemplateError, ValueError) as exc:
+        raise HTTPException(422, f"params: {exc}") from exc
+    return {"template": rendered.template, "locale": rendered.locale, "channel": rendered.channel,
+            "subject": rendered.subject, "body": rendered.body, "sms_code": rendered.sms_code,
+            "sms_params": dict(rendered.sms_params)}
+
+
+@router.get("/suppressions", dependencies=[require("notifications:read")], summary="The suppression list")
+async def list_suppressions(request: Request, kind: Literal["customer", "email", "phone"] | None = None,
+                            limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> dict[str, Any]:
+    docs = await _repo(request).list_suppressions(kind, limit)
+    return {"suppressions": [{"id": d["_id"], **{k: d.get(k) for k in (
+        "kind", "value", "channel", "all_messages", "reason", "created_at")}} for d in docs]}
+
+
+@router.post("/suppressions", status_code=status.HTTP_201_CREATED, dependencies=[require("notifications:write")],
+             summary="Stop messages to a customer, an e-mail address or a phone number")
+async def add_suppression(request: Request, body: SuppressionBody) -> dict[str, Any]:
+    value = body.value.lower() if body.kind == "email" else body.value
+    if body.kind == "customer" and not _valid_customer(value):
+        raise HTTPException(422, "value: not a customer id")
+    entry = SuppressionEntry(kind=body.kind, value=value, channel=body.channel, all_messages=body.all_messages)
+    doc = await _repo(request).add_suppression(entry, body.reason, _notifier(request).clock.now())
+    return {"id": doc["_id"], "kind": doc["kind"], "value": doc["value"], "channel": doc["channel"],
+            "all_messages": doc["all_messages"], "reason": doc["reason"]}
+
+
+@router.delete("/suppressions/{suppression_id}", status_code=status.HTTP_204_NO_CONTENT,
+               dependencies=[require("notifications:write")], summary="Remove an entry of the suppression list")
+async def remove_suppression(request: Request, suppression_id: Annotated[str, Path(max_length=300)]) -> None:
+    if not await _repo(request).remove_suppression(suppression_id):
+        raise HTTPException(404, "no such suppression")
+
+
+@router.post("/unsubscribe", status_code=status.HTTP_204_NO_CONTENT,
+             summary="One-click unsubscribe from care messages; the link in each care message signs the customer")
+async def unsubscribe(request: Request, customer_id: Annotated[str, Query(pattern=CUSTOMER_ID)],
+                      token: Annotated[str, Query(max_length=64)]) -> None:
+    notifier = _notifier(request)
+    if not hmac.compare_digest(token, unsubscribe_token(notifier._secret, customer_id)):
+        raise HTTPException(403, "token: does not match the customer")
+    await _repo(request).add_suppression(SuppressionEntry(kind="customer", value=customer_id), "unsubscribed",
+                                         notifier.clock.now())
+
+
+@router.get("/reports/notifications", dependencies=[require("notifications:read")],
+            summary="Messages sent, failed and suppressed, by reason and channel")
+async def report(request: Request, since: AwareDatetime | None = None) -> dict[str, Any]:
+    rows = await _repo(request).report(since)
+    totals: dict[str, int] = {}
+    by_channel: dict[str, dict[str, int]] = {}
+    by_reason: dict[str, dict[str, int]] = {}
+    for row in rows:
+        key = row["_id"]
+        outcome, count = key.get("status"), row["count"]
+        totals[outcome] = totals.get(outcome, 0) + count
+        if key.get("channel") and outcome in ("sent", "failed"):
+            by_channel.setdefault(outcome, {})[key["channel"]] = by_channel.get(outcome, {}).get(
+                key["channel"], 0) + count
+        if key.get("reason"):
+            by_reason.setdefault(outcome, {})[key["reason"]] = by_reason.get(outcome, {}).get(
+                key["reason"], 0) + count
+    return {"since": since.isoformat() if isinstance(since, datetime) else None, "totals": totals,
+            "by_channel": by_channel, "by_reason": by_reason}
+
+
+def _valid_customer(value: str) -> bool:
+    try:
+        _CUSTOMER_ID.validate_python(value)
+    except ValueError:
+        return False
+    return True

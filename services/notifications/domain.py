@@ -1,1 +1,382 @@
-"""Pure rules of the notifications service: no I/O, time comes from the caller."""
+"""Pure rules of the notifications service: no I/O, time comes from the caller.
+
+A *request* is one message a trigger asks for; the policy pipeline turns it into a *decision*:
+send (on these channels, in this order), defer (quiet hours), or suppress (with a reason).
+Deduplication, the last step, needs the store and happens in the notifier.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any, Literal
+from zoneinfo import ZoneInfo
+
+from shared.contract import (
+    CloudEvent,
+    ComplaintOpened,
+    ComplaintResolved,
+    ComplaintSlaBreached,
+    CustomerProfileChanged,
+    CustomerTierChanged,
+)
+
+Channel = Literal["email", "sms", "webhook"]
+Family = Literal["complaint", "tier", "welcome", "birthday", "holiday", "follow_up"]
+#: When the frequency cap forces a choice, lower ranks go first.
+PRIORITY: dict[str, int] = {"complaint": 0, "tier": 1, "welcome": 1, "birthday": 2, "holiday": 3, "follow_up": 4}
+NAMESPACE = uuid.UUID("6b3a2f0e-3c7d-5e8a-9b1c-2d4e6f8a0b1c")
+
+
+def stable_id(*parts: object) -> str:
+    """A deterministic id, so a retry or replay publishes the same event id."""
+    return str(uuid.uuid5(NAMESPACE, "|".join(str(p) for p in parts)))
+
+
+@dataclass(frozen=True)
+class Policy:
+    quiet_start: time = time(21, 0)
+    quiet_end: time = time(9, 0)
+    frequency_cap: int = 2
+    window: timedelta = timedelta(days=7)
+    fallback: tuple[str, ...] = ("sms", "email", "webhook")
+    default_timezone: str = "Asia/Shanghai"
+    default_locale: str = "zh-CN"
+    default_country: str = "CN"
+    webhook_enabled: bool = True
+
+
+@dataclass(frozen=True)
+class Profile:
+    """The notifications service's own copy of what it needs of a customer."""
+
+    customer_id: str
+    name: str | None = None
+    email: str | None = None
+    phone: str | None = None
+    locale: str | None = None
+    timezone: str | None = None
+    country: str | None = None
+    preferred_channel: str | None = None
+    consents: Mapping[str, bool | None] = field(default_factory=dict)
+    birthday: date | None = None
+    value_tier: str | None = None
+    vip: str | None = None
+    since: date | None = None
+
+
+@dataclass(frozen=True)
+class Request:
+    """One message a trigger asks for, identified by its deterministic dedupe key."""
+
+    customer_id: str
+    family: Family
+    trigger: str
+    template: str
+    dedupe_key: str
+    source_id: str
+    params: Mapping[str, Any] = field(default_factory=dict)
+    #: Not to be sent before this time (a survey a set time after resolution).
+    not_before: datetime | None = None
+
+    @property
+    def transactional(self) -> bool:
+        return self.family == "complaint"
+
+    @property
+    def priority(self) -> int:
+        return PRIORITY[self.family]
+
+
+@dataclass(frozen=True)
+class Send:
+    channels: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Defer:
+    until: datetime
+    reason: str = "quiet_hours_deferred"
+
+
+@dataclass(frozen=True)
+class Suppress:
+    reason: str
+
+
+Decision = Send | Defer | Suppress
+
+
+@dataclass(frozen=True)
+class SuppressionEntry:
+    """An entry of the suppression list: a customer, an e-mail address or a phone number."""
+
+    kind: Literal["customer", "email", "phone"]
+    value: str
+    channel: str | None = None
+    #: Also stops transactional (complaint) messages, e.g. after a hard bounce.
+    all_messages: bool = False
+
+
+# --- Policy pipeline ----------------------------------------------------------------------------
+
+def timezone_of(profile: Profile, policy: Policy) -> ZoneInfo:
+    return ZoneInfo(profile.timezone or policy.default_timezone)
+
+
+def available_channels(profile: Profile, policy: Policy) -> list[str]:
+    channels = []
+    if profile.email:
+        channels.append("email")
+    if profile.phone:
+        channels.append("sms")
+    if profile.preferred_channel == "webhook" and policy.webhook_enabled:
+        channels.append("webhook")
+    return channels
+
+
+def consented_channels(request: Request, profile: Profile, policy: Policy) -> tuple[list[str], str | None]:
+    """Step 1: channels this customer can be reached on for this purpose, or why none."""
+    available = available_channels(profile, policy)
+    if not available:
+        return [], "no_contact"
+    if request.transactional:
+        return available, None
+    if profile.consents.get("care_messages") is not True:
+        return [], "no_consent"
+    # Webhooks reach the customer's own integration; care consent covers them.
+    allowed = [c for c in available if c == "webhook" or profile.consents.get(c) is True]
+    return allowed, None if allowed else "no_consent"
+
+
+def unsuppressed_channels(request: Request, profile: Profile, channels: Sequence[str],
+                          entries: Iterable[SuppressionEntry]) -> list[str]:
+    """Step 2: drop the channels the suppression list stops."""
+    blocked: set[str] = set()
+    for entry in entries:
+        if request.transactional and not entry.all_messages:
+            continue
+        if entry.kind == "customer" and entry.value == profile.customer_id:
+            blocked.update([entry.channel] if entry.channel else channels)
+        elif entry.kind == "email" and entry.value == (profile.email or "").lower():
+            blocked.add("email")
+        elif entry.kind == "phone" and entry.value == profile.phone:
+            blocked.add("sms")
+    return [c for c in channels if c not in blocked]
+
+
+def channel_order(profile: Profile, channels: Sequence[str], policy: Policy) -> tuple[str, ...]:
+    """Step 3: the preferred channel first, then the fallback order."""
+    ranked = sorted(channels, key=lambda c: (c != profile.preferred_channel,
+                                             policy.fallback.index(c) if c in policy.fallback else 99))
+    return tuple(ranked)
+
+
+def quiet_until(now: datetime, tz: ZoneInfo, start: time, end: time) -> datetime | None:
+    """Step 4: when ``now`` is inside the quiet hours in ``tz``, the next allowed time (UTC)."""
+    local = now.astimezone(tz)
+    t = local.time()
+    if start == end:
+        return None
+    if start > end:  # the window crosses midnight, e.g. 21:00-09:00
+        if t >= start:
+            day = local.date() + timedelta(days=1)
+        elif t < end:
+            day = local.date()
+        else:
+            return None
+    elif start <= t < end:
+        day = local.date()
+    else:
+        return None
+    return datetime.combine(day, end, tzinfo=tz).astimezone(UTC)
+
+
+def decide(request: Request, profile: Profile | None, *, now: datetime, policy: Policy,
+           suppressions: Iterable[SuppressionEntry] = (), recent_care: int = 0) -> Decision:
+    """The policy pipeline for one request: consent, suppression list, channel, quiet hours, cap.
+
+    ``recent_care`` is how many care messages this customer was sent (or has pending) in the
+    frequency window, not counting this request.
+    """
+    if profile is None:
+        return Suppress("no_contact")
+    channels, reason = consented_channels(request, profile, policy)
+    if reason:
+        return Suppress(reason)
+    channels = unsuppressed_channels(request, profile, channels, suppressions)
+    if not channels:
+        return Suppress("suppression_list")
+    ordered = channel_order(profile, channels, policy)
+    due = max(now, request.not_before) if request.not_before else now
+    deferred = quiet_until(due, timezone_of(profile, policy), policy.quiet_start, policy.quiet_end)
+    if deferred is not None:
+        return Defer(deferred)
+    if due > now:
+        return Defer(due, reason="scheduled")
+    if not request.transactional and recent_care >= policy.frequency_cap:
+        return Suppress("frequency_cap")
+    return Send(ordered)
+
+
+def decide_many(requests: Sequence[Request], profiles: Mapping[str, Profile], *, now: datetime, policy: Policy,
+                suppressions: Mapping[str, Sequence[SuppressionEntry]],
+                recent_care: Mapping[str, int]) -> list[tuple[Request, Decision]]:
+    """Decide a batch; per customer the higher-priority messages take the capped slots first."""
+    counts = dict(recent_care)
+    decided = []
+    for request in sorted(requests, key=lambda r: (r.customer_id, r.priority)):
+        decision = decide(request, profiles.get(request.customer_id), now=now, policy=policy,
+                          suppressions=suppressions.get(request.customer_id, ()),
+                          recent_care=counts.get(request.customer_id, 0))
+        if not request.transactional and isinstance(decision, Send | Defer):
+            counts[request.customer_id] = counts.get(request.customer_id, 0) + 1
+        decided.append((request, decision))
+    return decided
+
+
+# --- Triggers from events -----------------------------------------------------------------------
+
+def tier_request(event: CustomerTierChanged) -> Request | None:
+    """The message a tier change asks for, if any; bulk changes send nothing."""
+    d = event.data
+    if d.bulk:
+        return None
+    kind: str | None = None
+    if d.dimension == "vip" and d.current == "vip" and d.direction in ("upgrade", "initial"):
+        kind = "vip_welcome"
+    elif d.dimension == "value_tier" and d.direction == "upgrade":
+        kind = "tier_upgrade"
+    elif d.dimension in ("value_tier", "vip") and d.direction == "downgrade":
+        kind = "tier_downgrade"
+    elif d.dimension == "loyalty" and d.current == "churn_risk" and d.previous != "churn_risk":
+        kind = "win_back"
+    elif d.dimension == "lifecycle" and d.current == "reactivated" and d.previous != "reactivated":
+        kind = "welcome_back"
+    if kind is None:
+        return None
+    key = f"{kind}:{d.dimension}:{d.current}:{d.effective_at.astimezone(UTC).isoformat()}:{event.subject}"
+    return Request(customer_id=event.subject, family="tier", trigger=kind, template=kind, dedupe_key=key,
+                   source_id=event.id,
+                   params={"tier": d.current, "previous": d.previous or "", "needed": d.reason})
+
+
+def complaint_requests(event: CloudEvent, *, survey_delay: timedelta) -> list[Request]:
+    """Acknowledgement on opening, apology on a breach, resolution notice and a later survey."""
+    d = event.data
+    cid, subject = d.complaint_id, event.subject  # type: ignore[attr-defined]
+    base = {"complaint_id": cid}
+    if isinstance(event, ComplaintOpened):
+        due = d.first_response_due_at or d.resolution_due_at  # type: ignore[attr-defined]
+        return [Request(subject, "complaint", "complaint_acknowledged", "complaint_acknowledged",
+                        f"complaint_acknowledged:{cid}:{subject}", event.id,
+                        {**base, "due_at": due.isoformat() if due else None})]
+    if isinstance(event, ComplaintSlaBreached):
+        target = d.sla_target or "resolution"  # type: ignore[attr-defined]
+        return [Request(subject, "complaint", "complaint_breached", "complaint_apology",
+                        f"complaint_breached:{cid}:{target}:{subject}", event.id, {**base, "sla_target": target})]
+    if isinstance(event, ComplaintResolved):
+        resolved = event.time.astimezone(UTC)
+        return [
+            Request(subject, "complaint", "complaint_resolved", "complaint_resolved",
+                    f"complaint_resolved:{cid}:{resolved.isoformat()}:{subject}", event.id, base),
+            Request(subject, "complaint", "complaint_survey", "complaint_survey",
+                    f"complaint_survey:{cid}:{subject}", event.id, base, not_before=resolved + survey_delay),
+        ]
+    return []
+
+
+def welcome_request(event: CustomerProfileChanged, *, now: datetime, max_age: timedelta) -> Request | None:
+    """A welcome for a newly registered customer; not for old profiles read again from the start."""
+    p = event.data
+    created = p.created_at or event.time
+    # Also too far ahead of the clock: a replay judged on old time must not welcome later sign-ups.
+    if p.status != "active" or p.version != 1 or abs(now - created) > max_age:
+        return None
+    return Request(event.subject, "welcome", "welcome", "welcome", f"welcome:{event.subject}", event.id)
+
+
+def profile_from_event(event: CustomerProfileChanged, previous: Profile | None) -> Profile:
+    p = event.data
+    consents = p.consents.model_dump(exclude_none=True) if p.consents else {}
+    created = (p.created_at or event.time).date()
+    return Profile(
+        customer_id=event.subject, name=p.name, email=str(p.email).lower() if p.email else None, phone=p.phone,
+        locale=p.locale, timezone=p.timezone, country=p.country, preferred_channel=p.preferred_channel,
+        consents=consents, birthday=p.birthday,
+        value_tier=previous.value_tier if previous else None, vip=previous.vip if previous else None,
+        since=previous.since if previous and previous.since else created,
+    )
+
+
+def with_tier(profile: Profile, event: CustomerTierChanged) -> Profile:
+    if event.data.dimension == "value_tier":
+        return replace(profile, value_tier=event.data.current)
+    if event.data.dimension == "vip":
+        return replace(profile, vip=event.data.current)
+    return profile
+
+
+# --- Time-driven triggers -----------------------------------------------------------------------
+
+def birthday_on(birthday: date, day: date) -> bool:
+    """Whether ``day`` is the birthday; 29 February is kept on 28 February in common years."""
+    if (birthday.month, birthday.day) == (day.month, day.day):
+        return True
+    leap = day.year % 4 == 0 and (day.year % 100 != 0 or day.year % 400 == 0)
+    return (birthday.month, birthday.day) == (2, 29) and not leap and (day.month, day.day) == (2, 28)
+
+
+def follow_up_due(profile: Profile, day: date, cadence: Mapping[str, int]) -> int | None:
+    """The cadence in days when a follow-up is due on ``day``, counted from the customer's start."""
+    days = cadence.get("vip") if profile.vip == "vip" else None
+    days = days or (cadence.get(profile.value_tier) if profile.value_tier else None)
+    if not days or profile.since is None:
+        return None
+    elapsed = (day - profile.since).days
+    return days if elapsed > 0 and elapsed % days == 0 else None
+
+
+def daily_requests(profile: Profile, day: date, holidays_today: Sequence[str], *,
+                   cadence: Mapping[str, int], country: str, run_id: str) -> list[Request]:
+    """Birthday, holiday and follow-up messages due for one customer on their local ``day``."""
+    cid = profile.customer_id
+    out = []
+    if profile.birthday and birthday_on(profile.birthday, day):
+        out.append(Request(cid, "birthday", "birthday", "birthday", f"birthday:{day.year}:{cid}", run_id))
+    for slug in holidays_today:
+        trigger = f"holiday:{country}:{slug}:{day.year}"
+        out.append(Request(cid, "holiday", trigger, "holiday", f"{trigger}:{cid}", run_id,
+                           {"holiday": slug}))
+    cadence_days = follow_up_due(profile, day, cadence)
+    if cadence_days:
+        out.append(Request(cid, "follow_up", "follow_up", "follow_up", f"follow_up:{day.isoformat()}:{cid}", run_id,
+                           {"cadence_days": cadence_days}))
+    return out
+
+
+# --- What templates see -------------------------------------------------------------------------
+
+_WEEKDAYS = {"zh": "一二三四五六日", "en": ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")}
+
+
+def local_time_text(moment: datetime, tz: ZoneInfo, locale: str) -> str:
+    """``moment`` on the customer's own calendar and clock, written the way their locale reads it."""
+    local = moment.astimezone(tz)
+    if locale.startswith("zh"):
+        return f"{local.year}年{local.month}月{local.day}日（周{_WEEKDAYS['zh'][local.weekday()]}）{local:%H:%M}"
+    return f"{_WEEKDAYS['en'][local.weekday()]} {local.day} {local:%b %Y, %H:%M} ({tz.key})"
+
+
+def template_context(request: Request, profile: Profile, locale: str, policy: Policy) -> dict[str, Any]:
+    tz = timezone_of(profile, policy)
+    context: dict[str, Any] = {k: v for k, v in request.params.items() if not k.endswith("_at")}
+    for key, value in request.params.items():
+        if key.endswith("_at"):
+            context[key.removesuffix("_at") + "_local"] = (
+                local_time_text(datetime.fromisoformat(value), tz, locale) if value else "")
+    context["name"] = profile.name or ""
+    context["customer_id"] = profile.customer_id
+    return context

@@ -1,12 +1,227 @@
-"""MongoDB access of the notifications service."""
+"""MongoDB access of the notifications service.
+
+Collections: ``customers`` (this service's copy of what it needs of a profile), ``notifications``
+(one document per dedupe key: the request, its state and outcome; no personal data),
+``suppressions`` (the suppression list) and ``scheduler_runs`` (daily runs per time zone done).
+"""
 
 from __future__ import annotations
 
-from shared.mongo import Index, Store
+from collections.abc import AsyncIterator, Iterable, Sequence
+from datetime import date, datetime
+from typing import Any
 
-INDEXES: list[Index] = []
+from pymongo import UpdateOne
+from pymongo.errors import BulkWriteError, DuplicateKeyError
+
+from shared.mongo import Index, Store, index
+
+from .domain import Profile, Request, SuppressionEntry
+
+INDEXES: list[Index] = [
+    index("customers", "timezone"),
+    index("notifications", "customer_id", "created_at"),
+    index("notifications", "status", "due_at"),
+    index("suppressions", "customer_id"),
+]
+#: States that count against the frequency cap: sent, being sent, or planned.
+COUNTED = ["sent", "sending", "deferred"]
+
+
+def profile_doc(profile: Profile, timezone: str) -> dict[str, Any]:
+    return {
+        "_id": profile.customer_id, "name": profile.name, "email": profile.email, "phone": profile.phone,
+        "locale": profile.locale, "timezone": timezone, "own_timezone": profile.timezone,
+        "country": profile.country, "preferred_channel": profile.preferred_channel,
+        "consents": dict(profile.consents), "birthday": profile.birthday.isoformat() if profile.birthday else None,
+        "value_tier": profile.value_tier, "vip": profile.vip,
+        "since": profile.since.isoformat() if profile.since else None,
+    }
+
+
+def profile_from_doc(doc: dict[str, Any]) -> Profile:
+    return Profile(
+        customer_id=doc["_id"], name=doc.get("name"), email=doc.get("email"), phone=doc.get("phone"),
+        locale=doc.get("locale"), timezone=doc.get("own_timezone"), country=doc.get("country"),
+        preferred_channel=doc.get("preferred_channel"), consents=doc.get("consents") or {},
+        birthday=date.fromisoformat(doc["birthday"]) if doc.get("birthday") else None,
+        value_tier=doc.get("value_tier"), vip=doc.get("vip"),
+        since=date.fromisoformat(doc["since"]) if doc.get("since") else None,
+    )
+
+
+def request_doc(request: Request) -> dict[str, Any]:
+    return {
+        "customer_id": request.customer_id, "family": request.family, "trigger": request.trigger,
+        "template": request.template, "source_id": request.source_id, "params": dict(request.params),
+        "not_before": request.not_before, "transactional": request.transactional,
+    }
+
+
+def request_from_doc(doc: dict[str, Any]) -> Request:
+    return Request(customer_id=doc["customer_id"], family=doc["family"], trigger=doc["trigger"],
+                   template=doc["template"], dedupe_key=doc["_id"], source_id=doc["source_id"],
+                   params=doc.get("params") or {}, not_before=doc.get("not_before"))
 
 
 class Repository:
     def __init__(self, store: Store) -> None:
         self.store = store
+        self.customers = store["customers"]
+        self.notifications = store["notifications"]
+        self.suppressions = store["suppressions"]
+        self.runs = store["scheduler_runs"]
+
+    # --- customers --------------------------------------------------------------------------------
+
+    async def profile(self, customer_id: str) -> Profile | None:
+        doc = await self.customers.find_one({"_id": customer_id})
+        return profile_from_doc(doc) if doc else None
+
+    async def profiles(self, customer_ids: Iterable[str]) -> dict[str, Profile]:
+        docs = await self.customers.find({"_id": {"$in": list(set(customer_ids))}}).to_list(None)
+        return {d["_id"]: profile_from_doc(d) for d in docs}
+
+    async def save_profile(self, profile: Profile, timezone: str) -> None:
+        doc = profile_doc(profile, timezone)
+        await self.customers.replace_one({"_id": doc["_id"]}, doc, upsert=True)
+
+    async def save_tier(self, customer_id: str, dimension: str, value: str) -> None:
+        # Upsert: a tier change may arrive before the profile does.
+        await self.customers.update_one({"_id": customer_id}, {"$set": {dimension: value}}, upsert=True)
+
+    async def erase(self, customer_id: str) -> None:
+        await self.customers.delete_one({"_id": customer_id})
+        await self.notifications.delete_many({"customer_id": customer_id})
+        await self.suppressions.delete_many({"customer_id": customer_id})
+
+    async def timezones(self) -> list[str]:
+        groups = await (await self.customers.aggregate(
+            [{"$group": {"_id": "$timezone", "n": {"$sum": 1}}}])).to_list(None)
+        return sorted(g["_id"] for g in groups if g["_id"])
+
+    async def customers_in(self, timezone: str, batch: int) -> AsyncIterator[list[Profile]]:
+        """Every customer of a time zone, a batch at a time, in id order (memory stays bounded)."""
+        last = ""
+        while True:
+            docs = await self.customers.find({"timezone": timezone, "_id": {"$gt": last}}).sort("_id", 1) \
+                .limit(batch).to_list(None)
+            if not docs:
+                return
+            last = docs[-1]["_id"]
+            yield [profile_from_doc(d) for d in docs]
+
+    # --- notifications ----------------------------------------------------------------------------
+
+    async def by_keys(self, keys: Sequence[str]) -> dict[str, dict[str, Any]]:
+        docs = await self.notifications.find({"_id": {"$in": list(keys)}}).to_list(None)
+        return {d["_id"]: d for d in docs}
+
+    async def care_counts(self, customer_ids: Iterable[str], since: datetime,
+                          excluding: Sequence[str]) -> dict[str, int]:
+        docs = await self.notifications.find(
+            {"customer_id": {"$in": list(set(customer_ids))}, "created_at": {"$gte": since},
+             "transactional": False, "status": {"$in": COUNTED}, "_id": {"$nin": list(excluding)}},
+            {"customer_id": 1}).to_list(None)
+        counts: dict[str, int] = {}
+        for d in docs:
+            counts[d["customer_id"]] = counts.get(d["customer_id"], 0) + 1
+        return counts
+
+    async def claim(self, docs: Sequence[dict[str, Any]]) -> set[str]:
+        """Insert new records; the keys of those this call wrote (the others already existed)."""
+        if not docs:
+            return set()
+        try:
+            await self.notifications.insert_many(list(docs), ordered=False)
+        except BulkWriteError as exc:
+            failed = {docs[e["index"]]["_id"] for e in exc.details.get("writeErrors", []) if e.get("code") == 11000}
+            if len(failed) != len(exc.details.get("writeErrors", [])):
+                raise
+            return {d["_id"] for d in docs} - failed
+        return {d["_id"] for d in docs}
+
+    async def claim_deferred(self, key: str, fields: dict[str, Any]) -> bool:
+        """Move a deferred record on to sending; False when another worker already did."""
+        result = await self.notifications.update_one({"_id": key, "status": "deferred"}, {"$set": fields})
+        return result.modified_count == 1
+
+    async def insert_once(self, doc: dict[str, Any]) -> bool:
+        try:
+            await self.notifications.insert_one(doc)
+        except DuplicateKeyError:
+            return False
+        return True
+
+    async def update_many(self, updates: Sequence[tuple[str, dict[str, Any]]]) -> None:
+        if updates:
+            await self.notifications.bulk_write([UpdateOne({"_id": k}, {"$set": f}) for k, f in updates],
+                                                ordered=False)
+
+    async def due(self, now: datetime, limit: int) -> list[dict[str, Any]]:
+        return await self.notifications.find({"status": "deferred", "due_at": {"$lte": now}}) \
+            .sort("due_at", 1).limit(limit).to_list(None)
+
+    async def cancel_pending(self, key: str) -> None:
+        await self.notifications.delete_one({"_id": key, "status": "deferred"})
+
+    async def history(self, customer_id: str, limit: int) -> list[dict[str, Any]]:
+        return await self.notifications.find({"customer_id": customer_id}).sort("created_at", -1) \
+            .limit(limit).to_list(None)
+
+    async def report(self, since: datetime | None) -> list[dict[str, Any]]:
+        match: dict[str, Any] = {"created_at": {"$gte": since}} if since else {}
+        cursor = await self.notifications.aggregate([
+            {"$match": match},
+            {"$group": {"_id": {"status": "$status", "reason": "$reason", "channel": "$channel"},
+                        "count": {"$sum": 1}}},
+        ])
+        return await cursor.to_list(None)
+
+    # --- suppression list -------------------------------------------------------------------------
+
+    async def suppressions_for(self, profiles: Iterable[Profile]) -> dict[str, list[SuppressionEntry]]:
+        profiles = list(profiles)
+        ids = [f"customer:{p.customer_id}" for p in profiles]
+        ids += [f"email:{p.email}" for p in profiles if p.email] + [f"phone:{p.phone}" for p in profiles if p.phone]
+        ids_by_customer = {p.customer_id: p for p in profiles}
+        docs = await self.suppressions.find({"$or": [{"_id": {"$in": ids}},
+                                                     {"customer_id": {"$in": list(ids_by_customer)}}]}).to_list(None)
+        out: dict[str, list[SuppressionEntry]] = {}
+        for p in profiles:
+            for d in docs:
+                if d.get("customer_id") == p.customer_id or (d["kind"], d["value"]) in (
+                        ("email", p.email), ("phone", p.phone)):
+                    out.setdefault(p.customer_id, []).append(suppression_from_doc(d))
+        return out
+
+    async def add_suppression(self, entry: SuppressionEntry, reason: str, at: datetime) -> dict[str, Any]:
+        doc = {"_id": suppression_id(entry), "kind": entry.kind, "value": entry.value, "channel": entry.channel,
+               "all_messages": entry.all_messages, "reason": reason, "created_at": at,
+               "customer_id": entry.value if entry.kind == "customer" else None}
+        await self.suppressions.replace_one({"_id": doc["_id"]}, doc, upsert=True)
+        return doc
+
+    async def remove_suppression(self, suppression_id_: str) -> bool:
+        return (await self.suppressions.delete_one({"_id": suppression_id_})).deleted_count == 1
+
+    async def list_suppressions(self, kind: str | None, limit: int) -> list[dict[str, Any]]:
+        return await self.suppressions.find({"kind": kind} if kind else {}).sort("_id", 1).limit(limit).to_list(None)
+
+    # --- scheduler ----------------------------------------------------------------------------------
+
+    async def run_done(self, run_id: str) -> bool:
+        return await self.runs.find_one({"_id": run_id}) is not None
+
+    async def mark_run(self, run_id: str, at: datetime, count: int) -> None:
+        await self.runs.replace_one({"_id": run_id}, {"_id": run_id, "done_at": at, "requests": count}, upsert=True)
+
+
+def suppression_id(entry: SuppressionEntry) -> str:
+    base = f"{entry.kind}:{entry.value}"
+    return f"{base}:{entry.channel}" if entry.kind == "customer" and entry.channel else base
+
+
+def suppression_from_doc(doc: dict[str, Any]) -> SuppressionEntry:
+    return SuppressionEntry(kind=doc["kind"], value=doc["value"], channel=doc.get("channel"),
+                            all_messages=bool(doc.get("all_messages")))

@@ -2,9 +2,29 @@
 
 from __future__ import annotations
 
+from datetime import time
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
 from shared.settings import ServiceSettings
+
+Channel = Literal["email", "sms", "webhook"]
+
+DEV_SMTP_PASSWORD = "dev-smtp-password"
+DEV_SMS_API_KEY = "dev-sms-key"
+DEV_WEBHOOK_SECRET = "dev-webhook-secret"
+
+
+class ExtraHoliday(BaseModel):
+    """A greeting day the ``holidays`` package does not give, e.g. Christmas in China."""
+
+    slug: Annotated[str, Field(pattern=r"^[a-z0-9_]+$")]
+    month: Annotated[int, Field(ge=1, le=12)]
+    day: Annotated[int, Field(ge=1, le=31)]
+    #: ISO countries it applies to; empty means every country.
+    countries: tuple[str, ...] = ()
 
 
 class NotificationsSettings(ServiceSettings):
@@ -12,3 +32,54 @@ class NotificationsSettings(ServiceSettings):
 
     service_name: str = "notifications"
     http_port: int = 8004
+
+    # Channels
+    smtp_host: str = "127.0.0.1"
+    smtp_port: Annotated[int, Field(ge=1, le=65535)] = 1025
+    smtp_username: str | None = None
+    smtp_password: SecretStr = SecretStr(DEV_SMTP_PASSWORD)
+    smtp_start_tls: bool = False
+    smtp_from: str = "care@carecrm.example"
+    smtp_pool_size: Annotated[int, Field(ge=1, le=64)] = 8
+    sms_url: str = "http://127.0.0.1:8090/sms"
+    sms_api_key: SecretStr = SecretStr(DEV_SMS_API_KEY)
+    webhook_url: str = "http://127.0.0.1:8091/notifications"
+    webhook_secret: SecretStr = SecretStr(DEV_WEBHOOK_SECRET)
+    unsubscribe_base_url: str = "https://care.carecrm.example/unsubscribe"
+    channel_timeout_s: Annotated[float, Field(gt=0)] = 10.0
+    channel_max_attempts: Annotated[int, Field(ge=1, le=10)] = 3
+    channel_backoff_s: Annotated[float, Field(ge=0)] = 0.5
+    #: Order in which channels are tried after the customer's preferred one.
+    channel_fallback: tuple[Channel, ...] = ("sms", "email", "webhook")
+
+    # Policy
+    default_locale: str = "zh-CN"
+    default_timezone: str = "Asia/Shanghai"
+    default_country: str = "CN"
+    quiet_start: time = time(21, 0)
+    quiet_end: time = time(9, 0)
+    frequency_cap: Annotated[int, Field(ge=0)] = 2
+    frequency_window_days: Annotated[int, Field(ge=1)] = 7
+    #: A welcome is sent only to customers registered this recently (a new consumer reading the
+    #: compacted topic from the start must not welcome everyone again).
+    welcome_max_age_days: Annotated[int, Field(ge=0)] = 7
+    survey_delay_hours: Annotated[float, Field(ge=0)] = 24.0
+    #: Follow-up cadence in days by tier (``vip`` is the VIP dimension, the others ``value_tier``).
+    follow_up_days: dict[str, int] = Field(default_factory=lambda: {"vip": 30, "high": 90})
+
+    # Time-driven messages
+    daily_send_hour: Annotated[int, Field(ge=0, le=23)] = 10
+    #: For a country listed here only these holidays of the ``holidays`` package are greeted
+    #: (slug -> part of the package's English name); other countries get all of their own.
+    holiday_selection: dict[str, dict[str, str]] = Field(default_factory=lambda: {
+        "CN": {"spring_festival": "Spring Festival", "mid_autumn": "Mid-Autumn", "national_day": "National Day"},
+    })
+    extra_holidays: tuple[ExtraHoliday, ...] = (ExtraHoliday(slug="christmas", month=12, day=25),)
+    scheduler_interval_s: Annotated[float, Field(gt=0)] = 60.0
+    fan_out_batch: Annotated[int, Field(ge=1, le=5000)] = 500
+    send_concurrency: Annotated[int, Field(ge=1, le=512)] = 64
+
+    def _development_secrets(self) -> list[str]:
+        defaults = {"smtp_password": DEV_SMTP_PASSWORD, "sms_api_key": DEV_SMS_API_KEY,
+                    "webhook_secret": DEV_WEBHOOK_SECRET}
+        return [name for name, value in defaults.items() if getattr(self, name).get_secret_value() == value]

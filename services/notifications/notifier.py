@@ -1,0 +1,209 @@
+"""Carries requests through the policy pipeline, the dedupe record and the channels; publishes outcomes.
+
+Handlers, the daily scheduler and the deferred-message loop all hand their requests to
+``Notifier.submit``. The record under the dedupe key is written before any provider is called, and
+the key goes to the provider as its idempotency key, so a redelivered trigger never sends twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+from urllib.parse import urlencode
+
+import structlog
+
+from shared.clock import Clock
+from shared.contract import CloudEvent, NotificationFailed, NotificationSent, NotificationSuppressed
+from shared.kafka import publish_event
+
+from . import domain
+from .channels import Channel, DeliveryError, Recipient, with_retries
+from .domain import Defer, Policy, Profile, Request, Send, Suppress
+from .repository import Repository, request_doc, request_from_doc
+from .settings import NotificationsSettings
+from .templates import Templates, TemplateError
+
+log = structlog.get_logger(__name__)
+SOURCE = "carecrm/notifications"
+_EVENTS: dict[str, type[CloudEvent]] = {
+    "sent": NotificationSent, "failed": NotificationFailed, "suppressed": NotificationSuppressed,
+    "deferred": NotificationSuppressed,
+}
+
+
+def policy_from(settings: NotificationsSettings) -> Policy:
+    return Policy(quiet_start=settings.quiet_start, quiet_end=settings.quiet_end,
+                  frequency_cap=settings.frequency_cap, window=timedelta(days=settings.frequency_window_days),
+                  fallback=settings.channel_fallback, default_timezone=settings.default_timezone,
+                  default_locale=settings.default_locale, default_country=settings.default_country,
+                  webhook_enabled=bool(settings.webhook_url))
+
+
+def unsubscribe_token(secret: bytes, customer_id: str) -> str:
+    return hmac.new(secret, f"unsubscribe:{customer_id}".encode(), hashlib.sha256).hexdigest()[:32]
+
+
+class Notifier:
+    def __init__(self, settings: NotificationsSettings, repo: Repository, templates: Templates,
+                 channels: Mapping[str, Channel], clock: Clock) -> None:
+        self.settings = settings
+        self.policy = policy_from(settings)
+        self.repo = repo
+        self.templates = templates
+        self.channels = channels
+        self.clock = clock
+        self.publisher: Any = None  # the crm.notifications.v1 publisher, set when the router is built
+        self._slots = asyncio.Semaphore(settings.send_concurrency)
+        self._secret = settings.webhook_secret.get_secret_value().encode()
+
+    def unsubscribe_url(self, customer_id: str) -> str:
+        query = urlencode({"customer_id": customer_id, "token": unsubscribe_token(self._secret, customer_id)})
+        return f"{self.settings.unsubscribe_base_url}?{query}"
+
+    async def submit(self, requests: Sequence[Request], *, cause: CloudEvent | None = None,
+                     resumed: bool = False) -> None:
+        """Decide, record, deliver and publish the outcome of each request (idempotently).
+
+        ``resumed`` is set by the deferred-message loop: a deferred record is then due, not a repeat.
+        """
+        if not requests:
+            return
+        now = self.clock.now()
+        existing = await self.repo.by_keys([r.dedupe_key for r in requests])
+        todo: list[Request] = []
+        repeats: list[CloudEvent] = []
+        for request in requests:
+            doc = existing.get(request.dedupe_key)
+            if doc is None or (resumed and doc["status"] == "deferred") or (
+                    doc["status"] == "sending" and doc["source_id"] == request.source_id):
+                todo.append(request)
+            elif doc["source_id"] != request.source_id:
+                repeats.append(self._event("suppressed", request, now, reason="duplicate",
+                                           event_key=request.source_id))
+            elif doc["status"] in ("sent", "failed", "suppressed"):
+                repeats.append(event_from_doc(doc))  # a redelivery: the same event again, nothing sent
+        await self._publish(repeats, cause)
+        if not todo:
+            return
+        profiles = await self.repo.profiles(r.customer_id for r in todo)
+        suppressions = await self.repo.suppressions_for(profiles.values())
+        counts = await self.repo.care_counts(profiles, now - self.policy.window, [r.dedupe_key for r in todo])
+        decided = domain.decide_many(todo, profiles, now=now, policy=self.policy, suppressions=suppressions,
+                                     recent_care=counts)
+        events: list[CloudEvent] = []
+        sends: list[tuple[Request, Profile, tuple[str, ...]]] = []
+        new_docs: list[dict[str, Any]] = []
+        for request, decision in decided:
+            doc = existing.get(request.dedupe_key)
+            fields = {**request_doc(request), "created_at": doc["created_at"] if doc else now}
+            if isinstance(decision, Suppress):
+                fields.update(status="suppressed", reason=decision.reason, event_time=now)
+                events.append(self._event("suppressed", request, now, reason=decision.reason))
+            elif isinstance(decision, Defer):
+                fields.update(status="deferred", reason=decision.reason, due_at=decision.until)
+                if decision.reason == "quiet_hours_deferred":
+                    events.append(self._event("deferred", request, now, reason=decision.reason,
+                                              scheduled_for=decision.until))
+            else:
+                fields.update(status="sending", reason=None)
+                sends.append((request, profiles[request.customer_id], decision.channels))
+            if doc is None:
+                new_docs.append({"_id": request.dedupe_key, **fields})
+            elif doc["status"] == "deferred":
+                if not await self.repo.claim_deferred(request.dedupe_key, fields):
+                    # Another worker moved it on first: it owns the outcome.
+                    sends = [s for s in sends if s[0] is not request]
+                    events = [e for e in events if e.data.dedupe_key != request.dedupe_key]  # type: ignore[attr-defined]
+        claimed = await self.repo.claim(new_docs)
+        lost = {d["_id"] for d in new_docs} - claimed
+        if lost:  # a concurrent delivery of the same trigger won the insert: it sends and reports
+            sends = [s for s in sends if s[0].dedupe_key not in lost]
+            events = [e for e in events if e.data.dedupe_key not in lost]  # type: ignore[attr-defined]
+        await self._publish(events, cause)
+        if sends:
+            results = await asyncio.gather(*(self._deliver(r, p, c, now) for r, p, c in sends))
+            await self.repo.update_many([(key, fields) for key, fields, _ in results])
+            await self._publish([event for _, _, event in results], cause)
+
+    async def _deliver(self, request: Request, profile: Profile, channels: tuple[str, ...],
+                       now: datetime) -> tuple[str, dict[str, Any], CloudEvent]:
+        recipient = Recipient(profile.customer_id, profile.email, profile.phone)
+        attempts, reason, locale = 0, "no_channel", None
+        for name in channels:
+            channel = self.channels.get(name)
+            if channel is None:
+                continue
+            try:
+                rendered = self.templates.render(
+                    request.template, profile.locale or self.policy.default_locale, name,
+                    domain.template_context(request, profile, profile.locale or self.policy.default_locale,
+                                            self.policy),
+                    care=not request.transactional, unsubscribe_url=self.unsubscribe_url(profile.customer_id))
+            except TemplateError as exc:
+                log.error("template_failed", template=request.template, error=str(exc)[:300])
+                reason = "template_error"
+                continue
+            locale = rendered.locale
+            try:
+                async with self._slots:
+                    used = await with_retries(lambda: channel.send(rendered, recipient, request.dedupe_key),
+                                              max_attempts=self.settings.channel_max_attempts,
+                                              backoff=self.settings.channel_backoff_s)
+            except DeliveryError as exc:
+                attempts += getattr(exc, "attempts", 1)
+                reason = exc.reason
+                log.warning("delivery_failed", channel=name, reason=exc.reason, trigger=request.trigger)
+                continue
+            attempts += used
+            fields = {"status": "sent", "channel": name, "locale": locale, "attempts": attempts,
+                      "sent_at": self.clock.now(), "event_time": now, "reason": None}
+            return request.dedupe_key, fields, self._event("sent", request, now, channel=name, locale=locale,
+                                                           attempts=attempts)
+        fields = {"status": "failed", "reason": reason, "locale": locale, "attempts": attempts, "event_time": now,
+                  "channel": channels[-1] if channels else None}
+        return request.dedupe_key, fields, self._event("failed", request, now, reason=reason, locale=locale,
+                                                       attempts=attempts, channel=fields["channel"])
+
+    def _event(self, outcome: str, request: Request, now: datetime, *, reason: str | None = None,
+               channel: str | None = None, locale: str | None = None, attempts: int = 0,
+               scheduled_for: datetime | None = None, event_key: str = "") -> CloudEvent:
+        return build_event(outcome, customer_id=request.customer_id, key=request.dedupe_key, trigger=request.trigger,
+                           template=request.template, time=now, reason=reason, channel=channel, locale=locale,
+                           attempts=attempts, scheduled_for=scheduled_for, event_key=event_key)
+
+    async def _publish(self, events: Sequence[CloudEvent], cause: CloudEvent | None) -> None:
+        if events:
+            await asyncio.gather(*(publish_event(self.publisher, e, cause=cause) for e in events))
+
+    async def resume_due(self, limit: int) -> int:
+        """Send deferred messages whose time has come; how many were due."""
+        docs = await self.repo.due(self.clock.now(), limit)
+        await self.submit([request_from_doc(d) for d in docs], resumed=True)
+        return len(docs)
+
+
+def build_event(outcome: str, *, customer_id: str, key: str, trigger: str, template: str, time: datetime,
+                reason: str | None, channel: str | None, locale: str | None, attempts: int,
+                scheduled_for: datetime | None, event_key: str = "") -> CloudEvent:
+    cls = _EVENTS[outcome]
+    payload = {
+        "id": domain.stable_id(key, outcome, reason, scheduled_for, event_key),
+        "source": SOURCE, "subject": customer_id, "time": time,
+        "data": {"notification_id": domain.stable_id(key), "trigger": trigger, "channel": channel,
+                 "template": template, "locale": locale, "reason": reason, "dedupe_key": key,
+                 "attempts": attempts, "scheduled_for": scheduled_for},
+    }
+    # Judged against the service's clock, so replays and tests on another date build valid events.
+    return cls.model_validate(payload, context={"now": time})
+
+
+def event_from_doc(doc: Mapping[str, Any]) -> CloudEvent:
+    return build_event(doc["status"], customer_id=doc["customer_id"], key=doc["_id"], trigger=doc["trigger"],
+                       template=doc["template"], time=doc["event_time"], reason=doc.get("reason"),
+                       channel=doc.get("channel") if doc["status"] != "suppressed" else None,
+                       locale=doc.get("locale"), attempts=doc.get("attempts", 0), scheduled_for=None)
