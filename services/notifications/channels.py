@@ -74,8 +74,8 @@ class EmailChannel:
         # Same key, same Message-ID: receiving systems drop a repeated delivery.
         mail["Message-ID"] = f"<{hashlib.sha256(idempotency_key.encode()).hexdigest()[:32]}@carecrm>"
         mail["X-Idempotency-Key"] = idempotency_key
-        mail["Content-Language"] = message.locale
         mail.set_content(message.body)
+        mail["Content-Language"] = message.locale  # after set_content, which resets Content-* headers
         async with self._slots:
             client = self._idle.pop() if self._idle else None
             try:
@@ -83,6 +83,9 @@ class EmailChannel:
                     client = aiosmtplib.SMTP(**self._options)
                     await client.connect()
                 await client.send_message(mail)
+            except aiosmtplib.SMTPRecipientsRefused as exc:
+                code = exc.recipients[0].code if exc.recipients else 550
+                raise DeliveryError(f"smtp_{code}", retryable=400 <= code < 500) from exc
             except aiosmtplib.SMTPResponseException as exc:
                 await _quit(client)
                 client = None

@@ -1,0 +1,156 @@
+"""What each event and each day asks to send, and under which dedupe key."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from services.notifications.calendar import holidays_on
+from services.notifications.domain import (
+    Profile,
+    birthday_on,
+    complaint_requests,
+    daily_requests,
+    follow_up_due,
+    tier_request,
+    welcome_request,
+)
+from services.notifications.settings import NotificationsSettings
+from shared.contract import parse_event
+from tests.helpers import envelope
+
+SETTINGS = NotificationsSettings()
+WHEN = datetime(2026, 11, 20, 4, 0, tzinfo=UTC)
+
+
+def event(event_type: str, data: dict[str, Any], subject: str = "C-10001") -> Any:
+    import json
+
+    return parse_event(json.dumps(envelope(event_type, subject, data, time_=WHEN)).encode())
+
+
+def tier(dimension: str, previous: str | None, current: str, direction: str, **kw: Any) -> Any:
+    return event("customer.tier.changed", {
+        "dimension": dimension, "previous": previous, "current": current, "direction": direction,
+        "reason": "spend_12m below 5000; spend 800 more to keep high", "policy_version": "v1",
+        "effective_at": WHEN.isoformat(), "metrics": {"currency": "CNY", "spend_12m": "4200.00", "orders_12m": 3},
+        **kw})
+
+
+@pytest.mark.parametrize(("change", "expected"), [
+    (("value_tier", "medium", "high", "upgrade"), "tier_upgrade"),
+    (("vip", "regular", "vip", "upgrade"), "vip_welcome"),
+    (("vip", None, "vip", "initial"), "vip_welcome"),
+    (("value_tier", "high", "medium", "downgrade"), "tier_downgrade"),
+    (("loyalty", "general", "churn_risk", "downgrade"), "win_back"),
+    (("lifecycle", "churned", "reactivated", "upgrade"), "welcome_back"),
+    (("value_tier", None, "low", "initial"), None),
+    (("rfm_segment", "Loyal", "Champions", "upgrade"), None),
+])
+def test_each_tier_change_asks_for_its_own_message(change: tuple[str, str | None, str, str],
+                                                   expected: str | None) -> None:
+    request = tier_request(tier(*change))
+    assert (request.template if request else None) == expected
+
+
+def test_a_downgrade_notice_says_what_is_needed_to_get_back() -> None:
+    request = tier_request(tier("value_tier", "high", "medium", "downgrade"))
+    assert request is not None and "spend 800 more" in request.params["needed"]
+
+
+def test_a_bulk_tier_change_sends_nothing() -> None:
+    assert tier_request(tier("value_tier", "medium", "high", "upgrade", bulk=True)) is None
+
+
+def test_the_same_tier_change_gives_the_same_dedupe_key() -> None:
+    a = tier_request(tier("value_tier", "medium", "high", "upgrade"))
+    b = tier_request(tier("value_tier", "medium", "high", "upgrade"))
+    assert a is not None and b is not None and a.dedupe_key == b.dedupe_key and a.source_id != b.source_id
+
+
+def complaint(kind: str, **data: Any) -> Any:
+    return event(f"complaint.{kind}", {"complaint_id": "CP-1", "status": "received", "priority": "p2", **data})
+
+
+def test_an_opened_complaint_is_acknowledged_with_its_expected_response_time() -> None:
+    due = datetime(2026, 11, 21, 10, 0, tzinfo=UTC)
+    [request] = complaint_requests(complaint("opened", first_response_due_at=due.isoformat()),
+                                   survey_delay=timedelta(hours=24))
+    assert request.template == "complaint_acknowledged" and request.transactional
+    assert request.params["due_at"] == due.isoformat()
+
+
+def test_a_resolution_sends_a_notice_now_and_a_survey_a_day_later() -> None:
+    notice, survey = complaint_requests(complaint("resolved", status="resolved"), survey_delay=timedelta(hours=24))
+    assert notice.template == "complaint_resolved" and notice.not_before is None
+    assert survey.template == "complaint_survey" and survey.not_before == WHEN + timedelta(hours=24)
+
+
+def test_a_breach_brings_an_apology_and_an_assignment_brings_nothing() -> None:
+    [apology] = complaint_requests(complaint("sla_breached", sla_target="first_response"),
+                                   survey_delay=timedelta(hours=24))
+    assert apology.template == "complaint_apology"
+    assert complaint_requests(complaint("assigned", assignee="agent-7"), survey_delay=timedelta(hours=24)) == []
+
+
+def profile_event(version: int = 1, created: datetime = WHEN) -> Any:
+    return event("customer.profile.changed", {"name": "Li", "version": version, "created_at": created.isoformat()})
+
+
+def test_a_new_registration_is_welcomed_once_and_an_update_or_old_profile_is_not() -> None:
+    request = welcome_request(profile_event(), now=WHEN, max_age=timedelta(days=7))
+    assert request is not None and request.dedupe_key == "welcome:C-10001"
+    assert welcome_request(profile_event(version=2), now=WHEN, max_age=timedelta(days=7)) is None
+    old = profile_event(created=WHEN - timedelta(days=30))
+    assert welcome_request(old, now=WHEN, max_age=timedelta(days=7)) is None
+
+
+def test_a_29_february_birthday_is_kept_on_28_february_in_common_years_only() -> None:
+    leapling = date(2000, 2, 29)
+    assert birthday_on(leapling, date(2027, 2, 28))
+    assert not birthday_on(leapling, date(2028, 2, 28))
+    assert birthday_on(leapling, date(2028, 2, 29))
+    assert not birthday_on(date(1990, 2, 28), date(2028, 2, 29))
+
+
+def test_follow_ups_follow_the_cadence_of_the_customers_tier() -> None:
+    vip = Profile("C-1", vip="vip", value_tier="high", since=date(2027, 1, 1))
+    cadence = {"vip": 30, "high": 90}
+    assert follow_up_due(vip, date(2027, 1, 31), cadence) == 30
+    assert follow_up_due(vip, date(2027, 2, 1), cadence) is None
+    high = Profile("C-2", value_tier="high", since=date(2027, 1, 1))
+    assert follow_up_due(high, date(2027, 1, 31), cadence) is None
+    assert follow_up_due(high, date(2027, 4, 1), cadence) == 90
+    assert follow_up_due(Profile("C-3", value_tier="low", since=date(2027, 1, 1)), date(2027, 4, 1), cadence) is None
+
+
+def test_a_holiday_request_has_a_deterministic_key_per_country_holiday_year_and_customer() -> None:
+    profile = Profile("C-10001", birthday=date(1990, 2, 6))
+    requests = daily_requests(profile, date(2027, 2, 6), ["spring_festival"], cadence={}, country="CN", run_id="r")
+    assert {r.dedupe_key for r in requests} == {"holiday:CN:spring_festival:2027:C-10001", "birthday:2027:C-10001"}
+
+
+@pytest.mark.parametrize(("day", "slug"), [
+    (date(2026, 2, 17), "spring_festival"), (date(2027, 2, 6), "spring_festival"),
+    (date(2026, 9, 25), "mid_autumn"), (date(2027, 9, 15), "mid_autumn"),
+    (date(2026, 10, 1), "national_day"), (date(2027, 10, 1), "national_day"),
+])
+def test_chinese_holidays_fall_on_their_lunar_and_fixed_dates(day: date, slug: str) -> None:
+    assert holidays_on(day, "CN", selection=SETTINGS.holiday_selection, extra=SETTINGS.extra_holidays) == [slug]
+
+
+def test_a_several_day_holiday_is_greeted_on_its_first_day_only_and_other_chinese_holidays_not_at_all() -> None:
+    kw = {"selection": SETTINGS.holiday_selection, "extra": SETTINGS.extra_holidays}
+    assert holidays_on(date(2027, 2, 7), "CN", **kw) == []
+    assert holidays_on(date(2027, 10, 2), "CN", **kw) == []
+    assert holidays_on(date(2027, 6, 9), "CN", **kw) == []  # Dragon Boat: not in the selection
+
+
+def test_other_countries_get_their_own_holidays_and_christmas_comes_from_the_configured_list_in_china() -> None:
+    kw = {"selection": SETTINGS.holiday_selection, "extra": SETTINGS.extra_holidays}
+    assert holidays_on(date(2027, 7, 4), "US", **kw) == ["independence_day"]
+    assert holidays_on(date(2027, 10, 3), "DE", **kw) == ["german_unity_day"]
+    assert holidays_on(date(2027, 12, 25), "CN", **kw) == ["christmas"]
+    assert holidays_on(date(2027, 12, 25), "US", **kw) == ["christmas_day"]
