@@ -2,6 +2,191 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+import uuid
+from datetime import datetime
+from typing import Annotated, Any, Literal
 
-router = APIRouter()
+from fastapi import APIRouter, HTTPException, Query, Request, Response, status
+from pydantic import BaseModel, ConfigDict, Field
+
+from shared.auth import require
+from shared.contract.events import ComplaintStatus, ComplaintSubmittedData
+from shared.contract.types import CustomerId
+
+from . import domain, reports
+from .domain import Complaint, DomainError
+from .workflow import NotFound, Workflow
+
+router = APIRouter(tags=["complaints"])
+READ = require("complaints:read")
+WRITE = require("complaints:write")
+
+RootCause = Literal["product_defect", "process_error", "staff_behaviour", "logistics", "billing_error",
+                    "pricing", "customer_misunderstanding", "third_party", "other"]
+Actor = Annotated[str, Field(min_length=1, max_length=128)]
+
+
+class Body(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class ComplaintIn(ComplaintSubmittedData):
+    customer_id: CustomerId
+
+
+class TransitionIn(Body):
+    to: ComplaintStatus
+    #: Who acts; defaults to the API key's name.
+    actor: Actor | None = None
+    resolution_summary: Annotated[str, Field(min_length=1, max_length=2000)] | None = None
+    root_cause: RootCause | None = None
+
+
+class AssignIn(Body):
+    assignee: Actor
+
+
+class VerifyIn(Body):
+    verifier: Actor | None = None
+
+
+class ReopenIn(Body):
+    reason: Annotated[str, Field(max_length=200, pattern=r"^[\w\- ]*$")] = "customer_request"
+
+
+class CommentIn(Body):
+    text: Annotated[str, Field(min_length=1, max_length=5000)]
+    author: Actor | None = None
+
+
+class FeedbackIn(Body):
+    score: Annotated[int, Field(ge=1, le=5, strict=True)]
+    comment: Annotated[str, Field(max_length=2000)] = ""
+
+
+def _workflow(request: Request) -> Workflow:
+    return request.app.state.workflow
+
+
+def _actor(request: Request, given: str | None) -> str:
+    return given or request.state.api_key.name
+
+
+def view(complaint: Complaint) -> dict[str, Any]:
+    doc = complaint.model_dump(mode="json", exclude={"applied"})
+    doc["allowed_transitions"] = list(domain.allowed_transitions(complaint))
+    return doc
+
+
+def _conflict(exc: DomainError) -> HTTPException:
+    detail: dict[str, Any] = {"error": exc.code, "message": exc.detail}
+    if isinstance(exc, domain.InvalidTransition):
+        detail["allowed_transitions"] = list(exc.allowed)
+    return HTTPException(status.HTTP_409_CONFLICT, detail)
+
+
+async def _change(request: Request, complaint_id: str, operation: Any) -> dict[str, Any]:
+    try:
+        return view(await _workflow(request).change(complaint_id, operation))
+    except NotFound:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "no such complaint") from None
+    except DomainError as exc:
+        raise _conflict(exc) from None
+
+
+@router.post("/complaints", status_code=201, dependencies=[WRITE],
+             summary="Submit a complaint; the same complaint_id again returns the first one (200)")
+async def submit(body: ComplaintIn, request: Request, response: Response) -> dict[str, Any]:
+    workflow = _workflow(request)
+    now = workflow.now()
+    # Without a complaint id, each request is a new complaint.
+    source = f"http/{body.complaint_id or uuid.uuid4()}"
+    try:
+        complaint, created = await workflow.submit(
+            body.customer_id, body.model_dump(exclude={"complaint_id", "customer_id"}),
+            complaint_id=body.complaint_id, source=source, opened_at=now)
+    except DomainError as exc:
+        raise _conflict(exc) from None
+    if not created:
+        response.status_code = status.HTTP_200_OK
+    return view(complaint)
+
+
+@router.get("/complaints", dependencies=[READ], summary="Complaints by status, breach and customer, newest first")
+async def search(request: Request, status_: Annotated[ComplaintStatus | None, Query(alias="status")] = None,
+                 breached: bool | None = None, customer: CustomerId | None = None,
+                 limit: Annotated[int, Query(ge=1, le=500)] = 100) -> dict[str, Any]:
+    found = await _workflow(request).repo.search(status=status_, breached=breached, customer=customer, limit=limit)
+    return {"items": [view(c) for c in found], "count": len(found)}
+
+
+@router.get("/complaints/{complaint_id}", dependencies=[READ])
+async def get(complaint_id: str, request: Request) -> dict[str, Any]:
+    complaint = await _workflow(request).repo.get(complaint_id)
+    if complaint is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "no such complaint")
+    return view(complaint)
+
+
+@router.post("/complaints/{complaint_id}/transitions", dependencies=[WRITE],
+             summary="Move a complaint to another status; 409 lists the allowed ones")
+async def transition(complaint_id: str, body: TransitionIn, request: Request) -> dict[str, Any]:
+    rules, actor = _workflow(request).rules, _actor(request, body.actor)
+    return await _change(request, complaint_id, lambda c, now: domain.transition(
+        c, body.to, now=now, rules=rules, actor=actor, resolution_summary=body.resolution_summary,
+        root_cause=body.root_cause))
+
+
+@router.post("/complaints/{complaint_id}/assignment", dependencies=[WRITE], summary="Assign to a handler")
+async def assign(complaint_id: str, body: AssignIn, request: Request) -> dict[str, Any]:
+    rules = _workflow(request).rules
+    return await _change(request, complaint_id, lambda c, now: domain.assign(c, body.assignee, now=now, rules=rules))
+
+
+@router.post("/complaints/{complaint_id}/verification", dependencies=[WRITE],
+             summary="Verify a resolution; the resolver cannot verify when verification is on")
+async def verify(complaint_id: str, body: VerifyIn, request: Request) -> dict[str, Any]:
+    rules, actor = _workflow(request).rules, _actor(request, body.verifier)
+    return await _change(request, complaint_id, lambda c, now: domain.verify(c, actor, now=now, rules=rules))
+
+
+@router.post("/complaints/{complaint_id}/comments", dependencies=[WRITE],
+             summary="An update to the customer; restarts the periodic-update clock of complex cases")
+async def comment(complaint_id: str, body: CommentIn, request: Request) -> dict[str, Any]:
+    rules, author = _workflow(request).rules, _actor(request, body.author)
+    return await _change(request, complaint_id,
+                         lambda c, now: domain.add_comment(c, author, body.text, now=now, rules=rules))
+
+
+@router.post("/complaints/{complaint_id}/reopen", dependencies=[WRITE],
+             summary="Reopen within the window (200), or open a new linked complaint after it (201)")
+async def reopen(complaint_id: str, body: ReopenIn, request: Request, response: Response) -> dict[str, Any]:
+    try:
+        complaint, created = await _workflow(request).reopen_or_link(complaint_id, body.reason or "customer_request")
+    except NotFound:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "no such complaint") from None
+    except DomainError as exc:
+        raise _conflict(exc) from None
+    if created:
+        response.status_code = status.HTTP_201_CREATED
+    return view(complaint)
+
+
+@router.post("/complaints/{complaint_id}/feedback", dependencies=[WRITE],
+             summary="Satisfaction 1-5; a low score reopens or escalates, as configured")
+async def feedback(complaint_id: str, body: FeedbackIn, request: Request) -> dict[str, Any]:
+    rules = _workflow(request).rules
+    return await _change(request, complaint_id, lambda c, now: domain.record_feedback(
+        c, body.score, body.comment, now=now, rules=rules, source=f"http/{now.isoformat()}/{len(c.feedback)}"))
+
+
+@router.get("/reports/complaints", dependencies=[READ],
+            summary="Counts, response and resolution times, SLA attainment, CSAT and reopen rate")
+async def report(request: Request, from_: Annotated[datetime, Query(alias="from")],
+                 to: datetime) -> dict[str, Any]:
+    if from_.tzinfo is None or to.tzinfo is None:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, "from and to need a UTC offset")
+    if to <= from_:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, "to must be after from")
+    complaints = await _workflow(request).repo.opened_between(from_, to)
+    return reports.complaint_report(complaints, from_, to)

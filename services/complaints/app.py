@@ -8,7 +8,9 @@ from shared.clock import Clock
 from shared.service import Runtime
 
 from . import api, handlers, repository
+from .scheduler import Scheduler
 from .settings import ComplaintsSettings
+from .workflow import Workflow
 
 TITLE = "Complaints service"
 DESCRIPTION = "Complaint intake, state machine, SLAs on a business calendar, escalation and satisfaction."
@@ -18,5 +20,9 @@ def build_app(settings: ComplaintsSettings | None = None, *, clock: Clock | None
     settings = settings or ComplaintsSettings()
     runtime = Runtime.create(settings, clock=clock, indexes=repository.INDEXES, description=DESCRIPTION)
     repo = repository.Repository(runtime.store)
-    runtime.include(handlers.build_router(settings, repo))
-    return runtime.http_app(title=TITLE, description=DESCRIPTION, routers=[api.router], state={"repo": repo})
+    workflow = Workflow(repo, settings.rules(), runtime.clock)
+    runtime.include(handlers.build_router(settings, workflow))
+    scheduler = Scheduler(workflow, settings.scheduler_interval_s)
+    runtime.add_task(scheduler.run)
+    return runtime.http_app(title=TITLE, description=DESCRIPTION, routers=[api.router],
+                            state={"repo": repo, "workflow": workflow, "scheduler": scheduler})

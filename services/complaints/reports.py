@@ -1,0 +1,73 @@
+"""The complaints report, computed here from the complaints of a window (not in the store)."""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from datetime import datetime
+from typing import Any
+
+from .domain import Complaint
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    """Nearest-rank percentile: the smallest value with at least ``q`` of the values at or below it."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
+
+
+def median(values: list[float]) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    mid = len(ordered) // 2
+    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
+
+
+def _hours(values: list[float]) -> dict[str, float | None]:
+    med, p90 = median(values), percentile(values, 0.9)
+    return {"count": len(values), "median_hours": None if med is None else round(med, 3),
+            "p90_hours": None if p90 is None else round(p90, 3)}
+
+
+def _rate(part: int, whole: int) -> float | None:
+    return round(part / whole, 4) if whole else None
+
+
+def complaint_report(complaints: list[Complaint], start: datetime, end: datetime) -> dict[str, Any]:
+    """Figures for the complaints opened in ``[start, end)``."""
+    first_response = [(c.first_response_at - c.opened_at).total_seconds() / 3600
+                      for c in complaints if c.first_response_at]
+    resolution = [(c.first_resolved_at - c.opened_at).total_seconds() / 3600
+                  for c in complaints if c.first_resolved_at]
+    met: dict[str, list[bool]] = {"first_response": [], "resolution": []}
+    for c in complaints:
+        for target, outcomes in met.items():
+            # A target counts once it is settled: fulfilled (met or late) or breached while open.
+            fulfilled = [e.met for e in c.timers if e.target == target and e.kind == "fulfilled"]
+            breached = any(e.target == target and e.kind == "breached" for e in c.timers)
+            if fulfilled:
+                outcomes.append(bool(fulfilled[0]) and not breached)
+            elif breached:
+                outcomes.append(False)
+    scores = [c.feedback[-1].score for c in complaints if c.feedback]
+    resolved = [c for c in complaints if c.first_resolved_at]
+    return {
+        "from": start.isoformat(),
+        "to": end.isoformat(),
+        "total": len(complaints),
+        "by_category": dict(Counter(c.category for c in complaints)),
+        "by_channel": dict(Counter(c.channel for c in complaints)),
+        "first_response": _hours(first_response),
+        "resolution": _hours(resolution),
+        "sla_attainment": {target: {"settled": len(v), "met": sum(v), "rate": _rate(sum(v), len(v))}
+                           for target, v in met.items()},
+        "csat": {"responses": len(scores),
+                 "average": round(sum(scores) / len(scores), 3) if scores else None,
+                 # The usual CSAT: share of satisfied answers (4 or 5 on the 1-5 scale).
+                 "satisfied_rate": _rate(sum(1 for s in scores if s >= 4), len(scores))},
+        "reopen_rate": _rate(sum(1 for c in resolved if c.reopen_count), len(resolved)),
+        "breached": sum(1 for c in complaints if c.breached),
+    }
