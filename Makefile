@@ -50,6 +50,7 @@ test-unit: $(STAMP) ## Run the unit tests only (no servers needed)
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
 
 bench: $(STAMP) ## Run the benchmarks (not part of make test) and print their tables
+	$(PYTHON) deploy/local/infra.py up
 	$(PY) -m bench
 
 docs: $(STAMP) ## Regenerate the AsyncAPI and OpenAPI documents under docs/
