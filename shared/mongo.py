@@ -55,11 +55,10 @@ class Store:
         return self.db[name]
 
     async def ensure_indexes(self) -> None:
-        by_collection: dict[str, list[IndexModel]] = {}
+        # One index per command: FerretDB v1 drops the connection when a multi-index createIndexes
+        # names indexes that already exist, i.e. on every restart.
         for index in self.indexes:
-            by_collection.setdefault(index.collection, []).append(index.model())
-        for name, models in by_collection.items():
-            await self.db[name].create_indexes(models)
+            await self.db[index.collection].create_indexes([index.model()])
 
     async def ping(self) -> bool:
         try:
