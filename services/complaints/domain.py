@@ -80,7 +80,7 @@ class Comment(BaseModel):
 
 
 class Complaint(BaseModel):
-    model_config = ConfigDict(extra="ignore", validate_assignment=False)
+    model_config = ConfigDict(extra="ignore")
 
     complaint_id: str
     customer_id: str
