@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Query, Request, Response, status
+from fastapi.encoders import jsonable_encoder
 from pydantic import BaseModel, ConfigDict, Field
 
 from shared.auth import require
@@ -14,6 +15,7 @@ from shared.contract.events import ComplaintStatus, ComplaintSubmittedData
 from shared.contract.types import CustomerId
 
 from . import domain, reports
+from .policy import ESCALATION_LADDER
 from .domain import Complaint, DomainError
 from .workflow import NotFound, Workflow
 
@@ -72,9 +74,11 @@ def _actor(request: Request, given: str | None) -> str:
     return given or request.state.api_key.name
 
 
-def view(complaint: Complaint) -> dict[str, Any]:
+def view(complaint: Complaint, rules: domain.Rules) -> dict[str, Any]:
     doc = complaint.model_dump(mode="json", exclude={"applied"})
     doc["allowed_transitions"] = list(domain.allowed_transitions(complaint))
+    doc["escalated_to"] = ESCALATION_LADDER[complaint.escalation_level]
+    doc["sla"] = jsonable_encoder(domain.sla_summary(complaint, rules))
     return doc
 
 
@@ -87,7 +91,8 @@ def _conflict(exc: DomainError) -> HTTPException:
 
 async def _change(request: Request, complaint_id: str, operation: Any) -> dict[str, Any]:
     try:
-        return view(await _workflow(request).change(complaint_id, operation))
+        workflow = _workflow(request)
+        return view(await workflow.change(complaint_id, operation), workflow.rules)
     except NotFound:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "no such complaint") from None
     except DomainError as exc:
@@ -109,23 +114,25 @@ async def submit(body: ComplaintIn, request: Request, response: Response) -> dic
         raise _conflict(exc) from None
     if not created:
         response.status_code = status.HTTP_200_OK
-    return view(complaint)
+    return view(complaint, workflow.rules)
 
 
 @router.get("/complaints", dependencies=[READ], summary="Complaints by status, breach and customer, newest first")
 async def search(request: Request, status_: Annotated[ComplaintStatus | None, Query(alias="status")] = None,
                  breached: bool | None = None, customer: CustomerId | None = None,
                  limit: Annotated[int, Query(ge=1, le=500)] = 100) -> dict[str, Any]:
-    found = await _workflow(request).repo.search(status=status_, breached=breached, customer=customer, limit=limit)
-    return {"items": [view(c) for c in found], "count": len(found)}
+    workflow = _workflow(request)
+    found = await workflow.repo.search(status=status_, breached=breached, customer=customer, limit=limit)
+    return {"items": [view(c, workflow.rules) for c in found], "count": len(found)}
 
 
 @router.get("/complaints/{complaint_id}", dependencies=[READ])
 async def get(complaint_id: str, request: Request) -> dict[str, Any]:
-    complaint = await _workflow(request).repo.get(complaint_id)
+    workflow = _workflow(request)
+    complaint = await workflow.repo.get(complaint_id)
     if complaint is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "no such complaint")
-    return view(complaint)
+    return view(complaint, workflow.rules)
 
 
 @router.post("/complaints/{complaint_id}/transitions", dependencies=[WRITE],
@@ -161,15 +168,16 @@ async def comment(complaint_id: str, body: CommentIn, request: Request) -> dict[
 @router.post("/complaints/{complaint_id}/reopen", dependencies=[WRITE],
              summary="Reopen within the window (200), or open a new linked complaint after it (201)")
 async def reopen(complaint_id: str, body: ReopenIn, request: Request, response: Response) -> dict[str, Any]:
+    workflow = _workflow(request)
     try:
-        complaint, created = await _workflow(request).reopen_or_link(complaint_id, body.reason or "customer_request")
+        complaint, created = await workflow.reopen_or_link(complaint_id, body.reason or "customer_request")
     except NotFound:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "no such complaint") from None
     except DomainError as exc:
         raise _conflict(exc) from None
     if created:
         response.status_code = status.HTTP_201_CREATED
-    return view(complaint)
+    return view(complaint, workflow.rules)
 
 
 @router.post("/complaints/{complaint_id}/feedback", dependencies=[WRITE],

@@ -365,6 +365,20 @@ def timer_state(complaint: Complaint, target: str, rules: Rules) -> TimerState |
     return TimerState(target, running, consumed, length, fulfilled, warned, breached, due_at, warn_at, met)
 
 
+def sla_summary(complaint: Complaint, rules: Rules) -> dict[str, dict[str, Any]]:
+    """Each target's timer as recomputed from the log, for readers of the complaint."""
+    summary: dict[str, dict[str, Any]] = {}
+    for target in TARGETS:
+        state = timer_state(complaint, target, rules)
+        if state is None:
+            continue
+        phase = "fulfilled" if state.fulfilled else "running" if state.running_since else "paused"
+        summary[target] = {"target": complaint.targets[target], "state": phase, "due_at": state.due_at,
+                           "used_seconds": int(state.consumed.total_seconds()), "warned": state.warned,
+                           "breached": state.breached, "met": state.met}
+    return summary
+
+
 def refresh_sla(complaint: Complaint, now: datetime, rules: Rules) -> Complaint:
     """Due times and the next moment the scheduler must look at this complaint."""
     c = complaint

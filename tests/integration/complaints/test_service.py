@@ -219,6 +219,16 @@ async def test_http_intake_is_idempotent_by_complaint_id_and_refuses_bad_bodies_
         bad_score = await client.post(f"/complaints/K-{unique}/feedback", json={"score": 6}, headers=auth())
         bad_report = await client.get("/reports/complaints?from=yesterday&to=2026-03-03T00:00:00Z",
                                       headers=auth(READER))
+        url = f"/complaints/K-{unique}"
+        bad_bodies = [
+            (await client.post(f"{url}/assignment", json={}, headers=auth()), "assignee"),
+            (await client.post(f"{url}/verification", json={"verifier": ""}, headers=auth()), "verifier"),
+            (await client.post(f"{url}/comments", json={"text": ""}, headers=auth()), "text"),
+            (await client.post(f"{url}/reopen", json={"reason": "<b>"}, headers=auth()), "reason"),
+            (await client.post(f"{url}/transitions", json={"to": "resolved", "root_cause": "fate"}, headers=auth()),
+             "root_cause"),
+        ]
+        missing_complaint = await client.get("/complaints/K-nothing", headers=auth(READER))
         listed = (await client.get(f"/complaints?customer={customer}", headers=auth(READER))).json()
         asyncapi = (await client.get("/asyncapi.json")).json()
     assert {"complaint intake", "customer tiers", "customer erasure", "survey responses",
@@ -227,8 +237,9 @@ async def test_http_intake_is_idempotent_by_complaint_id_and_refuses_bad_bodies_
     assert again.json()["complaint_id"] == f"K-{unique}" and fresh.json()["complaint_id"] != f"K-{unique}"
     assert listed["count"] == 2
     assert taken.status_code == 409 and taken.json()["detail"]["error"] == "complaint_id_taken"
+    assert missing_complaint.status_code == 404
     for response, field in ((bad_channel, "channel"), (missing, "subject"), (unknown, "mood"),
-                            (bad_transition, "to"), (bad_score, "score"), (bad_report, "from")):
+                            (bad_transition, "to"), (bad_score, "score"), (bad_report, "from"), *bad_bodies):
         assert response.status_code == 422, response.text
         assert response.json()["detail"][0]["loc"][-1] == field
     assert (no_key.status_code, read_only.status_code) == (401, 403)
@@ -304,6 +315,9 @@ async def test_a_complaint_goes_through_its_lifecycle_with_verification_and_feed
         clock.advance(timedelta(hours=1))
         assert (await move("acknowledged")).json()["first_response_at"]
         assert (await move("investigating")).status_code == 200
+        paused = (await move("waiting_on_customer")).json()
+        clock.advance(timedelta(days=2))
+        resumed = (await move("investigating")).json()
         incomplete = await move("resolved", resolution_summary="Refund issued")
         resolved = await move("resolved", resolution_summary="Refund issued", root_cause="logistics")
         close_unverified = await move("closed")
@@ -315,6 +329,9 @@ async def test_a_complaint_goes_through_its_lifecycle_with_verification_and_feed
     assert early.json()["detail"] == {"error": "invalid_transition", "message": "cannot go from received to resolved",
                                       "allowed_transitions": ["acknowledged"]}
     assert assigned.json()["assignee"] == "ann"
+    assert paused["sla"]["resolution"]["state"] == "paused" and paused["resolution_due_at"] is None
+    assert resumed["sla"]["resolution"]["state"] == "running"
+    assert resumed["sla"]["resolution"]["used_seconds"] == 3600  # Monday 09:00-10:00; the pause does not count
     assert incomplete.status_code == 409 and incomplete.json()["detail"]["error"] == "resolution_incomplete"
     assert resolved.json()["status"] == "resolved" and resolved.json()["resolved_by"] == "ann"
     assert close_unverified.json()["detail"]["error"] == "verification_required"
