@@ -99,7 +99,7 @@ def _http_error(exc: Exception, customer_id: str) -> HTTPException:
 
 
 def _invalid(location: str, field: str, message: str) -> HTTPException:
-    return HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY,
+    return HTTPException(422,
                          [{"loc": [location, field], "msg": message, "type": "value_error"}])
 
 

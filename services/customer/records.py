@@ -139,6 +139,7 @@ class CustomerRecords:
                 "_id": domain.event_id("consent", customer_id, cause.id, change.key),
                 "customer_id": customer_id, "consent": change.key, "kind": domain.CONSENT_KINDS[change.key],
                 "granted": change.granted, "at": cause.at, "source": cause.source, "actor": cause.actor,
+                "version": after.version,
             })
 
     async def _publish_profile(self, customer_id: str, profile: CustomerProfile, cause: Cause) -> None:

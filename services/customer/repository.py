@@ -208,7 +208,7 @@ class Repository:
 
     async def consent_history(self, customer_id: str) -> list[dict[str, Any]]:
         return await self.store[CONSENTS].find({"customer_id": customer_id}, {"customer_id": 0}).sort(
-            [("at", 1), ("_id", 1)]).to_list(None)
+            [("at", 1), ("version", 1), ("_id", 1)]).to_list(None)
 
     # --- inbox -----------------------------------------------------------------------------------
 
