@@ -115,10 +115,13 @@ async def _quit(client: aiosmtplib.SMTP | None) -> None:
 class _HttpChannel:
     def __init__(self, url: str, timeout: float) -> None:
         self.url = url
+        self.timeout = timeout
         self.client = httpx.AsyncClient(timeout=timeout)
 
     async def _post(self, body: dict, headers: dict[str, str]) -> None:
         raw = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+        if self.client.is_closed:  # closed at shutdown while a last message was still being handled
+            self.client = httpx.AsyncClient(timeout=self.timeout)
         try:
             response = await self.client.post(self.url, content=raw,
                                               headers={"content-type": "application/json", **headers,

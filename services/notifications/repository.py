@@ -84,7 +84,9 @@ class Repository:
 
     async def save_profile(self, profile: Profile, timezone: str) -> None:
         doc = profile_doc(profile, timezone)
-        await self.customers.replace_one({"_id": doc["_id"]}, doc, upsert=True)
+        # Tiers come from another topic, concurrently: a profile update leaves them alone.
+        fields = {k: v for k, v in doc.items() if k not in ("_id", "value_tier", "vip")}
+        await self.customers.update_one({"_id": doc["_id"]}, {"$set": fields}, upsert=True)
 
     async def save_tier(self, customer_id: str, dimension: str, value: str) -> None:
         # Upsert: a tier change may arrive before the profile does.

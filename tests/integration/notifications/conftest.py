@@ -1,0 +1,110 @@
+"""Local delivery endpoints for the notifications service: an SMTP sink and an SMS provider."""
+
+from __future__ import annotations
+
+import email
+import json
+import socket
+import threading
+from collections.abc import Iterator
+from email.message import EmailMessage
+from email.policy import default as default_policy
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiosmtpd.controller import Controller
+
+from services.notifications.handlers import SUBSCRIBED, group_for
+from services.notifications.settings import NotificationsSettings
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class SmtpSink:
+    def __init__(self) -> None:
+        self.messages: list[EmailMessage] = []
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802 - aiosmtpd's naming
+        self.messages.append(email.message_from_bytes(envelope.content, policy=default_policy))  # type: ignore[arg-type]
+        return "250 OK"
+
+    def to(self, address: str) -> list[EmailMessage]:
+        return [m for m in self.messages if m["To"] == address]
+
+
+class SmsProvider:
+    """Answers 503 to the first ``fail_first`` requests for a phone number, then 200."""
+
+    def __init__(self) -> None:
+        self.requests: list[dict[str, Any]] = []
+        self.fail_first: dict[str, int] = {}
+        provider = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+                body = json.loads(self.rfile.read(int(self.headers["content-length"])))
+                provider.requests.append({"headers": dict(self.headers), "body": body})
+                seen = len(provider.to(body["to"]))
+                self.send_response(503 if seen <= provider.fail_first.get(body["to"], 0) else 200)
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/sms"
+
+    def to(self, phone: str) -> list[dict[str, Any]]:
+        return [r for r in self.requests if r["body"]["to"] == phone]
+
+
+@pytest.fixture
+def smtp_sink() -> Iterator[tuple[SmtpSink, int]]:
+    sink = SmtpSink()
+    controller = Controller(sink, hostname="127.0.0.1", port=free_port())
+    controller.start()
+    try:
+        yield sink, controller.port
+    finally:
+        controller.stop()
+
+
+@pytest.fixture
+def sms_provider() -> Iterator[SmsProvider]:
+    provider = SmsProvider()
+    thread = threading.Thread(target=provider.server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield provider
+    finally:
+        provider.server.shutdown()
+        provider.server.server_close()
+
+
+async def skip_backlog(settings: NotificationsSettings) -> None:
+    """Commit the service's groups at the end of the shared topics, so a test's fresh groups read
+    only what the test produces instead of every other test's history."""
+    for topic in SUBSCRIBED:
+        consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers,
+                                    group_id=group_for(settings, topic), enable_auto_commit=False)
+        await consumer.start()
+        try:
+            partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+            if not partitions:
+                partitions = [TopicPartition(topic, p) for p in await _partitions(consumer, topic)]
+            consumer.assign(partitions)
+            ends = await consumer.end_offsets(partitions)
+            await consumer.commit({tp: offset for tp, offset in ends.items()})
+        finally:
+            await consumer.stop()
+
+
+async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
+    await consumer._client.force_metadata_update()  # noqa: SLF001 - aiokafka has no public refresh
+    return consumer.partitions_for_topic(topic) or set()

@@ -1,0 +1,330 @@
+"""The notifications service on the real broker and store, delivering to local SMTP and SMS endpoints."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from services.notifications.app import build_app
+from services.notifications.settings import NotificationsSettings
+from shared.clock import FixedClock
+from shared.contract import dlq
+from shared.contract.topics import CRM_COMPLAINTS, CRM_CUSTOMERS, CRM_NOTIFICATIONS, CRM_TIER_CHANGES
+from tests.helpers import api_key, consume_all, envelope, eventually, produce, running
+
+from .conftest import SmsProvider, SmtpSink, skip_backlog
+
+pytestmark = pytest.mark.integration
+#: 12:00 in Shanghai two days ago: inside the allowed hours, and safely in the past for every event.
+BASE = datetime.now(UTC).replace(hour=4, minute=0, second=0, microsecond=0) - timedelta(days=2)
+READ_KEY, READ = api_key("reader", "notifications:read")
+WRITE_KEY, WRITE = api_key("writer", "notifications:read", "notifications:write")
+
+
+async def settings_for(unique: str, smtp: int, sms: SmsProvider, **kw: Any) -> NotificationsSettings:
+    settings = NotificationsSettings(
+        mongodb_database=f"test_notifications_{unique}", kafka_group_id=f"test-notifications-{unique}",
+        smtp_host="127.0.0.1", smtp_port=smtp, sms_url=sms.url, webhook_url="", channel_backoff_s=0.05,
+        scheduler_interval_s=3600, api_keys=(READ, WRITE), **kw)
+    await skip_backlog(settings)
+    return settings
+
+
+def phone_for(unique: str, n: int = 0) -> str:
+    return f"+86138{(int(unique[:8], 16) + n) % 10**8:08d}"
+
+
+def profile(customer: str, *, at: datetime = BASE, version: int = 1, **data: Any) -> dict[str, Any]:
+    body = {"name": "李雷", "locale": "zh-CN", "timezone": "Asia/Shanghai", "country": "CN",
+            "preferred_channel": "email", "consents": {"care_messages": True, "email": True, "sms": True},
+            "version": version, "created_at": at.isoformat(), **data}
+    return envelope("customer.profile.changed", customer, body, time_=at)
+
+
+def tier_change(customer: str, dimension: str, previous: str | None, current: str, direction: str, *,
+                at: datetime = BASE, **extra: Any) -> dict[str, Any]:
+    return envelope("customer.tier.changed", customer, {
+        "dimension": dimension, "previous": previous, "current": current, "direction": direction,
+        "reason": "spend 800 more within 12 months to keep high", "policy_version": "v1",
+        "effective_at": at.isoformat(), "metrics": {"currency": "CNY", "spend_12m": "5200.00", "orders_12m": 4},
+        **extra}, time_=at)
+
+
+def complaint(customer: str, kind: str, complaint_id: str, *, at: datetime = BASE, **data: Any) -> dict[str, Any]:
+    return envelope(f"complaint.{kind}", customer, {"complaint_id": complaint_id, "status": "received",
+                                                    "priority": "p2", **data}, time_=at)
+
+
+async def send(infra: dict[str, str], topic: str, *events: dict[str, Any]) -> None:
+    await produce(infra["KAFKA_BOOTSTRAP_SERVERS"], topic, [(e["subject"].encode(), e) for e in events])
+
+
+async def outcomes(infra: dict[str, str], customer: str, at_least: int) -> list[dict[str, Any]]:
+    def ours(records: list[Any]) -> list[Any]:
+        return [r for r in records if r.key == customer.encode()]
+
+    records = await consume_all(infra["KAFKA_BOOTSTRAP_SERVERS"], CRM_NOTIFICATIONS,
+                                until=lambda rs: len(ours(rs)) >= at_least, timeout=30)
+    return [json.loads(r.value) for r in ours(records)]
+
+
+async def test_a_registration_is_welcomed_by_email_in_the_customers_locale_and_the_outcome_published(
+        infra: dict[str, str], unique: str, smtp_sink: tuple[SmtpSink, int], sms_provider: SmsProvider) -> None:
+    sink, port = smtp_sink
+    customer, address = f"C-{unique}", f"ann-{unique}@example.com"
+    app = build_app(await settings_for(unique, port, sms_provider), clock=FixedClock(BASE))
+    async with running(app) as client:
+        await send(infra, CRM_CUSTOMERS, profile(customer, name="Ann", email=address, locale="en-US"))
+        await eventually(lambda: _async(sink.to(address)))
+        history = (await eventually(lambda: _sent(client, customer)))
+    [mail] = sink.to(address)
+    assert mail["Subject"] == "Welcome aboard" and mail["Content-Language"] == "en-US"
+    assert "Dear Ann, welcome!" in mail.get_content() and "unsubscribe" in mail.get_content()
+    assert history[0]["template"] == "welcome" and history[0]["dedupe_key"] == f"welcome:{customer}"
+    [event] = await outcomes(infra, customer, 1)
+    assert event["type"] == "notification.sent"
+    assert event["data"] | {"notification_id": None} == {
+        "notification_id": None, "trigger": "welcome", "channel": "email", "template": "welcome", "locale": "en-US",
+        "dedupe_key": f"welcome:{customer}", "attempts": 1}
+
+
+async def test_the_same_tier_change_delivered_twice_sends_one_message_and_a_bulk_change_none(
+        infra: dict[str, str], unique: str, smtp_sink: tuple[SmtpSink, int], sms_provider: SmsProvider) -> None:
+    sink, port = smtp_sink
+    customer, address = f"C-{unique}", f"li-{unique}@example.com"
+    app = build_app(await settings_for(unique, port, sms_provider), clock=FixedClock(BASE))
+    upgrade = tier_change(customer, "value_tier", "medium", "high", "upgrade")
+    same_change_new_id = {**upgrade, "id": f"republished-{unique}"}
+    bulk = tier_change(customer, "vip", "regular", "vip", "upgrade", bulk=True)
+    marker = tier_change(customer, "lifecycle", "churned", "reactivated", "upgrade")
+    async with running(app) as client:
+        await send(infra, CRM_CUSTOMERS, profile(customer, email=address, version=2))
+        await eventually(lambda: app.state.repo.profile(customer))
+        await send(infra, CRM_TIER_CHANGES, bulk, upgrade, upgrade, same_change_new_id, marker)
+        await eventually(lambda: _async(len(sink.to(address)) >= 2))
+        history = await _history(client, customer)
+    subjects = sorted(m["Subject"] for m in sink.to(address))
+    assert subjects == ["恭喜您升级为high等级会员", "欢迎回来"]
+    assert sorted(h["template"] for h in history) == ["tier_upgrade", "welcome_back"]
+    events = await outcomes(infra, customer, 4)
+    sent = [e for e in events if e["type"] == "notification.sent"]
+    # The redelivery republishes the very same event; the copy under another id is reported a duplicate.
+    assert len({e["id"] for e in sent if e["data"]["template"] == "tier_upgrade"}) == 1
+    duplicates = [e for e in events if e["data"].get("reason") == "duplicate"]
+    assert [d["data"]["template"] for d in duplicates] == ["tier_upgrade"]
+
+
+async def test_a_complaint_acknowledgement_by_sms_is_retried_through_a_failing_provider_and_sent_once(
+        infra: dict[str, str], unique: str, smtp_sink: tuple[SmtpSink, int], sms_provider: SmsProvider) -> None:
+    _, port = smtp_sink
+    customer, phone = f"C-{unique}", phone_for(unique)
+    sms_provider.fail_first[phone] = 1
+    app = build_app(await settings_for(unique, port, sms_provider), clock=FixedClock(BASE))
+    due = BASE + timedelta(hours=30)
+    opened = complaint(customer, "opened", f"CP-{unique}", first_response_due_at=due.isoformat())
+    async with running(app):
+        # No consent at all: complaint messages are transactional and still go out.
+        await send(infra, CRM_CUSTOMERS, profile(customer, phone=phone, preferred_channel="sms", consents={},
+                                                 version=2))
+        await eventually(lambda: app.state.repo.profile(customer))
+        await send(infra, CRM_COMPLAINTS, opened)
+        [event] = await outcomes(infra, customer, 1)
+        await send(infra, CRM_COMPLAINTS, opened)  # redelivered: the provider must not see it again
+        again = await outcomes(infra, customer, 2)
+    requests = sms_provider.to(phone)
+    assert len(requests) == 2  # one 503, one success: retried, sent once
+    assert {r["headers"]["idempotency-key"] for r in requests} == {f"complaint_acknowledged:CP-{unique}:{customer}"}
+    local_due = due.astimezone(ZoneInfo("Asia/Shanghai"))
+    assert f"{local_due.month}月{local_due.day}日" in requests[-1]["body"]["text"]
+    assert not requests[-1]["body"]["text"].endswith("回复T退订")
+    assert event["type"] == "notification.sent" and event["data"]["attempts"] == 2
+    assert event["data"]["channel"] == "sms"
+    assert [e["id"] for e in again] == [event["id"], event["id"]]  # the redelivery republished the same event
+
+
+async def test_a_message_in_quiet_hours_is_deferred_to_the_morning_and_then_sent(
+        infra: dict[str, str], unique: str, smtp_sink: tuple[SmtpSink, int], sms_provider: SmsProvider) -> None:
+    sink, port = smtp_sink
+    customer, address = f"C-{unique}", f"q-{unique}@example.com"
+    evening = BASE + timedelta(hours=10)  # 22:00 in Shanghai
+    clock = FixedClock(evening)
+    app = build_app(await settings_for(unique, port, sms_provider), clock=clock)
+    async with running(app):
+        await send(infra, CRM_CUSTOMERS, profile(customer, email=address, version=2, at=evening))
+        await eventually(lambda: app.state.repo.profile(customer))
+        await send(infra, CRM_TIER_CHANGES, tier_change(customer, "value_tier", "low", "medium", "upgrade", at=evening))
+        [deferred] = await outcomes(infra, customer, 1)
+        assert sink.to(address) == []
+        morning = BASE + timedelta(hours=21)  # 09:00 the next day in Shanghai
+        assert deferred["data"]["reason"] == "quiet_hours_deferred"
+        assert datetime.fromisoformat(deferred["data"]["scheduled_for"]) == morning
+        clock.set(morning - timedelta(minutes=1))
+        await app.state.scheduler.tick()
+        assert sink.to(address) == []
+        clock.set(morning)
+        await app.state.scheduler.tick()
+        await app.state.scheduler.tick()
+    assert len(sink.to(address)) == 1
+    events = await outcomes(infra, customer, 2)
+    assert [e["type"] for e in events] == ["notification.suppressed", "notification.sent"]
+
+
+async def test_on_spring_festival_the_scheduler_greets_consenting_chinese_customers_once(
+        infra: dict[str, str], unique: str, smtp_sink: tuple[SmtpSink, int], sms_provider: SmsProvider) -> None:
+    sink, port = smtp_sink
+    festival_morning = datetime(2026, 2, 17, 2, 30, tzinfo=UTC)  # 10:30 in Shanghai
+    clock = FixedClock(festival_morning - timedelta(hours=1))
+    greeted, refused = f"C-a{unique}", f"C-b{unique}"
+    address = f"a-{unique}@example.com"
+    app = build_app(await settings_for(unique, port, sms_provider), clock=clock)
+    async with running(app) as client:
+        await send(infra, CRM_CUSTOMERS,
+                   profile(greeted, email=address, version=2, at=festival_morning - timedelta(days=30)),
+                   profile(refused, email=f"b-{unique}@example.com", consents={"email": True}, version=2,
+                           at=festival_morning - timedelta(days=30)))
+        await eventually(lambda: app.state.repo.profile(refused))
+        await app.state.scheduler.tick()  # 09:30 local: before the daily hour
+        assert sink.to(address) == []
+        clock.set(festival_morning)
+        await app.state.scheduler.tick()
+        await app.state.scheduler.tick()
+        history = await _history(client, greeted)
+        refused_history = await _history(client, refused)
+    [mail] = sink.to(address)
+    assert mail["Subject"] == "春节快乐" and "李雷，祝您春节快乐" in mail.get_content()
+    assert [h["dedupe_key"] for h in history] == [f"holiday:CN:spring_festival:2026:{greeted}"]
+    assert [(h["status"], h["reason"]) for h in refused_history] == [("suppressed", "no_consent")]
+    [event] = await outcomes(infra, refused, 1)
+    assert event["type"] == "notification.suppressed" and event["data"]["reason"] == "no_consent"
+    assert event["data"]["trigger"] == "holiday:CN:spring_festival:2026"
+
+
+async def test_a_suppressed_customer_gets_no_care_message_and_the_report_counts_it(
+        infra: dict[str, str], unique: str, smtp_sink: tuple[SmtpSink, int], sms_provider: SmsProvider) -> None:
+    sink, port = smtp_sink
+    customer, address = f"C-{unique}", f"s-{unique}@example.com"
+    app = build_app(await settings_for(unique, port, sms_provider), clock=FixedClock(BASE))
+    async with running(app) as client:
+        created = await client.post("/suppressions", headers={"X-API-Key": WRITE_KEY},
+                                    json={"kind": "email", "value": address.upper(), "reason": "bounced"})
+        assert created.status_code == 201 and created.json()["id"] == f"email:{address}"
+        listed = await client.get("/suppressions", headers={"X-API-Key": READ_KEY})
+        assert [s["value"] for s in listed.json()["suppressions"]] == [address]
+        await send(infra, CRM_CUSTOMERS, profile(customer, email=address))
+        [event] = await outcomes(infra, customer, 1)
+        report = (await client.get("/reports/notifications", headers={"X-API-Key": READ_KEY})).json()
+        removed = await client.delete(f"/suppressions/email:{address}", headers={"X-API-Key": WRITE_KEY})
+        missing = await client.delete(f"/suppressions/email:{address}", headers={"X-API-Key": WRITE_KEY})
+    assert event["data"]["reason"] == "suppression_list" and sink.to(address) == []
+    assert report["totals"]["suppressed"] >= 1 and report["by_reason"]["suppressed"]["suppression_list"] >= 1
+    assert removed.status_code == 204 and missing.status_code == 404
+
+
+async def test_an_erasure_removes_the_customers_copy_and_history(
+        infra: dict[str, str], unique: str, smtp_sink: tuple[SmtpSink, int], sms_provider: SmsProvider) -> None:
+    sink, port = smtp_sink
+    customer, address = f"C-{unique}", f"e-{unique}@example.com"
+    app = build_app(await settings_for(unique, port, sms_provider), clock=FixedClock(BASE))
+    async with running(app) as client:
+        await send(infra, CRM_CUSTOMERS, profile(customer, email=address))
+        await eventually(lambda: _sent(client, customer))
+        erased = envelope("customer.erased", customer, {"erased_at": BASE.isoformat()}, time_=BASE)
+        await send(infra, CRM_CUSTOMERS, erased)
+        await eventually(lambda: _async_not(app.state.repo.profile(customer)))
+        assert await _history(client, customer) == []
+
+
+@pytest.mark.parametrize(("topic", "event", "field"), [
+    (CRM_CUSTOMERS, lambda c: profile(c, timezone="Mars/Olympus"), "data.timezone"),
+    (CRM_TIER_CHANGES, lambda c: tier_change(c, "shoe_size", "41", "42", "upgrade"), "data.dimension"),
+    (CRM_COMPLAINTS, lambda c: complaint(c, "opened", "CP-1", priority="urgent"), "data.priority"),
+], ids=["customers", "tier-changes", "complaints"])
+async def test_a_bad_event_on_each_consumed_topic_goes_to_its_dlq_and_the_next_one_is_handled(
+        infra: dict[str, str], unique: str, smtp_sink: tuple[SmtpSink, int], sms_provider: SmsProvider,
+        topic: str, event: Any, field: str) -> None:
+    _, port = smtp_sink
+    customer = f"C-{unique}"
+    app = build_app(await settings_for(unique, port, sms_provider), clock=FixedClock(BASE))
+
+    def ours(records: list[Any]) -> list[Any]:
+        return [r for r in records if r.key == customer.encode()]
+
+    async with running(app):
+        await send(infra, topic, event(customer))
+        await send(infra, CRM_CUSTOMERS, profile(customer, email=f"d-{unique}@example.com", version=2))
+        await eventually(lambda: app.state.repo.profile(customer))
+        dead = ours(await consume_all(infra["KAFKA_BOOTSTRAP_SERVERS"], dlq(topic), until=lambda rs: bool(ours(rs))))
+    headers = {k: v.decode() for k, v in dead[0].headers}
+    assert headers["x-error"] == "invalid_data" and headers["x-error-detail"].startswith(field)
+
+
+async def test_the_api_needs_keys_with_the_right_scopes_and_names_the_bad_field(
+        infra: dict[str, str], unique: str, smtp_sink: tuple[SmtpSink, int], sms_provider: SmsProvider) -> None:
+    _, port = smtp_sink
+    app = build_app(await settings_for(unique, port, sms_provider), clock=FixedClock(BASE))
+    async with running(app) as client:
+        anonymous = await client.get(f"/customers/C-{unique}/notifications")
+        read_only = await client.post("/suppressions", headers={"X-API-Key": READ_KEY},
+                                      json={"kind": "customer", "value": f"C-{unique}"})
+        bad_kind = await client.post("/suppressions", headers={"X-API-Key": WRITE_KEY},
+                                     json={"kind": "fax", "value": "1"})
+        bad_customer = await client.post("/suppressions", headers={"X-API-Key": WRITE_KEY},
+                                         json={"kind": "customer", "value": "no spaces allowed"})
+        missing_param = await client.post("/preview", headers={"X-API-Key": READ_KEY},
+                                          json={"template": "complaint_resolved", "locale": "en-US"})
+        unknown = await client.post("/preview", headers={"X-API-Key": READ_KEY}, json={"template": "nope"})
+        bad_channel = await client.post("/preview", headers={"X-API-Key": READ_KEY},
+                                        json={"template": "birthday", "channel": "pigeon"})
+        injected = await client.post("/preview", headers={"X-API-Key": READ_KEY},
+                                     json={"template": "birthday", "locale": "zh-CN", "channel": "sms",
+                                           "name": "{{ ''.__class__ }}"})
+        bad_unsubscribe = await client.post(f"/unsubscribe?customer_id=C-{unique}&token=forged")
+    assert anonymous.status_code == 401 and read_only.status_code == 403
+    assert bad_kind.status_code == 422 and "kind" in json.dumps(bad_kind.json())
+    assert bad_customer.status_code == 422 and "value" in bad_customer.text
+    assert missing_param.status_code == 422 and "complaint_id" in missing_param.text
+    assert unknown.status_code == 422 and "template" in unknown.text
+    assert bad_channel.status_code == 422 and "channel" in json.dumps(bad_channel.json())
+    assert injected.status_code == 200
+    assert injected.json()["body"] == "{{ ''.__class__ }}，祝您生日快乐！回复T退订"
+    assert injected.json()["sms_code"] == "SMS_BIRTHDAY_01"
+    assert bad_unsubscribe.status_code == 403
+
+
+async def test_the_unsubscribe_link_of_a_care_message_stops_the_next_one(
+        infra: dict[str, str], unique: str, smtp_sink: tuple[SmtpSink, int], sms_provider: SmsProvider) -> None:
+    sink, port = smtp_sink
+    customer, address = f"C-{unique}", f"u-{unique}@example.com"
+    app = build_app(await settings_for(unique, port, sms_provider), clock=FixedClock(BASE))
+    async with running(app) as client:
+        await send(infra, CRM_CUSTOMERS, profile(customer, email=address))
+        await eventually(lambda: _async(sink.to(address)))
+        link = next(line for line in sink.to(address)[0].get_content().split() if "/unsubscribe?" in line)
+        query = link.split("?", 1)[1]
+        assert (await client.post(f"/unsubscribe?{query}")).status_code == 204
+        await send(infra, CRM_TIER_CHANGES, tier_change(customer, "value_tier", "low", "medium", "upgrade"))
+        events = await outcomes(infra, customer, 2)
+    assert events[-1]["data"].get("reason") == "suppression_list" and len(sink.to(address)) == 1
+
+
+async def _async(value: Any) -> Any:
+    return value
+
+
+async def _async_not(awaitable: Any) -> bool:
+    return not await awaitable
+
+
+async def _history(client: Any, customer: str) -> list[dict[str, Any]]:
+    response = await client.get(f"/customers/{customer}/notifications", headers={"X-API-Key": READ_KEY})
+    assert response.status_code == 200
+    return response.json()["notifications"]
+
+
+async def _sent(client: Any, customer: str) -> list[dict[str, Any]]:
+    return [h for h in await _history(client, customer) if h["status"] == "sent"]
+
