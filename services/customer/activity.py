@@ -13,10 +13,14 @@ import structlog
 
 from shared.contract.events import (
     CloudEvent,
+    ComplaintEventData,
     CustomerClassification,
     CustomerRegistered,
     CustomerUpdated,
     InteractionRecorded,
+    NotificationFailed,
+    NotificationSent,
+    NotificationSuppressed,
     PurchaseCompleted,
     PurchaseRefunded,
 )
@@ -94,16 +98,13 @@ class Activity:
                             "overrides": dict(data.overrides)}, data.updated_at)
 
     async def complaint(self, event: CloudEvent) -> None:
-        data = event.data
-        fields = {"status": data.status, "priority": data.priority, "category": data.category}  # type: ignore[attr-defined]
-        await self.repo.add_entry(_entry(event, "complaint", event.id, complaint_id=data.complaint_id,  # type: ignore[attr-defined]
-                                         **fields))
-        await self.repo.set_complaint(event.subject, data.complaint_id, fields, event.time)  # type: ignore[attr-defined]
+        data: ComplaintEventData = event.data  # type: ignore[assignment]
+        fields = {"status": data.status, "priority": data.priority, "category": data.category}
+        await self.repo.add_entry(_entry(event, "complaint", event.id, complaint_id=data.complaint_id, **fields))
+        await self.repo.set_complaint(event.subject, data.complaint_id, fields, event.time)
 
-    async def notification(self, event: CloudEvent) -> None:
+    async def notification(self, event: NotificationSent | NotificationFailed | NotificationSuppressed) -> None:
         data = event.data
-        await self.repo.add_entry(_entry(event, "notification", event.id,
-                                         notification_id=data.notification_id, trigger=data.trigger,  # type: ignore[attr-defined]
-                                         channel=data.channel, template=data.template,  # type: ignore[attr-defined]
-                                         outcome=event.type.removeprefix("notification."),
-                                         reason=data.reason))  # type: ignore[attr-defined]
+        await self.repo.add_entry(_entry(event, "notification", event.id, notification_id=data.notification_id,
+                                         trigger=data.trigger, channel=data.channel, template=data.template,
+                                         outcome=event.type.removeprefix("notification."), reason=data.reason))

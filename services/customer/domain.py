@@ -93,7 +93,9 @@ def apply_changes(current: CustomerProfile | None, changes: Mapping[str, Any], *
         values["status"] = "active"
     if current is not None and _same(values, base.model_dump()):
         return None
-    values.update(version=current.version + 1 if current else 1, updated_at=at)
+    # A late event (older than the last change) must not move the change time backwards.
+    updated_at = max(at, current.updated_at) if current and current.updated_at else at
+    values.update(version=current.version + 1 if current else 1, updated_at=updated_at)
     return CustomerProfile.model_validate(values)
 
 

@@ -161,7 +161,9 @@ class Repository:
 
     async def set_complaint(self, customer_id: str, complaint_id: str, fields: dict[str, Any], at: datetime) -> None:
         key = f"{customer_id}|{complaint_id}"
-        result = await self.store[COMPLAINTS].update_one({"_id": key, "at": {"$lt": at}}, {"$set": {**fields, "at": at}})
+        # The newest event decides the status, whatever order the events arrive in.
+        result = await self.store[COMPLAINTS].update_one({"_id": key, "at": {"$lt": at}},
+                                                         {"$set": {**fields, "at": at}})
         if not result.matched_count:
             await insert_once(self.store[COMPLAINTS], {"_id": key, "customer_id": customer_id,
                                                        "complaint_id": complaint_id, **fields, "at": at})
@@ -207,8 +209,9 @@ class Repository:
         await insert_once(self.store[CONSENTS], entry)
 
     async def consent_history(self, customer_id: str) -> list[dict[str, Any]]:
-        return await self.store[CONSENTS].find({"customer_id": customer_id}, {"customer_id": 0}).sort(
-            [("at", 1), ("version", 1), ("_id", 1)]).to_list(None)
+        entries = await self.store[CONSENTS].find({"customer_id": customer_id}, {"customer_id": 0}).to_list(None)
+        # Oldest first; the changes of one profile version in the contract's order of consents.
+        return sorted(entries, key=lambda e: (e["at"], e["version"], domain.CONSENT_KEYS.index(e["consent"])))
 
     # --- inbox -----------------------------------------------------------------------------------
 

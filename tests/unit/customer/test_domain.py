@@ -89,3 +89,10 @@ def test_event_ids_are_deterministic_per_customer_and_version() -> None:
 
 def test_store_precision_drops_what_bson_cannot_keep() -> None:
     assert domain.store_precision(AT.replace(microsecond=123456)).microsecond == 123000
+
+
+def test_a_late_update_changes_the_profile_without_moving_its_change_time_backwards() -> None:
+    current = domain.apply_changes(registered(), {"locale": "zh-CN"}, at=LATER, source="x", activate=False)
+    late = domain.apply_changes(current, {"country": "CN"}, at=AT + timedelta(minutes=5), source="x",
+                                activate=False)
+    assert (late.country, late.version, late.updated_at) == ("CN", 3, LATER)
