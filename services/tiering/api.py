@@ -2,6 +2,177 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from decimal import Decimal
+from typing import Annotated, Any, Literal
 
-router = APIRouter()
+from fastapi import APIRouter, Body, HTTPException, Path, Query, Request, status
+from pydantic import BaseModel, ConfigDict, Field
+
+from shared.auth import require
+from shared.contract.events import DIMENSIONS, Dimension
+from shared.contract.types import AwareTime, CustomerId
+
+from .domain import RANKS, Override, validate_override_value
+from .engine import Engine
+from .policy import Policy
+from .repository import Repository
+
+router = APIRouter(tags=["tiering"])
+Customer = Annotated[CustomerId, Path(description="Customer id")]
+
+
+def _engine(request: Request) -> Engine:
+    return request.app.state.engine
+
+
+def _repo(request: Request) -> Repository:
+    return request.app.state.repo
+
+
+def _classification(doc: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "customer_id": doc["customer_id"],
+        **{dim: (doc.get("output") or {}).get(dim) for dim in DIMENSIONS},
+        "reasons": doc.get("reasons") or {},
+        "downgrade_pending": doc.get("pending") or {},
+        "overrides": doc.get("overrides") or {},
+        "metrics": doc.get("metrics") or {},
+        "policy_version": doc.get("policy_version"),
+        "updated_at": doc.get("updated_at"),
+        "next_evaluation_at": doc.get("next_eval_at"),
+    }
+
+
+@router.get("/customers/{customer_id}/classification", dependencies=[require("tiers:read")],
+            summary="The current classification of a customer, with the metrics behind it")
+async def classification(request: Request, customer_id: Customer) -> dict[str, Any]:
+    doc = await _repo(request).current(customer_id)
+    if doc is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "customer not classified")
+    return _classification(doc)
+
+
+@router.get("/customers/{customer_id}/tier-history", dependencies=[require("tiers:read")],
+            summary="Every tier change of a customer, oldest first, and the audit of overrides")
+async def tier_history(request: Request, customer_id: Customer) -> dict[str, Any]:
+    repo = _repo(request)
+    return {"customer_id": customer_id, "changes": await repo.tier_history(customer_id),
+            "overrides": await repo.override_audit(customer_id)}
+
+
+class OverrideRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    value: Annotated[str, Field(min_length=1, max_length=32)]
+    mode: Literal["floor", "lock"] = "floor"
+    reason: Annotated[str, Field(min_length=1, max_length=500)]
+    expires_at: AwareTime | None = None
+
+
+@router.put("/customers/{customer_id}/overrides/{dimension}", summary="Set a manual override (floor or lock)")
+async def put_override(request: Request, customer_id: Customer, dimension: Dimension, body: OverrideRequest,
+                       key: Any = require("tiers:write")) -> dict[str, Any]:
+    try:
+        validate_override_value(dimension, body.value)
+    except ValueError as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, f"value: {exc}") from None
+    engine = _engine(request)
+    now = engine.clock.now()
+    if body.expires_at is not None and body.expires_at <= now:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, "expires_at: must be in the future")
+    override = Override(value=body.value, mode=body.mode, reason=body.reason, actor=key.name, set_at=now,
+                        expires_at=body.expires_at)
+    doc = await engine.set_override(customer_id, dimension, override, key.name, body.reason)
+    if doc is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "customer not known to tiering")
+    return _classification(doc)
+
+
+@router.delete("/customers/{customer_id}/overrides/{dimension}", summary="Remove a manual override")
+async def delete_override(request: Request, customer_id: Customer, dimension: Dimension,
+                          reason: Annotated[str, Query(min_length=1, max_length=500)] = "override removed",
+                          key: Any = require("tiers:write")) -> dict[str, Any]:
+    doc = await _engine(request).set_override(customer_id, dimension, None, key.name, reason)
+    if doc is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "customer not known to tiering")
+    return _classification(doc)
+
+
+@router.get("/policy", dependencies=[require("tiers:read")], summary="The active policy")
+async def get_policy(request: Request) -> dict[str, Any]:
+    policy = await _engine(request).ready()
+    return policy.model_dump(mode="json")
+
+
+@router.post("/policy", dependencies=[require("policy:write")], status_code=status.HTTP_201_CREATED,
+             summary="Validate and store a new policy version (apply it with POST /reclassify)")
+async def post_policy(request: Request, policy: Annotated[Policy, Body()]) -> dict[str, Any]:
+    engine = _engine(request)
+    if not await engine.repo.store_policy(policy, engine.clock.now()):
+        raise HTTPException(status.HTTP_409_CONFLICT, f"policy version {policy.version!r} exists; versions are "
+                                                      "immutable, use a new one")
+    return {"version": policy.version, "stored": True}
+
+
+@router.post("/reclassify", dependencies=[require("policy:write")],
+             summary="Transition counts under a policy version; unless dry_run, activate it and publish in bulk")
+async def reclassify(request: Request, dry_run: bool = True,
+                     policy_version: Annotated[str | None, Query(max_length=64)] = None) -> dict[str, Any]:
+    engine = _engine(request)
+    policy = await engine.ready() if policy_version is None else await engine.repo.policy(policy_version)
+    if policy is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"policy_version: no policy {policy_version!r}")
+    return await engine.reclassify(policy, dry_run=dry_run)
+
+
+@router.post("/population/refresh", dependencies=[require("policy:write")],
+             summary="Recompute the population cut-offs now; returns when done")
+async def refresh(request: Request) -> dict[str, Any]:
+    return await _engine(request).refresh()
+
+
+@router.get("/reports/segments", dependencies=[require("tiers:read")],
+            summary="Distribution per dimension, the ABC Pareto table and rates per first-purchase month")
+async def segments(request: Request) -> dict[str, Any]:
+    engine = _engine(request)
+    await engine.ready()
+    latest: dict[str, dict[str, Any]] = {}
+    projection = {"customer_id": 1, "rev": 1, "output": 1, "spend_minor": 1, "metrics.first_purchase_at": 1,
+                  "metrics.lifetime_orders": 1, "metrics.referrals": 1}
+    async for doc in engine.repo.scan(projection):
+        current = latest.get(doc["customer_id"])
+        if current is None or doc["rev"] > current["rev"]:
+            latest[doc["customer_id"]] = doc
+    distribution: dict[str, dict[str, int]] = {dim: {} for dim in DIMENSIONS}
+    abc: dict[str, list[int]] = {cls: [0, 0] for cls in RANKS["abc_class"][::-1]}
+    cohorts: dict[str, list[int]] = {}
+    for doc in latest.values():
+        output = doc.get("output") or {}
+        for dim in DIMENSIONS:
+            if output.get(dim) is not None:
+                distribution[dim][output[dim]] = distribution[dim].get(output[dim], 0) + 1
+        if output.get("abc_class") in abc:
+            abc[output["abc_class"]][0] += 1
+            abc[output["abc_class"]][1] += doc.get("spend_minor", 0)
+        metrics = doc.get("metrics") or {}
+        first = metrics.get("first_purchase_at")
+        if first is not None:
+            row = cohorts.setdefault(first.strftime("%Y-%m"), [0, 0, 0, 0])
+            row[0] += 1
+            row[1] += metrics.get("lifetime_orders", 0) >= 2
+            row[2] += metrics.get("referrals", 0) > 0
+            row[3] += output.get("lifecycle") == "churned"
+    customers = sum(v[0] for v in abc.values()) or 1
+    spend = sum(v[1] for v in abc.values()) or 1
+    return {
+        "policy_version": engine.policy.version if engine.policy else None,
+        "cutoffs_version": engine.cutoffs.version if engine.cutoffs else None,
+        "customers": len(latest),
+        "distribution": distribution,
+        "pareto": [{"abc_class": cls, "customers": n, "customer_share": round(n / customers, 4),
+                    "spend": str(Decimal(s) / 100), "spend_share": round(s / spend, 4)} for cls, (n, s) in abc.items()],
+        "periods": [{"period": period, "new_customers": n, "repeat_purchase_rate": round(r / n, 4),
+                     "referral_rate": round(ref / n, 4), "churn_rate": round(c / n, 4)}
+                    for period, (n, r, ref, c) in sorted(cohorts.items())],
+    }
+

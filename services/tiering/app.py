@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from fastapi import FastAPI
 
 from shared.clock import Clock
 from shared.service import Runtime
 
 from . import api, handlers, repository
+from .engine import Engine
 from .settings import TieringSettings
 
 TITLE = "Tiering service"
@@ -18,5 +21,23 @@ def build_app(settings: TieringSettings | None = None, *, clock: Clock | None = 
     settings = settings or TieringSettings()
     runtime = Runtime.create(settings, clock=clock, indexes=repository.INDEXES, description=DESCRIPTION)
     repo = repository.Repository(runtime.store)
-    runtime.include(handlers.build_router(settings, repo))
-    return runtime.http_app(title=TITLE, description=DESCRIPTION, routers=[api.router], state={"repo": repo})
+    engine = Engine(settings, repo, runtime.clock, runtime.registry, runtime.broker)
+    runtime.include(handlers.build_router(settings, engine, runtime.dead_letters))
+
+    async def scheduler() -> None:
+        """Churn risk, downgrades after grace and lifecycle moves happen with no new event."""
+        while True:
+            while await engine.run_due(settings.scheduler_batch) >= settings.scheduler_batch:
+                pass  # more are due: keep going before sleeping
+            await asyncio.sleep(settings.scheduler_interval_s)
+
+    async def population_refresher() -> None:
+        while True:
+            await asyncio.sleep(settings.refresh_interval_s)
+            await engine.refresh()
+
+    runtime.add_task(scheduler)
+    if settings.refresh_interval_s > 0:
+        runtime.add_task(population_refresher)
+    return runtime.http_app(title=TITLE, description=DESCRIPTION, routers=[api.router],
+                            state={"repo": repo, "engine": engine})

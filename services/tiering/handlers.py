@@ -1,13 +1,86 @@
-"""Kafka subscribers of the tiering service: validate, call the domain, persist, publish."""
+"""Kafka subscribers of the tiering service: validate, call the domain, persist, publish.
+
+Every input is read in batches: the engine applies a batch with one read of the customers it does
+not hold yet, one write and the outbound events sent together, which is what keeps up with the
+order stream on a store that does a few thousand writes per second.
+"""
 
 from __future__ import annotations
 
+from typing import Union
+
 from faststream.kafka import KafkaRouter
 
-from .repository import Repository
+from shared.contract import CloudEvent
+from shared.contract.events import (
+    COMPLAINT_EVENTS,
+    CustomerClassification,
+    CustomerErased,
+    CustomerProfileChanged,
+    CustomerTierChanged,
+    InteractionRecorded,
+    PurchaseCompleted,
+    PurchaseRefunded,
+)
+from shared.contract.topics import (
+    CRM_COMPLAINTS,
+    CRM_CUSTOMER_TIERS,
+    CRM_CUSTOMERS,
+    CRM_INTERACTIONS,
+    CRM_TIER_CHANGES,
+    ORDERS_PURCHASES,
+)
+from shared.kafka import DeadLetterMiddleware, Rejected, dead_letter_event, subscriber_options
+
+from .domain import RuleViolation
+from .engine import Engine
 from .settings import TieringSettings
 
+ComplaintEvent = Union[tuple(COMPLAINT_EVENTS)]  # type: ignore[valid-type]
 
-def build_router(settings: TieringSettings, repo: Repository) -> KafkaRouter:
+
+def build_router(settings: TieringSettings, engine: Engine, dead_letters: DeadLetterMiddleware) -> KafkaRouter:
     router = KafkaRouter()
+    batch = subscriber_options(settings, batch=True, max_records=settings.batch_max_records,
+                               batch_timeout_ms=settings.batch_timeout_ms)
+
+    async def reject(event: CloudEvent, exc: RuleViolation) -> None:
+        await dead_letter_event(dead_letters, event, Rejected(exc.code, exc.detail))
+
+    tier_changes = router.publisher(
+        CRM_TIER_CHANGES, title="customer.tier.changed", schema=CustomerTierChanged,
+        description="One event per changed dimension, with a deterministic id; `bulk` marks reclassifications "
+                    "and population refreshes that should not reach the customer.")
+    snapshots = router.publisher(
+        CRM_CUSTOMER_TIERS, title="customer.classification", schema=CustomerClassification,
+        description="The customer's full current classification after every change (compacted; a tombstone "
+                    "follows an erasure).")
+    engine.bind(tier_changes, snapshots)
+
+    @router.subscriber(ORDERS_PURCHASES, **batch, title="orders.purchases.v1 (tiering)",
+                       description="Purchases and refunds enter the ledger under their order and refund ids. An "
+                                   "unknown currency goes to the DLQ as `unknown_currency`, a refund above what is "
+                                   "left of its order as `refund_exceeds_order`.")
+    async def on_purchases(events: list[Union[PurchaseCompleted, PurchaseRefunded]]) -> None:
+        await engine.ingest(events, reject)
+
+    @router.subscriber(CRM_INTERACTIONS, **batch, title="crm.interactions.v1 (tiering)",
+                       description="Referrals made and satisfaction scores from survey responses.")
+    async def on_interactions(events: list[InteractionRecorded]) -> None:
+        await engine.ingest(events, reject)
+
+    @router.subscriber(CRM_COMPLAINTS, **batch, title="crm.complaints.v1 (tiering)",
+                       description="Complaint lifecycle: open complaints and feedback scores feed churn risk.")
+    async def on_complaints(events: list[ComplaintEvent]) -> None:
+        await engine.ingest(events, reject)
+
+    @router.subscriber(CRM_CUSTOMERS, **subscriber_options(settings), title="crm.customers.v1 (tiering)",
+                       description="A profile makes the customer a prospect until the first purchase; "
+                                   "`customer.erased` removes everything tiering holds about the customer.")
+    async def on_customer(event: Union[CustomerProfileChanged, CustomerErased]) -> None:
+        if isinstance(event, CustomerErased):
+            await engine.erase(event.subject)
+        else:
+            await engine.ingest([event], reject)
+
     return router

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
+from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from shared.settings import ServiceSettings
@@ -12,3 +15,13 @@ class TieringSettings(ServiceSettings):
 
     service_name: str = "tiering"
     http_port: int = 8002
+    #: Customers kept in memory between events (least recently used leave first).
+    cache_customers: Annotated[int, Field(ge=100)] = 50_000
+    #: Records per batch read from orders.purchases.v1 and the other inputs.
+    batch_max_records: Annotated[int, Field(ge=1, le=20_000)] = 2_000
+    batch_timeout_ms: Annotated[int, Field(ge=1, le=10_000)] = 20
+    #: How often the scheduler looks for customers whose next evaluation time has come.
+    scheduler_interval_s: Annotated[float, Field(gt=0)] = 30.0
+    scheduler_batch: Annotated[int, Field(ge=1)] = 500
+    #: How often the population cut-offs are recomputed; 0 turns the periodic refresh off.
+    refresh_interval_s: Annotated[float, Field(ge=0)] = 3600.0

@@ -1,0 +1,397 @@
+"""The stateful core: a bounded in-memory working set of customers in front of the store.
+
+Every path (Kafka batches, the scheduler, overrides, refreshes, reclassification) goes through
+``_apply``: evaluate, publish the outbound events together, write the batch, and only then let the
+caller return (so the consumer commits after the write). When anything fails, the touched customers
+are dropped from memory so that the retry starts again from what the store holds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+import structlog
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+from shared.clock import Clock
+from shared.contract import CloudEvent
+from shared.contract.events import (
+    ClassificationData,
+    CustomerClassification,
+    CustomerTierChanged,
+    PendingDowngrade,
+    RfmScores,
+    TierChangedData,
+    TierMetrics,
+)
+from shared.contract.topics import CRM_CUSTOMER_TIERS
+from shared.kafka import publish_event, publish_tombstone
+
+from . import domain
+from .domain import NAMESPACE, Change, Cutoffs, Metrics, Override, RuleViolation
+from .policy import Policy, default_policy
+from .repository import CustomerState, Repository, entry_doc, snapshot_from_doc, state_doc
+from .settings import TieringSettings
+
+log = structlog.get_logger(__name__)
+SOURCE = "carecrm/tiering"
+Reject = Callable[[CloudEvent, RuleViolation], Awaitable[None]]
+
+
+@dataclass
+class Outcome:
+    changed_customers: int = 0
+    events: int = 0
+
+
+class Engine:
+    def __init__(self, settings: TieringSettings, repo: Repository, clock: Clock, registry: CollectorRegistry,
+                 broker: Any) -> None:
+        self.settings = settings
+        self.repo = repo
+        self.clock = clock
+        self.broker = broker
+        self.cache: OrderedDict[str, CustomerState] = OrderedDict()
+        self.lock = asyncio.Lock()
+        self.policy: Policy | None = None
+        self.cutoffs: Cutoffs | None = None
+        self.tier_changes: Any = None
+        self.snapshots: Any = None
+        self.events_in = Counter("carecrm_tiering_events", "Inbound events applied to the ledger", ["kind"],
+                                 registry=registry)
+        self.changes_out = Counter("carecrm_tiering_tier_changes", "customer.tier.changed published",
+                                   ["dimension", "direction"], registry=registry)
+        self.rejected = Counter("carecrm_tiering_rejected", "Events refused by the tiering rules", ["error"],
+                                registry=registry)
+        self.batch_seconds = Histogram("carecrm_tiering_batch_seconds", "Time to apply one batch",
+                                       registry=registry)
+
+    def bind(self, tier_changes: Any, snapshots: Any) -> None:
+        self.tier_changes, self.snapshots = tier_changes, snapshots
+
+    async def ready(self) -> Policy:
+        if self.policy is None:
+            policy = await self.repo.active_policy()
+            if policy is None:
+                policy = default_policy()
+                await self.repo.store_policy(policy, self.clock.now())
+                await self.repo.activate_policy(policy.version, self.clock.now())
+            self.policy = policy
+            self.cutoffs = await self.repo.latest_cutoffs()
+        return self.policy
+
+    # --- working set --------------------------------------------------------------------------------
+
+    async def _states(self, customer_ids: Iterable[str]) -> dict[str, CustomerState]:
+        wanted = list(dict.fromkeys(customer_ids))
+        missing = [cid for cid in wanted if cid not in self.cache]
+        if missing:
+            for cid, state in (await self.repo.load_states(missing)).items():
+                self.cache[cid] = state
+        states = {}
+        for cid in wanted:
+            self.cache.move_to_end(cid)
+            states[cid] = self.cache[cid]
+        return states
+
+    def _trim(self) -> None:
+        while len(self.cache) > self.settings.cache_customers:
+            self.cache.popitem(last=False)
+
+    def _forget(self, customer_ids: Iterable[str]) -> None:
+        for cid in customer_ids:
+            self.cache.pop(cid, None)
+
+    # --- inbound events -------------------------------------------------------------------------------
+
+    async def ingest(self, events: list[CloudEvent], reject: Reject) -> None:
+        """Apply a batch of inbound events; events the rules refuse go to ``reject`` one by one."""
+        started = time.perf_counter()
+        async with self.lock:
+            policy = await self.ready()
+            states = await self._states(e.subject for e in events)
+            touched: dict[str, CloudEvent] = {}
+            entries: list[dict[str, Any]] = []
+            try:
+                for event in events:
+                    try:
+                        entry = domain.entry_for(event, policy)
+                        if entry is None:
+                            continue
+                        state = states[event.subject]
+                        if domain.add_entry(state.ledger, entry):
+                            entries.append(entry_doc(event.subject, entry))
+                            self.events_in.labels(entry.kind).inc()
+                            last = touched.get(event.subject)
+                            touched[event.subject] = event if last is None or event.time >= last.time else last
+                    except RuleViolation as exc:
+                        self.rejected.labels(exc.code).inc()
+                        await reject(event, exc)
+                now = self.clock.now()
+                await self._apply([(states[cid], min(cause.time, now), cause) for cid, cause in touched.items()],
+                                  now, entries=entries)
+            except BaseException:
+                self._forget(states)
+                raise
+            self._trim()
+        self.batch_seconds.observe(time.perf_counter() - started)
+
+    async def erase(self, customer_id: str) -> None:
+        async with self.lock:
+            self._forget([customer_id])
+            await self.repo.erase(customer_id)
+            # The compacted snapshot topic must forget the customer too.
+            await publish_tombstone(self.broker, CRM_CUSTOMER_TIERS, customer_id)
+            log.info("customer_erased_from_tiering")
+
+    # --- time-driven ------------------------------------------------------------------------------------
+
+    async def run_due(self, limit: int = 500) -> int:
+        """Re-evaluate customers whose next evaluation time has come; the scheduler calls this."""
+        async with self.lock:
+            await self.ready()
+            now = self.clock.now()
+            due = await self.repo.due(now, limit)
+            if not due:
+                return 0
+            try:
+                states = await self._states(due)
+                work = [(s, s.next_eval_at if s.next_eval_at and s.next_eval_at <= now else now, None)
+                        for s in states.values()]
+                await self._apply(work, now)
+            except BaseException:
+                self._forget(due)
+                raise
+            self._trim()
+            return len(due)
+
+    # --- overrides --------------------------------------------------------------------------------------
+
+    async def set_override(self, customer_id: str, dimension: str, override: Override | None, actor: str,
+                           reason: str) -> dict[str, Any] | None:
+        async with self.lock:
+            await self.ready()
+            now = self.clock.now()
+            try:
+                state = (await self._states([customer_id]))[customer_id]
+                if state.rev == 0 and not state.ledger:
+                    self._forget([customer_id])
+                    return None
+                state.snapshot = domain.with_override(state.snapshot, dimension, override)
+                await self._apply([(state, now, None)], now, force=True)
+                await self.repo.audit_override({
+                    "_id": str(uuid.uuid4()), "customer_id": customer_id, "dimension": dimension,
+                    "action": "set" if override else "removed", "actor": actor, "reason": reason, "at": now,
+                    **({"value": override.value, "mode": override.mode, "expires_at": override.expires_at}
+                       if override else {}),
+                })
+            except BaseException:
+                self._forget([customer_id])
+                raise
+            return state_doc(state, self.policy.version if self.policy else "", now)
+
+    # --- population ---------------------------------------------------------------------------------------
+
+    async def _population(self, policy: Policy, now: datetime, version: int) -> Cutoffs:
+        """One pass over the stored states keeping three ints per active customer."""
+        latest: dict[str, tuple[int, int, int, datetime | None]] = {}
+        projection = {"customer_id": 1, "rev": 1, "spend_minor": 1, "orders_12m": 1, "last_purchase_at": 1}
+        async for doc in self.repo.scan(projection):
+            current = latest.get(doc["customer_id"])
+            if current is None or doc["rev"] > current[0]:
+                latest[doc["customer_id"]] = (doc["rev"], doc.get("spend_minor", 0), doc.get("orders_12m", 0),
+                                              doc.get("last_purchase_at"))
+        spends, orders, recencies = [], [], []
+        for _, spend, count, last in latest.values():
+            if count > 0 and last is not None:
+                spends.append(spend)
+                orders.append(count)
+                recencies.append(max(0, (now - last).days))
+        return domain.compute_cutoffs(spends, orders, recencies, policy, now, version)
+
+    async def refresh(self) -> dict[str, Any]:
+        """Recompute the cut-offs now; customers whose class moved get (bulk) events."""
+        async with self.lock:
+            policy = await self.ready()
+            now = self.clock.now()
+            version = (self.cutoffs.version if self.cutoffs else 0) + 1
+            cutoffs = await self._population(policy, now, version)
+            await self.repo.store_cutoffs(cutoffs)
+            self.cutoffs = cutoffs
+            outcome = await self._reevaluate_all(policy, now, only_population=True)
+            log.info("population_refreshed", version=version, population=cutoffs.population,
+                     changed=outcome.changed_customers)
+            return {"cutoffs_version": version, "population": cutoffs.population, "vip_count": cutoffs.vip_count,
+                    "changed_customers": outcome.changed_customers, "events": outcome.events}
+
+    async def reclassify(self, policy: Policy, *, dry_run: bool) -> dict[str, Any]:
+        """Counts of transitions per dimension under ``policy``; unless a dry run, apply them in bulk."""
+        async with self.lock:
+            await self.ready()
+            now = self.clock.now()
+            version = (self.cutoffs.version if self.cutoffs else 0) + 1
+            cutoffs = await self._population(policy, now, version)
+            transitions: dict[str, dict[str, int]] = {}
+            customers = changed = 0
+            async for doc in self.repo.scan():
+                customers += 1
+                metrics = Metrics.from_doc(doc.get("metrics") or {})
+                previous = snapshot_from_doc(doc)
+                targets = domain.classify(metrics, cutoffs, policy, now)
+                _, changes = domain.decide(previous, targets, metrics, cutoffs, policy, now, now)
+                changed += bool(changes)
+                for ch in changes:
+                    key = f"{ch.previous}->{ch.current}"
+                    transitions.setdefault(ch.dimension, {})[key] = transitions.setdefault(ch.dimension, {}).get(
+                        key, 0) + 1
+            result: dict[str, Any] = {"policy_version": policy.version, "dry_run": dry_run, "customers": customers,
+                                      "changed_customers": changed, "transitions": transitions}
+            if dry_run:
+                return result
+            await self.repo.activate_policy(policy.version, now)
+            await self.repo.store_cutoffs(cutoffs)
+            self.policy, self.cutoffs = policy, cutoffs
+            outcome = await self._reevaluate_all(policy, now, only_population=False)
+            result["events"] = outcome.events
+            return result
+
+    async def _reevaluate_all(self, policy: Policy, now: datetime, *, only_population: bool) -> Outcome:
+        """Re-evaluate stored customers in chunks; with ``only_population`` just those whose
+        population-based class would move, found from a light scan."""
+        outcome = Outcome()
+        chunk: list[str] = []
+        seen: set[str] = set()
+        projection = ({"customer_id": 1, "metrics": 1, "held": 1, "pending": 1} if only_population else
+                      {"customer_id": 1})
+        population_dims = ("abc_class", "vip", "rfm_segment")
+        async for doc in self.repo.scan(projection):
+            cid = doc["customer_id"]
+            if cid in seen:
+                continue
+            if only_population:
+                metrics = Metrics.from_doc(doc.get("metrics") or {})
+                targets = domain.classify(metrics, self.cutoffs, policy, now)
+                held, pending = doc.get("held") or {}, doc.get("pending") or {}
+                if all(targets.get(d, (None,))[0] == held.get(d) for d in population_dims) and not any(
+                        d in pending for d in population_dims):
+                    continue
+            seen.add(cid)
+            chunk.append(cid)
+            if len(chunk) >= 500:
+                await self._reevaluate(chunk, now, outcome)
+                chunk = []
+        if chunk:
+            await self._reevaluate(chunk, now, outcome)
+        return outcome
+
+    async def _reevaluate(self, customer_ids: list[str], now: datetime, outcome: Outcome) -> None:
+        try:
+            states = await self._states(customer_ids)
+            events, changed = await self._apply([(s, now, None) for s in states.values()], now, bulk=True)
+        except BaseException:
+            self._forget(customer_ids)
+            raise
+        outcome.events += events
+        outcome.changed_customers += changed
+        self._trim()
+
+    # --- the one write path ---------------------------------------------------------------------------
+
+    async def _apply(self, work: list[tuple[CustomerState, datetime, CloudEvent | None]], now: datetime, *,
+                     entries: list[dict[str, Any]] | None = None, bulk: bool = False, force: bool = False,
+                     ) -> tuple[int, int]:
+        """Returns how many events were published and for how many customers a class changed."""
+        policy = self.policy
+        assert policy is not None
+        outbound: list[tuple[Any, CloudEvent, CloudEvent | None]] = []
+        state_docs: list[dict[str, Any]] = []
+        history: list[dict[str, Any]] = []
+        superseded: list[str] = []
+        changed = 0
+        for state, effective_at, cause in work:
+            metrics = domain.compute_metrics(state.ledger.values(), now, policy)
+            targets = domain.classify(metrics, self.cutoffs, policy, now)
+            snapshot, changes = domain.decide(state.snapshot, targets, metrics, self.cutoffs, policy, now,
+                                              effective_at)
+            next_eval = domain.next_evaluation(state.ledger.values(), metrics, snapshot, policy, now)
+            visible = snapshot.output != state.snapshot.output or snapshot.pending != state.snapshot.pending
+            if not (force or changes or visible or metrics != state.metrics or next_eval != state.next_eval_at
+                    or cause is not None):
+                continue
+            state.snapshot, state.metrics, state.next_eval_at = snapshot, metrics, next_eval
+            state.rev += 1
+            doc = state_doc(state, policy.version, now)
+            superseded.extend(state.doc_ids)
+            state.doc_ids = [doc["_id"]]
+            state_docs.append(doc)
+            tier_metrics = self._tier_metrics(metrics, now)
+            changed += bool(changes)
+            for change in changes:
+                event = self._change_event(state.customer_id, change, tier_metrics, bulk)
+                outbound.append((self.tier_changes, event, cause))
+                history.append({"_id": event.id, "customer_id": state.customer_id, "dimension": change.dimension,
+                                "previous": change.previous, "current": change.current,
+                                "direction": change.direction, "reason": change.reason,
+                                "override": change.override, "bulk": bulk, "effective_at": change.effective_at,
+                                "policy_version": policy.version})
+                self.changes_out.labels(change.dimension, change.direction).inc()
+            if changes or visible or force:
+                outbound.append((self.snapshots, self._snapshot_event(state, tier_metrics, now), cause))
+        # Publish together rather than one round trip each; ids are deterministic, so a retry
+        # after a failure below republishes the same events, never different ones.
+        await asyncio.gather(*(publish_event(pub, event, cause=cause) for pub, event, cause in outbound))
+        await self.repo.save(entries or [], state_docs, history, superseded)
+        return len(outbound), changed
+
+    def _tier_metrics(self, m: Metrics, now: datetime) -> TierMetrics:
+        scores = domain.rfm_scores(m, self.cutoffs, now)
+        assert self.policy is not None
+        return TierMetrics(
+            currency=self.policy.base_currency, spend_12m=_money(m.spend_12m), orders_12m=m.orders_12m,
+            first_purchase_at=m.first_purchase_at, last_purchase_at=m.last_purchase_at,
+            recency_days=m.recency_days(now), rfm=RfmScores(r=scores[0], f=scores[1], m=scores[2]) if scores else None,
+            spend_90d=_money(m.spend_90d), spend_prev_90d=_money(m.spend_prev_90d),
+            orders_prev_12m=m.orders_prev_12m, typical_gap_days=m.typical_gap_days,
+            lifetime_spend=_money(m.lifetime_spend), lifetime_orders=m.lifetime_orders, referrals=m.referrals,
+            open_complaints=m.open_complaints, latest_satisfaction=m.latest_satisfaction,
+        )
+
+    def _change_event(self, customer_id: str, change: Change, metrics: TierMetrics, bulk: bool) -> CloudEvent:
+        assert self.policy is not None
+        return CustomerTierChanged(
+            id=change.event_id(customer_id), source=SOURCE, subject=customer_id, time=change.effective_at,
+            data=TierChangedData(
+                dimension=change.dimension, previous=change.previous, current=change.current,  # type: ignore[arg-type]
+                direction=change.direction, reason=change.reason or change.current,  # type: ignore[arg-type]
+                policy_version=self.policy.version, effective_at=change.effective_at, metrics=metrics,
+                override=change.override, bulk=bulk,
+            ),
+        )
+
+    def _snapshot_event(self, state: CustomerState, metrics: TierMetrics, now: datetime) -> CloudEvent:
+        assert self.policy is not None
+        s = state.snapshot
+        return CustomerClassification(
+            id=str(uuid.uuid5(NAMESPACE, f"{state.customer_id}|classification|{state.rev}")), source=SOURCE,
+            subject=state.customer_id, time=now,
+            data=ClassificationData(
+                **{dim: s.output.get(dim) for dim in domain.RANKS}, metrics=metrics,
+                policy_version=self.policy.version, updated_at=now,
+                downgrade_pending={d: PendingDowngrade(current=p.current, pending=p.pending, below_since=p.below_since,
+                                                       effective_at=p.effective_at, needed=p.needed)
+                                   for d, p in s.pending.items()},  # type: ignore[misc]
+                overrides={d: o.value for d, o in s.overrides.items()},  # type: ignore[misc]
+            ),
+        )
+
+
+def _money(minor: int) -> Decimal:
+    return Decimal(minor) / 100

@@ -1,0 +1,199 @@
+"""Pure classification rules, judged at a fixed time."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from services.tiering import domain
+from services.tiering.domain import Entry, Override, RuleViolation, Snapshot
+from services.tiering.policy import default_policy
+from shared.clock import FixedClock
+
+POLICY = default_policy()
+NOW = datetime(2026, 6, 1, 12, tzinfo=UTC)
+
+
+def buy(order: str, amount_cny: int, days_ago: float) -> Entry:
+    return Entry(f"p:{order}", "purchase", NOW - timedelta(days=days_ago), amount_cny * 100, order_id=order)
+
+
+def refund(rid: str, amount_cny: int, days_ago: float, order: str | None = None) -> Entry:
+    return Entry(f"r:{rid}", "refund", NOW - timedelta(days=days_ago), amount_cny * 100, order_id=order)
+
+
+def evaluate(entries: list[Entry], previous: Snapshot | None = None, now: datetime = NOW,
+             cutoffs: domain.Cutoffs | None = None) -> tuple[Snapshot, list[domain.Change], domain.Metrics]:
+    metrics = domain.compute_metrics(entries, now, POLICY)
+    targets = domain.classify(metrics, cutoffs, POLICY, now)
+    snapshot, changes = domain.decide(previous or Snapshot(), targets, metrics, cutoffs, POLICY, now, now)
+    return snapshot, changes, metrics
+
+
+def test_net_spend_counts_only_the_trailing_window_and_refunds_lower_it_but_never_below_zero() -> None:
+    metrics = domain.compute_metrics([buy("a", 300, 10), buy("old", 9000, 400), refund("r1", 1000, 5)], NOW, POLICY)
+    assert metrics.spend_12m == 0
+    assert metrics.orders_12m == 1
+    assert metrics.orders_prev_12m == 1
+    assert metrics.lifetime_spend == 8300_00
+
+
+def test_a_duplicate_order_id_counts_once() -> None:
+    ledger: dict[str, Entry] = {}
+    assert domain.add_entry(ledger, buy("a", 100, 1))
+    assert not domain.add_entry(ledger, buy("a", 100, 1))
+    assert domain.compute_metrics(ledger.values(), NOW, POLICY).spend_12m == 100_00
+
+
+def test_a_refund_beyond_what_is_left_of_its_order_is_refused() -> None:
+    ledger: dict[str, Entry] = {}
+    domain.add_entry(ledger, buy("a", 100, 3))
+    domain.add_entry(ledger, refund("r1", 60, 2, order="a"))
+    with pytest.raises(RuleViolation) as exc:
+        domain.add_entry(ledger, refund("r2", 50, 1, order="a"))
+    assert exc.value.code == "refund_exceeds_order"
+
+
+def test_value_tier_follows_the_policy_thresholds_with_reasons() -> None:
+    snapshot, changes, _ = evaluate([buy("a", 25_000, 3)])
+    assert snapshot.output["value_tier"] == "high"
+    change = next(c for c in changes if c.dimension == "value_tier")
+    assert change.direction == "initial" and "25000.00 CNY" in change.reason
+    assert evaluate([buy("a", 6_000, 3)])[0].output["value_tier"] == "medium"
+    assert evaluate([buy("a", 100, 3)])[0].output["value_tier"] == "low"
+
+
+def test_an_upgrade_is_immediate_but_a_downgrade_waits_for_the_grace_period() -> None:
+    clock = FixedClock(NOW)
+    high, _, _ = evaluate([buy("a", 25_000, 3)], now=clock.now())
+    ledger = [buy("a", 25_000, 3), refund("r", 22_000, 0)]
+    clock.advance(timedelta(days=1))
+    held, changes, _ = evaluate(ledger, high, now=clock.now())
+    assert held.output["value_tier"] == "high"
+    assert held.pending["value_tier"].pending == "low"
+    assert "20000.00 CNY" in held.pending["value_tier"].needed
+    assert not [c for c in changes if c.dimension == "value_tier"]
+    clock.advance(timedelta(days=31))
+    after, changes, _ = evaluate(ledger, held, now=clock.now())
+    change = next(c for c in changes if c.dimension == "value_tier")
+    assert (change.previous, change.current, change.direction) == ("high", "low", "downgrade")
+    assert change.effective_at == held.pending["value_tier"].effective_at
+    assert "value_tier" not in after.pending
+
+
+def test_spending_back_above_the_line_cancels_a_pending_downgrade() -> None:
+    high, _, _ = evaluate([buy("a", 25_000, 10)])
+    held, _, _ = evaluate([buy("a", 25_000, 10), refund("r", 22_000, 5)], high)
+    assert "value_tier" in held.pending
+    back, changes, _ = evaluate([buy("a", 25_000, 10), refund("r", 22_000, 5), buy("b", 20_000, 1)], held)
+    assert back.output["value_tier"] == "high" and not back.pending
+    assert not [c for c in changes if c.dimension == "value_tier"]
+
+
+def test_a_floor_override_lifts_but_never_lowers_and_a_lock_pins_the_value() -> None:
+    base, _, _ = evaluate([buy("a", 100, 3)])
+    floor = domain.with_override(base, "value_tier", Override("medium", "floor", "goodwill", "ops", NOW))
+    lifted, changes, _ = evaluate([buy("a", 100, 3)], floor)
+    assert lifted.output["value_tier"] == "medium"
+    assert [c.override for c in changes if c.dimension == "value_tier"] == [True]
+    rich, _, _ = evaluate([buy("a", 100, 3), buy("b", 30_000, 1)], lifted)
+    assert rich.output["value_tier"] == "high"
+    lock = domain.with_override(rich, "value_tier", Override("low", "lock", "fraud check", "ops", NOW))
+    locked, changes, _ = evaluate([buy("a", 100, 3), buy("b", 30_000, 1)], lock)
+    assert locked.output["value_tier"] == "low"
+    assert [(c.direction, c.override) for c in changes if c.dimension == "value_tier"] == [("downgrade", True)]
+
+
+def test_an_expired_override_stops_applying() -> None:
+    base, _, _ = evaluate([buy("a", 100, 3)])
+    expiring = domain.with_override(base, "value_tier",
+                                    Override("high", "lock", "trial", "ops", NOW, expires_at=NOW + timedelta(days=1)))
+    assert evaluate([buy("a", 100, 3)], expiring)[0].output["value_tier"] == "high"
+    later, changes, _ = evaluate([buy("a", 100, 3)], expiring, now=NOW + timedelta(days=2))
+    assert later.output["value_tier"] == "low" and "value_tier" not in later.overrides
+
+
+def test_churn_risk_when_the_gap_exceeds_a_multiple_of_the_customers_own_rhythm() -> None:
+    # Every 40 days: at risk after 2.5 x 40 = 100 days of silence, not at the 60-day floor.
+    late = [buy(str(i), 500, 310 - 40 * i) for i in range(6)]  # last one 110 days ago
+    snapshot, _, metrics = evaluate(late)
+    assert metrics.typical_gap_days == 40
+    assert snapshot.output["loyalty"] == "churn_risk"
+    on_rhythm = [buy(str(i), 500, 280 - 40 * i) for i in range(6)]  # last one 80 days ago
+    assert evaluate(on_rhythm)[0].output["loyalty"] != "churn_risk"
+    recent = [buy(str(i), 500, 55 - 10 * i) for i in range(6)]  # every 10 days, last one 5 days ago
+    assert evaluate(recent)[0].output["loyalty"] == "loyal"
+
+
+def test_open_complaints_and_low_satisfaction_mean_churn_risk() -> None:
+    entries = [buy("a", 200, 3),
+               Entry("c:x:1", "complaint", NOW - timedelta(days=2), ref="x", status="received"),
+               Entry("c:y:1", "complaint", NOW - timedelta(days=2), ref="y", status="received")]
+    assert evaluate(entries)[0].output["loyalty"] == "churn_risk"
+    resolved = [*entries, Entry("c:y:2", "complaint", NOW - timedelta(days=1), ref="y", status="resolved")]
+    assert evaluate(resolved)[0].output["loyalty"] == "general"
+    unhappy = [buy("a", 200, 3), Entry("i:s", "survey", NOW - timedelta(days=1), score=1)]
+    assert evaluate(unhappy)[0].output["loyalty"] == "churn_risk"
+
+
+def test_lifecycle_moves_from_prospect_to_new_to_repeat_to_churned_and_back() -> None:
+    assert evaluate([Entry("registered", "registered", NOW - timedelta(days=1))])[0].output == {
+        "lifecycle": "prospect"}
+    assert evaluate([buy("a", 100, 3)])[0].output["lifecycle"] == "new"
+    assert evaluate([buy("a", 100, 30), buy("b", 100, 3)])[0].output["lifecycle"] == "repeat"
+    assert evaluate([buy("a", 100, 400)])[0].output["lifecycle"] == "churned"
+    assert evaluate([buy("a", 100, 500), buy("b", 100, 3)])[0].output["lifecycle"] == "reactivated"
+
+
+def test_pareto_cutoffs_put_the_top_seventy_percent_of_spend_in_a() -> None:
+    spends = [5000_00, 3000_00, 1000_00, 500_00, 300_00] + [20_00] * 10  # total 10,000
+    cutoffs = domain.compute_cutoffs(spends, [1] * 15, [1] * 15, POLICY, NOW, 1)
+    classes = [domain._abc(s, cutoffs, POLICY)[0] for s in spends]  # type: ignore[index]
+    # 5000 + 3000 pass 70 % of 10,000; 1000 fills the next 20 % exactly; the rest is C.
+    assert classes == ["A", "A", "B"] + ["C"] * 12
+    assert cutoffs.vip_count == 1 and cutoffs.vip_min == 5000_00
+
+
+def test_rfm_scores_are_quintiles_of_the_population_and_name_a_segment() -> None:
+    spends = list(range(100, 1100, 100))
+    cutoffs = domain.compute_cutoffs(spends, list(range(1, 11)), list(range(10, 0, -1)), POLICY, NOW, 1)
+    best = domain.Metrics(spend_12m=1000, orders_12m=10, lifetime_orders=10,
+                          last_purchase_at=NOW - timedelta(days=1))
+    assert domain.rfm_scores(best, cutoffs, NOW) == (5, 5, 5)
+    snapshot, _, _ = evaluate([buy(str(i), 1000, 1 + i) for i in range(10)], cutoffs=cutoffs)
+    assert snapshot.output["rfm_segment"] == "Champions"
+
+
+def test_high_potential_lifts_the_abc_class_by_one() -> None:
+    cutoffs = domain.compute_cutoffs([100_000_00, 10_000_00, 1_000_00], [1, 1, 1], [1, 1, 1], POLICY, NOW, 1)
+    snapshot, _, _ = evaluate([buy("a", 1_000, 5)], cutoffs=cutoffs)
+    assert snapshot.output["potential"] == "high"
+    assert snapshot.output["abc_class"] == "B"
+    assert "lifted" in snapshot.reasons["abc_class"]
+
+
+def test_change_event_ids_are_deterministic() -> None:
+    _, changes, _ = evaluate([buy("a", 25_000, 3)])
+    _, again, _ = evaluate([buy("a", 25_000, 3)])
+    assert [c.event_id("C-1") for c in changes] == [c.event_id("C-1") for c in again]
+    assert len({c.event_id("C-1") for c in changes}) == len(changes)
+
+
+def test_the_next_evaluation_is_the_earliest_boundary_ahead() -> None:
+    entries = [buy("a", 100, 10)]
+    snapshot, _, metrics = evaluate(entries)
+    due = domain.next_evaluation(entries, metrics, snapshot, POLICY, NOW)
+    assert due == NOW - timedelta(days=10) + timedelta(days=61)  # the churn-risk floor of 60 days, plus one
+
+
+def test_an_unknown_currency_is_refused_by_the_policy_table() -> None:
+    class Data:
+        order_id, total_amount, currency = "o", __import__("decimal").Decimal("1"), "ZAR"
+
+    class Event:
+        type, data, time = "order.purchase.completed", Data(), NOW
+
+    with pytest.raises(RuleViolation) as exc:
+        domain.entry_for(Event(), POLICY)
+    assert exc.value.code == "unknown_currency"
