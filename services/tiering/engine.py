@@ -394,4 +394,4 @@ class Engine:
 
 
 def _money(minor: int) -> Decimal:
-    return Decimal(minor) / 100
+    return Decimal(minor).scaleb(-2)

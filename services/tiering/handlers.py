@@ -37,12 +37,20 @@ from .engine import Engine
 from .settings import TieringSettings
 
 ComplaintEvent = Union[tuple(COMPLAINT_EVENTS)]  # type: ignore[valid-type]
+SUBSCRIBED = (ORDERS_PURCHASES, CRM_INTERACTIONS, CRM_COMPLAINTS, CRM_CUSTOMERS)
+
+
+def group_for(settings: TieringSettings, topic: str) -> str:
+    """One consumer group per topic, so that a slow join on one input does not rebalance the others."""
+    return f"{settings.group_id}.{topic}"
 
 
 def build_router(settings: TieringSettings, engine: Engine, dead_letters: DeadLetterMiddleware) -> KafkaRouter:
     router = KafkaRouter()
-    batch = subscriber_options(settings, batch=True, max_records=settings.batch_max_records,
-                               batch_timeout_ms=settings.batch_timeout_ms)
+
+    def batch(topic: str) -> dict[str, object]:
+        return subscriber_options(settings, group_id=group_for(settings, topic), batch=True,
+                                  max_records=settings.batch_max_records, batch_timeout_ms=settings.batch_timeout_ms)
 
     async def reject(event: CloudEvent, exc: RuleViolation) -> None:
         await dead_letter_event(dead_letters, event, Rejected(exc.code, exc.detail))
@@ -57,24 +65,25 @@ def build_router(settings: TieringSettings, engine: Engine, dead_letters: DeadLe
                     "follows an erasure).")
     engine.bind(tier_changes, snapshots)
 
-    @router.subscriber(ORDERS_PURCHASES, **batch, title="orders.purchases.v1 (tiering)",
+    @router.subscriber(ORDERS_PURCHASES, **batch(ORDERS_PURCHASES), title="orders.purchases.v1 (tiering)",
                        description="Purchases and refunds enter the ledger under their order and refund ids. An "
                                    "unknown currency goes to the DLQ as `unknown_currency`, a refund above what is "
                                    "left of its order as `refund_exceeds_order`.")
     async def on_purchases(events: list[Union[PurchaseCompleted, PurchaseRefunded]]) -> None:
         await engine.ingest(events, reject)
 
-    @router.subscriber(CRM_INTERACTIONS, **batch, title="crm.interactions.v1 (tiering)",
+    @router.subscriber(CRM_INTERACTIONS, **batch(CRM_INTERACTIONS), title="crm.interactions.v1 (tiering)",
                        description="Referrals made and satisfaction scores from survey responses.")
     async def on_interactions(events: list[InteractionRecorded]) -> None:
         await engine.ingest(events, reject)
 
-    @router.subscriber(CRM_COMPLAINTS, **batch, title="crm.complaints.v1 (tiering)",
+    @router.subscriber(CRM_COMPLAINTS, **batch(CRM_COMPLAINTS), title="crm.complaints.v1 (tiering)",
                        description="Complaint lifecycle: open complaints and feedback scores feed churn risk.")
     async def on_complaints(events: list[ComplaintEvent]) -> None:
         await engine.ingest(events, reject)
 
-    @router.subscriber(CRM_CUSTOMERS, **subscriber_options(settings), title="crm.customers.v1 (tiering)",
+    @router.subscriber(CRM_CUSTOMERS, **subscriber_options(settings, group_id=group_for(settings, CRM_CUSTOMERS)),
+                       title="crm.customers.v1 (tiering)",
                        description="A profile makes the customer a prospect until the first purchase; "
                                    "`customer.erased` removes everything tiering holds about the customer.")
     async def on_customer(event: Union[CustomerProfileChanged, CustomerErased]) -> None:
