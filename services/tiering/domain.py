@@ -468,9 +468,13 @@ def _needed(dimension: str, held: str, metrics: Metrics, cutoffs: Cutoffs | None
 
 
 def decide(previous: Snapshot, targets: Mapping[str, tuple[str, str]], metrics: Metrics, cutoffs: Cutoffs | None,
-           policy: Policy, now: datetime, effective_at: datetime) -> tuple[Snapshot, list[Change]]:
-    """Apply hysteresis and overrides to ``targets``; return the new snapshot and what changed."""
-    grace = timedelta(days=policy.hysteresis.grace_days)
+           policy: Policy, now: datetime, effective_at: datetime, *, immediate: bool = False,
+           ) -> tuple[Snapshot, list[Change]]:
+    """Apply hysteresis and overrides to ``targets``; return the new snapshot and what changed.
+
+    ``immediate`` skips the grace period: a new policy is a decision, not a dip in spend.
+    """
+    grace = timedelta(days=0 if immediate else policy.hysteresis.grace_days)
     held: dict[str, str] = {}
     reasons: dict[str, str] = {}
     pending: dict[str, Pending] = {}

@@ -246,7 +246,7 @@ class Engine:
                 metrics = Metrics.from_doc(doc.get("metrics") or {})
                 previous = snapshot_from_doc(doc)
                 targets = domain.classify(metrics, cutoffs, policy, now)
-                _, changes = domain.decide(previous, targets, metrics, cutoffs, policy, now, now)
+                _, changes = domain.decide(previous, targets, metrics, cutoffs, policy, now, now, immediate=True)
                 changed += bool(changes)
                 for ch in changes:
                     key = f"{ch.previous}->{ch.current}"
@@ -259,11 +259,12 @@ class Engine:
             await self.repo.activate_policy(policy.version, now)
             await self.repo.store_cutoffs(cutoffs)
             self.policy, self.cutoffs = policy, cutoffs
-            outcome = await self._reevaluate_all(policy, now, only_population=False)
+            outcome = await self._reevaluate_all(policy, now, only_population=False, immediate=True)
             result["events"] = outcome.events
             return result
 
-    async def _reevaluate_all(self, policy: Policy, now: datetime, *, only_population: bool) -> Outcome:
+    async def _reevaluate_all(self, policy: Policy, now: datetime, *, only_population: bool,
+                              immediate: bool = False) -> Outcome:
         """Re-evaluate stored customers in chunks; with ``only_population`` just those whose
         population-based class would move, found from a light scan."""
         outcome = Outcome()
@@ -286,16 +287,17 @@ class Engine:
             seen.add(cid)
             chunk.append(cid)
             if len(chunk) >= 500:
-                await self._reevaluate(chunk, now, outcome)
+                await self._reevaluate(chunk, now, outcome, immediate)
                 chunk = []
         if chunk:
-            await self._reevaluate(chunk, now, outcome)
+            await self._reevaluate(chunk, now, outcome, immediate)
         return outcome
 
-    async def _reevaluate(self, customer_ids: list[str], now: datetime, outcome: Outcome) -> None:
+    async def _reevaluate(self, customer_ids: list[str], now: datetime, outcome: Outcome, immediate: bool) -> None:
         try:
             states = await self._states(customer_ids)
-            events, changed = await self._apply([(s, now, None) for s in states.values()], now, bulk=True)
+            events, changed = await self._apply([(s, now, None) for s in states.values()], now, bulk=True,
+                                                immediate=immediate)
         except BaseException:
             self._forget(customer_ids)
             raise
@@ -307,7 +309,7 @@ class Engine:
 
     async def _apply(self, work: list[tuple[CustomerState, datetime, CloudEvent | None]], now: datetime, *,
                      entries: list[dict[str, Any]] | None = None, bulk: bool = False, force: bool = False,
-                     ) -> tuple[int, int]:
+                     immediate: bool = False) -> tuple[int, int]:
         """Returns how many events were published and for how many customers a class changed."""
         policy = self.policy
         assert policy is not None
@@ -320,7 +322,7 @@ class Engine:
             metrics = domain.compute_metrics(state.ledger.values(), now, policy)
             targets = domain.classify(metrics, self.cutoffs, policy, now)
             snapshot, changes = domain.decide(state.snapshot, targets, metrics, self.cutoffs, policy, now,
-                                              effective_at)
+                                              effective_at, immediate=immediate)
             next_eval = domain.next_evaluation(state.ledger.values(), metrics, snapshot, policy, now)
             visible = snapshot.output != state.snapshot.output or snapshot.pending != state.snapshot.pending
             if not (force or changes or visible or metrics != state.metrics or next_eval != state.next_eval_at

@@ -81,3 +81,167 @@ async def test_a_prospect_buys_is_upgraded_refunds_and_is_downgraded_only_after_
     assert published[1]["data"]["metrics"]["spend_12m"] == "21000.00"
     assert len({e["id"] for e in events}) == len(events)
 
+
+
+async def test_the_scheduler_marks_a_silent_customer_as_churn_risk_with_no_new_event(
+        infra: dict[str, str], unique: str) -> None:
+    customer = f"C-{unique}"
+    clock = FixedClock(BASE + timedelta(days=1))
+    app = build_app(await settings_for(unique), clock=clock)
+    async with Watch(infra["KAFKA_BOOTSTRAP_SERVERS"]) as watch, running(app) as client:
+        await send(infra, ORDERS_PURCHASES, *(purchase(customer, f"O{i}-{unique}", "300.00", BASE + timedelta(hours=i))
+                                             for i in range(2)))
+        first = await eventually(lambda: classified(client, customer, loyalty="general"))
+        assert first["next_evaluation_at"] is not None
+        clock.advance(timedelta(days=62))  # past the 60-day floor of the churn-risk rule
+        await eventually(lambda: classified(client, customer, loyalty="churn_risk", lifecycle="at_risk"))
+        events = await watch.events(customer, at_least=5)
+    churn = [e["data"] for e in events if e["data"]["dimension"] == "loyalty"]
+    assert [(c.get("previous"), c["current"], c["direction"]) for c in churn][-1] == ("general", "churn_risk", "downgrade")
+    assert "days since the last purchase" in churn[-1]["reason"]
+
+
+async def test_overrides_floor_and_lock_are_audited_and_published_as_overrides(
+        infra: dict[str, str], unique: str) -> None:
+    customer = f"C-{unique}"
+    app = build_app(await settings_for(unique), clock=FixedClock(BASE + timedelta(days=1)))
+    url = f"/customers/{customer}/overrides/value_tier"
+    async with Watch(infra["KAFKA_BOOTSTRAP_SERVERS"]) as watch, running(app) as client:
+        unknown = await client.put(url, headers={"X-API-Key": WRITE_KEY}, json={"value": "high", "reason": "x"})
+        assert unknown.status_code == 404
+        await send(infra, ORDERS_PURCHASES, purchase(customer, f"O-{unique}", "100.00", BASE))
+        await eventually(lambda: classified(client, customer, value_tier="low"))
+        assert (await client.put(url, json={"value": "high", "reason": "x"})).status_code == 401
+        assert (await client.put(url, headers={"X-API-Key": READ_KEY},
+                                 json={"value": "high", "reason": "x"})).status_code == 403
+        bad = await client.put(url, headers={"X-API-Key": WRITE_KEY}, json={"value": "platinum", "reason": "x"})
+        assert bad.status_code == 422 and "value" in bad.text
+        no_reason = await client.put(url, headers={"X-API-Key": WRITE_KEY}, json={"value": "high"})
+        assert no_reason.status_code == 422 and "reason" in no_reason.text
+        floor = await client.put(url, headers={"X-API-Key": WRITE_KEY},
+                                 json={"value": "medium", "mode": "floor", "reason": "key account"})
+        assert floor.status_code == 200 and floor.json()["value_tier"] == "medium"
+        await send(infra, ORDERS_PURCHASES, purchase(customer, f"O2-{unique}", "30000.00", BASE + timedelta(hours=1)))
+        await eventually(lambda: classified(client, customer, value_tier="high"))  # a floor never holds one down
+        lock = await client.put(url, headers={"X-API-Key": WRITE_KEY},
+                                json={"value": "low", "mode": "lock", "reason": "fraud review"})
+        assert lock.json()["value_tier"] == "low" and lock.json()["overrides"]["value_tier"]["mode"] == "lock"
+        removed = await client.delete(url, headers={"X-API-Key": WRITE_KEY}, params={"reason": "review done"})
+        assert removed.json()["value_tier"] == "high" and removed.json()["overrides"] == {}
+        history = (await client.get(f"/customers/{customer}/tier-history", headers={"X-API-Key": READ_KEY})).json()
+        events = await watch.events(customer, at_least=len(history["changes"]))
+    tiers = [(e["data"]["current"], e["data"]["override"]) for e in events if e["data"]["dimension"] == "value_tier"]
+    assert tiers == [("low", False), ("medium", True), ("high", False), ("low", True), ("high", False)]
+    audit = [(a["action"], a.get("mode"), a["actor"], a["reason"]) for a in history["overrides"]]
+    assert audit == [("set", "floor", "care-lead", "key account"), ("set", "lock", "care-lead", "fraud review"),
+                     ("removed", None, "care-lead", "review done")]
+
+
+async def test_a_new_policy_is_diffed_in_a_dry_run_then_applied_in_bulk(infra: dict[str, str], unique: str) -> None:
+    customer = f"C-{unique}"
+    app = build_app(await settings_for(unique), clock=FixedClock(BASE + timedelta(days=1)))
+    async with Watch(infra["KAFKA_BOOTSTRAP_SERVERS"]) as watch, running(app) as client:
+        await send(infra, ORDERS_PURCHASES, purchase(customer, f"O-{unique}", "6000.00", BASE))
+        await eventually(lambda: classified(client, customer, value_tier="medium"))
+        current = (await client.get("/policy", headers={"X-API-Key": READ_KEY})).json()
+        assert current["version"] == "2026-11-default"
+        stricter = {**current, "version": f"strict-{unique}", "value_tier": {"high": "50000", "medium": "8000"}}
+        assert (await client.post("/policy", headers={"X-API-Key": WRITE_KEY}, json=stricter)).status_code == 403
+        broken = {**stricter, "value_tier": {"high": "1", "medium": "8000"}}
+        refused = await client.post("/policy", headers={"X-API-Key": POLICY_KEY}, json=broken)
+        assert refused.status_code == 422 and "value_tier" in refused.text
+        stored = await client.post("/policy", headers={"X-API-Key": POLICY_KEY}, json=stricter)
+        assert stored.status_code == 201
+        again = await client.post("/policy", headers={"X-API-Key": POLICY_KEY}, json=stricter)
+        assert again.status_code == 409
+        dry = await client.post("/reclassify", headers={"X-API-Key": POLICY_KEY},
+                                params={"dry_run": "true", "policy_version": f"strict-{unique}"})
+        assert dry.status_code == 200 and dry.json()["transitions"]["value_tier"] == {"medium->low": 1}
+        assert (await classification(client, customer))["value_tier"] == "medium"  # a dry run changes nothing
+        applied = await client.post("/reclassify", headers={"X-API-Key": POLICY_KEY},
+                                    params={"dry_run": "false", "policy_version": f"strict-{unique}"})
+        assert applied.status_code == 200 and applied.json()["dry_run"] is False
+        after = await classification(client, customer)
+        events = await watch.events(customer, at_least=5)
+    assert after["policy_version"] == f"strict-{unique}"
+    # A new policy is a decision, not a dip in spend: it applies at once, without the grace period.
+    assert after["value_tier"] == "low" and after["downgrade_pending"] == {}
+    moved = [e["data"] for e in events if e["data"]["dimension"] == "value_tier"]
+    assert [(m["current"], m["bulk"], m["policy_version"]) for m in moved] == [
+        ("medium", False, "2026-11-default"), ("low", True, f"strict-{unique}")]
+
+
+async def test_bad_purchases_go_to_the_dlq_with_the_rule_that_refused_them(infra: dict[str, str], unique: str) -> None:
+    customer = f"C-{unique}"
+    app = build_app(await settings_for(unique), clock=FixedClock(BASE + timedelta(days=1)))
+    async with Watch(infra["KAFKA_BOOTSTRAP_SERVERS"], dlq(ORDERS_PURCHASES)) as dead, running(app) as client:
+        await send(infra, ORDERS_PURCHASES,
+                   purchase(customer, f"O1-{unique}", "100.00", BASE, currency="ZAR"),
+                   purchase(customer, f"O2-{unique}", "100.00", BASE),
+                   refund(customer, f"R1-{unique}", "150.00", BASE + timedelta(hours=1), order_id=f"O2-{unique}"),
+                   envelope("order.purchase.completed", customer, {"order_id": f"O3-{unique}", "total_amount": "-5",
+                                                                  "currency": "CNY"}, time_=BASE),
+                   refund(customer, f"R2-{unique}", "40.00", BASE + timedelta(hours=2), order_id=f"O2-{unique}"))
+        done = await eventually(lambda: classified(client, customer, value_tier="low"))
+        await eventually(lambda: _spend_is(client, customer, 60_00))
+        records = await dead.records(customer, at_least=3)
+    assert done["metrics"]["lifetime_orders"] == 1
+    errors = sorted(dict(r.headers)["x-error"].decode() for r in records)
+    assert errors == ["invalid_data", "refund_exceeds_order", "unknown_currency"]
+    detail = next(dict(r.headers)["x-error-detail"].decode() for r in records
+                  if dict(r.headers)["x-error"] == b"unknown_currency")
+    assert "ZAR" in detail
+
+
+async def _spend_is(client: Any, customer: str, minor: int) -> bool:
+    doc = await classification(client, customer)
+    return bool(doc and doc["metrics"]["spend_12m"] == minor)
+
+
+async def test_a_population_refresh_sets_abc_and_vip_and_announces_the_changes_in_bulk(
+        infra: dict[str, str], unique: str) -> None:
+    customers = [f"C{i}-{unique}" for i in range(10)]
+    app = build_app(await settings_for(unique), clock=FixedClock(BASE + timedelta(days=1)))
+    async with Watch(infra["KAFKA_BOOTSTRAP_SERVERS"]) as watch, running(app) as client:
+        amounts = ["90000.00"] + ["300.00"] * 9  # too little for high potential, which would lift the class
+        await send(infra, ORDERS_PURCHASES, *(purchase(c, f"O-{c}", a, BASE) for c, a in zip(customers, amounts)))
+        for c in customers:
+            await eventually(lambda c=c: classified(client, c, lifecycle="new"))
+        assert (await client.post("/population/refresh", headers={"X-API-Key": READ_KEY})).status_code == 403
+        refreshed = await client.post("/population/refresh", headers={"X-API-Key": POLICY_KEY})
+        assert refreshed.status_code == 200
+        body = refreshed.json()
+        top = await classification(client, customers[0])
+        rest = await classification(client, customers[1])
+        report = (await client.get("/reports/segments", headers={"X-API-Key": READ_KEY})).json()
+        again = (await client.post("/population/refresh", headers={"X-API-Key": POLICY_KEY})).json()
+        events = await watch.events(customers[0], at_least=7)
+    assert body["population"] == 10 and body["vip_count"] == 1 and body["changed_customers"] == 10
+    assert (top["abc_class"], top["vip"]) == ("A", "vip")
+    assert (rest["abc_class"], rest["vip"]) == ("C", "regular")
+    assert top["metrics"]["spend_12m"] == 90000_00
+    assert again["changed_customers"] == 0 and again["cutoffs_version"] == body["cutoffs_version"] + 1
+    bulk = {e["data"]["dimension"]: e["data"]["bulk"] for e in events}
+    assert bulk["abc_class"] is True and bulk["vip"] is True and bulk["value_tier"] is False
+    pareto = {row["abc_class"]: row for row in report["pareto"]}
+    assert pareto["A"]["customers"] == 1 and pareto["A"]["spend_share"] == round(90000 / 92700, 4)
+    assert report["distribution"]["vip"] == {"vip": 1, "regular": 9}
+
+
+async def test_an_erased_customer_is_forgotten_and_its_snapshot_tombstoned(infra: dict[str, str], unique: str) -> None:
+    customer = f"C-{unique}"
+    app = build_app(await settings_for(unique), clock=FixedClock(BASE + timedelta(days=1)))
+    async with Watch(infra["KAFKA_BOOTSTRAP_SERVERS"], CRM_CUSTOMER_TIERS) as snapshots, running(app) as client:
+        await send(infra, ORDERS_PURCHASES, purchase(customer, f"O-{unique}", "100.00", BASE))
+        await eventually(lambda: classified(client, customer, value_tier="low"))
+        await send(infra, CRM_CUSTOMERS, envelope("customer.erased", customer,
+                                                  {"erased_at": BASE.isoformat()}, time_=BASE + timedelta(hours=1)))
+        await eventually(lambda: _gone(client, customer))
+        history = (await client.get(f"/customers/{customer}/tier-history", headers={"X-API-Key": READ_KEY})).json()
+        records = await snapshots.records(customer, at_least=2)
+    assert history["changes"] == []
+    assert records[0].value is not None and records[-1].value is None
+
+
+async def _gone(client: Any, customer: str) -> bool:
+    return await classification(client, customer) is None
