@@ -7,7 +7,10 @@ is derived from the change, so a retry republishes the same event.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import asyncio
+import contextlib
+import weakref
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -76,60 +79,82 @@ class CustomerRecords:
         self.repo = repo
         self.publishers = publishers
         self.clock = clock
+        self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+
+    @contextlib.asynccontextmanager
+    async def _serialised(self, customer_id: str) -> AsyncIterator[None]:
+        # One change of a customer at a time in this process, so that a profile event can never be
+        # published after the erasure (and tombstone) that overtook it.
+        lock = self._locks.get(customer_id)
+        if lock is None:
+            lock = self._locks[customer_id] = asyncio.Lock()
+        async with lock:
+            yield
 
     async def change(self, customer_id: str, changes: Mapping[str, Any], cause: Cause, *, activate: bool,
                      create: bool) -> CustomerProfile:
         """Apply ``changes``; ``create`` makes a new active customer (or registers a prospect)."""
-        for _ in range(_ATTEMPTS):
-            stored = await self.repo.load(customer_id)
-            if stored is not None and stored.erased:
-                raise Erased(customer_id)
-            current = stored.profile if stored else None
-            if current is None and not create:
-                raise NotFound(customer_id)
-            if create and current is not None and current.status == "active" and cause.event is None:
-                raise AlreadyExists(customer_id)
-            updated = domain.apply_changes(current, changes, at=cause.at, source=cause.source, activate=activate)
-            if updated is None:
-                assert current is not None
-                if stored is not None and stored.last_cause == cause.id:
-                    await self._publish_profile(customer_id, current, cause)  # the earlier attempt may not have
-                return current
-            await self._record_consents(customer_id, current, updated, cause)
-            if await self.repo.save(customer_id, updated, expected_version=current.version if current else None,
+        async with self._serialised(customer_id):
+            for _ in range(_ATTEMPTS):
+                profile = await self._try_change(customer_id, changes, cause, activate=activate, create=create)
+                if profile is not None:
+                    return profile
+            raise Conflict(customer_id)
+
+    async def _try_change(self, customer_id: str, changes: Mapping[str, Any], cause: Cause, *, activate: bool,
+                          create: bool) -> CustomerProfile | None:
+        """One optimistic attempt: the resulting profile, or ``None`` when another writer came first."""
+        stored = await self.repo.load(customer_id)
+        if stored is not None and stored.erased:
+            raise Erased(customer_id)
+        current = stored.profile if stored else None
+        if current is None and not create:
+            raise NotFound(customer_id)
+        if create and current is not None and current.status == "active" and cause.event is None:
+            raise AlreadyExists(customer_id)
+        updated = domain.apply_changes(current, changes, at=cause.at, source=cause.source, activate=activate)
+        if updated is None:
+            assert current is not None
+            if stored is not None and stored.last_cause == cause.id:
+                await self._publish_profile(customer_id, current, cause)  # the earlier attempt may not have
+            return current
+        await self._record_consents(customer_id, current, updated, cause)
+        if not await self.repo.save(customer_id, updated, expected_version=current.version if current else None,
                                     cause=cause.id):
-                await self._publish_profile(customer_id, updated, cause)
-                log.info("customer_profile_changed", customer_id=customer_id, version=updated.version,
-                         status=updated.status, fields=sorted(changes))
-                return updated
-        raise Conflict(customer_id)
+            return None
+        await self._publish_profile(customer_id, updated, cause)
+        log.info("customer_profile_changed", customer_id=customer_id, version=updated.version,
+                 status=updated.status, fields=sorted(changes))
+        return updated
 
     async def ensure_prospect(self, customer_id: str, cause: Cause) -> None:
         """A purchase of an unknown customer: create a stub marked by the purchase's source."""
-        stored = await self.repo.load(customer_id)
-        if stored is not None and (stored.erased or stored.profile is not None):
-            if stored.profile is not None and stored.last_cause == cause.id:
-                await self._publish_profile(customer_id, stored.profile, cause)
-            return
-        stub = domain.new_prospect(source=cause.source, at=cause.at)
-        if await self.repo.save(customer_id, stub, expected_version=None, cause=cause.id):
-            await self._publish_profile(customer_id, stub, cause)
-            log.info("prospect_created", customer_id=customer_id)
+        async with self._serialised(customer_id):
+            stored = await self.repo.load(customer_id)
+            if stored is not None and (stored.erased or stored.profile is not None):
+                if stored.profile is not None and stored.last_cause == cause.id:
+                    await self._publish_profile(customer_id, stored.profile, cause)
+                return
+            stub = domain.new_prospect(source=cause.source, at=cause.at)
+            if await self.repo.save(customer_id, stub, expected_version=None, cause=cause.id):
+                await self._publish_profile(customer_id, stub, cause)
+                log.info("prospect_created", customer_id=customer_id)
 
     async def erase(self, customer_id: str, *, at: datetime, reason: str | None) -> None:
         """Remove the personal data, announce it, then drop the key from the compacted topic."""
-        stored = await self.repo.load(customer_id)
-        if stored is None or (stored.profile is None and not stored.erased):
-            raise NotFound(customer_id)
-        erased_at = stored.erased_at or at
-        if not stored.erased:
-            assert stored.profile is not None
-            await self.repo.erase(customer_id, at=erased_at, version=stored.profile.version + 1)
-        event = CustomerErased(id=domain.erased_event_id(customer_id), source=SOURCE, subject=customer_id,
-                               time=erased_at, data=CustomerErasedData(erased_at=erased_at, reason=reason))
-        await publish_event(self.publishers.profiles, event)
-        await publish_tombstone(self.publishers.broker, CRM_CUSTOMERS, customer_id)
-        log.info("customer_erased", customer_id=customer_id)
+        async with self._serialised(customer_id):
+            stored = await self.repo.load(customer_id)
+            if stored is None or (stored.profile is None and not stored.erased):
+                raise NotFound(customer_id)
+            erased_at = stored.erased_at or at
+            if not stored.erased:
+                assert stored.profile is not None
+                await self.repo.erase(customer_id, at=erased_at, version=stored.profile.version + 1)
+            event = CustomerErased(id=domain.erased_event_id(customer_id), source=SOURCE, subject=customer_id,
+                                   time=erased_at, data=CustomerErasedData(erased_at=erased_at, reason=reason))
+            await publish_event(self.publishers.profiles, event)
+            await publish_tombstone(self.publishers.broker, CRM_CUSTOMERS, customer_id)
+            log.info("customer_erased", customer_id=customer_id)
 
     async def _record_consents(self, customer_id: str, before: CustomerProfile | None, after: CustomerProfile,
                                cause: Cause) -> None:

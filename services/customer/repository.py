@@ -89,7 +89,7 @@ class Repository:
         doc.update(created_at=profile.created_at, updated_at=profile.updated_at, last_cause=cause)
         doc["pii"] = {name: self.cipher.seal(values[name], context=_context(CUSTOMERS, customer_id, name))
                       for name in domain.ENCRYPTED_FIELDS if values.get(name) is not None}
-        doc["pii_kid"] = self.cipher.active_key_id
+        doc["pii_kid"] = self.cipher.active_key_id if doc["pii"] else None
         doc["phone_bidx"] = self.phone_index(profile.phone) if profile.phone else None
         doc["email_bidx"] = self.email_index(profile.email) if profile.email else None
         return doc
@@ -231,7 +231,7 @@ class Repository:
         """
         active = self.cipher.active_key_id
         docs = await self.store[collection].find(
-            {"pii_kid": {"$exists": True, "$ne": active}}, {"pii": 1, "pii_kid": 1}).limit(limit).to_list(None)
+            {"pii_kid": {"$nin": [None, active]}}, {"pii": 1, "pii_kid": 1}).limit(limit).to_list(None)
         done = 0
         for doc in docs:
             pii = {name: self.cipher.seal(self.cipher.open(sealed, context=_context(collection, doc["_id"], name)),
@@ -244,7 +244,7 @@ class Repository:
 
     async def count_unrotated(self, collection: str) -> int:
         return await self.store[collection].count_documents(
-            {"pii_kid": {"$exists": True, "$ne": self.cipher.active_key_id}})
+            {"pii_kid": {"$nin": [None, self.cipher.active_key_id]}})
 
 
 def _context(collection: str, doc_id: str, field: str) -> str:

@@ -30,12 +30,14 @@ def phone(i: int) -> str:
     return f"+861390000{i:04d}"
 
 
-async def _raw_docs(url: str, database: str) -> list[dict[str, Any]]:
+async def _raw_docs(url: str, database: str, unique: str) -> list[dict[str, Any]]:
+    """This test's sealed documents (a concurrent test's customer may have reached the same store)."""
     client = AsyncMongoClient(url)
     try:
         db = client[database]
-        return [d for name in ("customers", "timeline") for d in await db[name].find({"pii": {"$exists": True}})
+        docs = [d for name in ("customers", "timeline") for d in await db[name].find({"pii_kid": {"$ne": None}})
                 .to_list(None)]
+        return [d for d in docs if unique in d["_id"]]
     finally:
         await client.close()
 
@@ -98,11 +100,11 @@ async def test_rotation_reseals_every_value_under_the_new_key_while_reads_and_wr
     assert len(reads) > COUNT and all(reads)
     assert writes == [200, 200, 200]
     # The customer written meanwhile may have been resealed by the write rather than the rotation.
-    assert COUNT - 1 <= rewritten["customers"] <= COUNT and rewritten["timeline"] == 1
+    assert rewritten["customers"] >= COUNT - 1 and rewritten["timeline"] >= 1
     assert again == {"customers": 0, "timeline": 0}
     assert [c["customer_id"] for c in found.json()["items"]] == [f"C-7-{unique}"]
 
-    docs = await _raw_docs(infra["MONGODB_URL"], during.database_name)
+    docs = await _raw_docs(infra["MONGODB_URL"], during.database_name, unique)
     assert len(docs) == COUNT + 1
     assert {d["pii_kid"] for d in docs} == {"k2"}
     assert {sealed["k"] for d in docs for sealed in d["pii"].values()} == {"k2"}
@@ -136,7 +138,7 @@ async def test_the_rotate_keys_command_reseals_from_the_command_line_and_is_idem
         return json.loads(out.decode().strip().splitlines()[-1])
 
     first, second = await command(), await command()
-    assert first == {"rewritten": {"customers": COUNT, "timeline": 1}}
+    assert first["rewritten"]["customers"] >= COUNT and first["rewritten"]["timeline"] >= 1
     assert second == {"rewritten": {"customers": 0, "timeline": 0}}
-    docs = await _raw_docs(infra["MONGODB_URL"], settings.database_name)
-    assert {d["pii_kid"] for d in docs} == {"k2"}
+    docs = await _raw_docs(infra["MONGODB_URL"], settings.database_name, unique)
+    assert len(docs) == COUNT + 1 and {d["pii_kid"] for d in docs} == {"k2"}
