@@ -375,3 +375,18 @@ async def test_logs_captured_during_a_run_contain_no_personal_data(
     assert "customer_profile_changed" in output and "customer_erased" in output
     for secret in (PHONE, "13912340000", EMAIL, NAME, ADDRESS, "Nanjing"):
         assert secret not in output
+
+
+async def test_the_openapi_and_asyncapi_documents_describe_every_endpoint_and_topic_without_a_key(
+    infra: dict[str, str], unique: str, keys: dict[str, Any]
+) -> None:
+    async with running(build_app(customer_settings(unique, keys["entries"]))) as client:
+        openapi = (await client.get("/openapi.json")).json()
+        asyncapi = (await client.get("/asyncapi.json")).json()
+    assert {"/customers", "/customers/lookup", "/customers/{customer_id}", "/customers/{customer_id}/timeline",
+            "/customers/{customer_id}/interactions", "/customers/{customer_id}/consents"} <= set(openapi["paths"])
+    channels = {c["address"]: c for c in asyncapi["channels"].values()}
+    assert set(channels) == {"crm.customer-intake.v1", "orders.purchases.v1", "crm.interactions.v1",
+                             "crm.customer-tiers.v1", "crm.complaints.v1", "crm.notifications.v1",
+                             "crm.customers.v1"}
+    assert all(c.get("description") for c in asyncapi["channels"].values())
