@@ -40,7 +40,7 @@ status: ## Show what is running
 	$(PYTHON) deploy/local/run.py status
 
 demo: $(STAMP) ## Start everything, replay the real Online Retail data, print a summary and write a report
-	$(PY) deploy/local/run.py up
+	$(PY) deploy/local/run.py up --clock event
 	$(PY) -m deploy.demo
 
 test: $(STAMP) ## Run every test against real Kafka and FerretDB, started by the tests themselves

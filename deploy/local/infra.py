@@ -72,11 +72,11 @@ def _run(cmd: list[str], *, cwd: Path | None = None, env: dict[str, str] | None 
         raise InfraError(f"{cmd[0]} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
 
 
-def _spawn(cmd: list[str], *, log_file: Path, pid_file: Path, cwd: Path) -> int:
+def _spawn(cmd: list[str], *, log_file: Path, pid_file: Path, cwd: Path, env: dict[str, str] | None = None) -> int:
     log_file.parent.mkdir(parents=True, exist_ok=True)
     with log_file.open("ab") as log:
         proc = subprocess.Popen(
-            cmd, cwd=cwd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            cmd, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             start_new_session=True,  # survives the shell that started it; stopped by pid
         )
     pid_file.write_text(str(proc.pid))

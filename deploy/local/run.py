@@ -52,19 +52,43 @@ def _healthy(port: int) -> bool:
         return False
 
 
-def up(timeout: float = 90.0) -> None:
+def _start_sinks() -> None:
+    """Local SMTP, SMS and webhook receivers at the notifications service's default addresses."""
+    pid_file = infra.RUN_DIR / "sinks.pid"
+    if infra._pid_alive(pid_file):
+        return
+    outbox = infra.RUN_DIR / "outbox"
+    infra._spawn([sys.executable, "-m", "deploy.local.sinks", "--dir", str(outbox)],
+                 log_file=infra.RUN_DIR / "sinks.log", pid_file=pid_file, cwd=infra.ROOT)
+    deadline = time.monotonic() + 20
+    while not infra._port_open("127.0.0.1", 1025):
+        if time.monotonic() > deadline or infra._pid_alive(pid_file) is None:
+            raise infra.InfraError(f"local message sinks did not start; see {infra.RUN_DIR / 'sinks.log'}")
+        time.sleep(0.2)
+    infra._log(f"local SMTP/SMS/webhook sinks writing to {outbox}")
+
+
+def up(clock: str = "wall", timeout: float = 90.0) -> None:
+    """Start what is not running; a service running with another clock is restarted with ``clock``."""
     addresses = infra.up()
     key = _dev_key()
     entry = {"name": "development", "sha256": hashlib.sha256(key.encode()).hexdigest(), "scopes": SCOPES}
     env = {**os.environ, **addresses, "API_KEYS": json.dumps([entry]), "ENVIRONMENT": "development",
-           "LOG_FORMAT": "json"}
+           "LOG_FORMAT": "json", "CLOCK": clock}
+    _start_sinks()
     for name, port in SERVICES.items():
         pid_file = infra.RUN_DIR / f"{name}.pid"
+        clock_file = infra.RUN_DIR / f"{name}.clock"
+        running_clock = clock_file.read_text().strip() if clock_file.exists() else "wall"
         if infra._pid_alive(pid_file) and _healthy(port):
-            infra._log(f"{name} already running on :{port}")
-            continue
+            if running_clock == clock:
+                infra._log(f"{name} already running on :{port}")
+                continue
+            infra._log(f"{name} runs on the {running_clock} clock; restarting it on the {clock} clock")
+            infra._stop(pid_file, name)
         pid = infra._spawn([sys.executable, "-m", f"services.{name}"], log_file=infra.RUN_DIR / f"{name}.log",
-                           pid_file=pid_file, cwd=infra.ROOT)
+                           pid_file=pid_file, cwd=infra.ROOT, env=env)
+        clock_file.write_text(clock)
         infra._log(f"{name} starting (pid {pid}) on :{port}")
         # Started one at a time: each creates missing topics at start, and they share one broker.
         deadline = time.monotonic() + timeout
@@ -80,16 +104,19 @@ def up(timeout: float = 90.0) -> None:
 def down() -> None:
     for name in SERVICES:
         infra._stop(infra.RUN_DIR / f"{name}.pid", name)
+    infra._stop(infra.RUN_DIR / "sinks.pid", "sinks")
     infra.down()
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("command", choices=["up", "down", "status"])
+    parser.add_argument("--clock", choices=["wall", "event"], default="wall",
+                        help="event: judge time rules as of the newest event seen (for replays of old data)")
     args = parser.parse_args(argv)
     try:
         if args.command == "up":
-            up()
+            up(args.clock)
             for name, port in SERVICES.items():
                 print(f"{name:<14} http://127.0.0.1:{port}  (docs /docs, AsyncAPI /asyncapi.json)")
             print(f"API key: {KEY_FILE}")
