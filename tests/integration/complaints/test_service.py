@@ -7,13 +7,18 @@ left on the shared intake topic, opened later in the year, are never due here.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
+from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 
 from services.complaints import domain
 from services.complaints.app import build_app
@@ -40,9 +45,30 @@ READER, READER_KEY = api_key("viewer", "complaints:read")
 
 
 def settings(unique: str, group: str = "", **overrides: Any) -> ComplaintsSettings:
+    # Each test reads only what it produces after ``started``: the shared topics hold every earlier
+    # run's records, and replaying them all would make each test as slow as the topics are long.
     return ComplaintsSettings(mongodb_database=f"test_complaints_{unique}",
-                              kafka_group_id=f"test-complaints-{unique}{group}",
+                              kafka_group_id=f"test-complaints-{unique}{group}", kafka_auto_offset_reset="latest",
                               api_keys=(WRITER_KEY, OTHER_KEY, READER_KEY), scheduler_interval_s=0.2, **overrides)
+
+
+@contextlib.asynccontextmanager
+async def started(app: Any) -> AsyncIterator[httpx.AsyncClient]:
+    """The app running, with every subscriber assigned all its partitions and positioned on them."""
+    async with running(app) as client:
+        for subscriber in app.state.runtime.broker.subscribers:
+            consumer = subscriber.consumer
+            topic = subscriber.topic_names[0]
+
+            async def assigned(consumer: Any = consumer, topic: str = topic) -> set | None:
+                wanted = consumer.partitions_for_topic(topic)
+                owned = {tp.partition for tp in consumer.assignment()}
+                return owned if wanted and owned == wanted else None
+
+            await eventually(assigned, timeout=60)
+            for tp in consumer.assignment():
+                await asyncio.wait_for(consumer.position(tp), 30)
+        yield client
 
 
 def auth(key: str = WRITER) -> dict[str, str]:
@@ -91,7 +117,7 @@ async def test_topic_intake_opens_each_complaint_once_and_publishes_opened_once(
     first = submitted(customer, complaint_id=f"K-{unique}")
     same_complaint_other_event = {**first, "id": f"redelivered-{unique}"}
     no_id = submitted(customer, event_id=f"E-{unique}")
-    async with running(build_app(settings(unique), clock=FixedClock(MONDAY + timedelta(hours=1)))) as client:
+    async with started(build_app(settings(unique), clock=FixedClock(MONDAY + timedelta(hours=1)))) as client:
         await produce(infra["KAFKA_BOOTSTRAP_SERVERS"], CRM_COMPLAINT_INTAKE,
                       [(customer.encode(), m) for m in (first, first, same_complaint_other_event, no_id, no_id)])
 
@@ -112,23 +138,28 @@ async def test_topic_intake_opens_each_complaint_once_and_publishes_opened_once(
     assert all(e["data"]["resolution_due_at"] for e in events)
 
 
-async def test_replaying_the_intake_topic_in_a_new_group_changes_nothing_and_publishes_nothing_new(
+async def test_replaying_the_intake_topic_from_our_record_changes_nothing_and_publishes_nothing_new(
         infra: dict[str, str], unique: str) -> None:
     customer = f"C-{unique}"
     first, marker = submitted(customer, complaint_id=f"K-{unique}"), submitted(customer, complaint_id=f"M-{unique}")
+    bootstrap = infra["KAFKA_BOOTSTRAP_SERVERS"]
 
     async def stored(client: httpx.AsyncClient, complaint_id: str) -> dict | None:
         response = await client.get(f"/complaints/{complaint_id}", headers=auth(READER))
         return response.json() if response.status_code == 200 else None
 
-    async with running(build_app(settings(unique), clock=FixedClock(MONDAY + timedelta(hours=1)))) as client:
-        await produce(infra["KAFKA_BOOTSTRAP_SERVERS"], CRM_COMPLAINT_INTAKE, [(customer.encode(), first)])
+    async with started(build_app(settings(unique), clock=FixedClock(MONDAY + timedelta(hours=1)))) as client:
+        await produce(bootstrap, CRM_COMPLAINT_INTAKE, [(customer.encode(), first)])
         before = await eventually(lambda: stored(client, f"K-{unique}"))
-    # A new consumer group over the same store reads the whole topic again, hours later.
-    replay = build_app(settings(unique, group="-replay"), clock=FixedClock(MONDAY + timedelta(hours=5)))
-    async with running(replay) as client:
-        await produce(infra["KAFKA_BOOTSTRAP_SERVERS"], CRM_COMPLAINT_INTAKE, [(customer.encode(), marker)])
-        await eventually(lambda: stored(client, f"M-{unique}"))
+    # A new consumer group over the same store, rewound to our record, reads it again hours later.
+    replay = settings(unique, group="-replay")
+    ours = [r for r in await consume_all(bootstrap, CRM_COMPLAINT_INTAKE, until=lambda rs: any(
+        r.key == customer.encode() for r in rs), timeout=60) if r.key == customer.encode()]
+    await rewind(bootstrap, f"{replay.group_id}.{CRM_COMPLAINT_INTAKE}", CRM_COMPLAINT_INTAKE,
+                 ours[0].partition, ours[0].offset)
+    async with running(build_app(replay, clock=FixedClock(MONDAY + timedelta(hours=5)))) as client:
+        await produce(bootstrap, CRM_COMPLAINT_INTAKE, [(customer.encode(), marker)])
+        await eventually(lambda: stored(client, f"M-{unique}"), timeout=60)
         after = await stored(client, f"K-{unique}")
     assert after == before
     events = await events_of(infra, customer, until=lambda es: len(es) >= 2)
@@ -136,11 +167,30 @@ async def test_replaying_the_intake_topic_in_a_new_group_changes_nothing_and_pub
         ("complaint.opened", f"K-{unique}"), ("complaint.opened", f"M-{unique}")]
 
 
+async def rewind(bootstrap: str, group: str, topic: str, partition: int, offset: int) -> None:
+    """Commit offsets for a new group: ``offset`` on ``partition``, the end everywhere else."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        described = await admin.describe_topics([topic])
+        partitions = [TopicPartition(topic, p["partition"]) for p in described[0]["partitions"]]
+    finally:
+        await admin.close()
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        ends = await consumer.end_offsets(partitions)
+        consumer.assign(partitions)
+        await consumer.commit({tp: offset if tp.partition == partition else ends[tp] for tp in partitions})
+    finally:
+        await consumer.stop()
+
+
 async def test_events_left_unsent_by_a_crash_are_published_by_the_scheduler(
         infra: dict[str, str], unique: str) -> None:
     customer = f"C-{unique}"
     app = build_app(settings(unique), clock=FixedClock(MONDAY))
-    async with running(app) as client:
+    async with started(app) as client:
         workflow = app.state.workflow
         complaint, emits = domain.open_complaint(
             complaint_id=f"K-{unique}", customer_id=customer, fields={k: v for k, v in body(customer).items() if k != "customer_id"},
@@ -184,7 +234,7 @@ async def test_a_bad_record_on_each_consumed_topic_goes_to_its_dlq_and_the_next_
     else:
         record = submitted(customer)  # a complaint does not belong on the customers topic
     good = submitted(customer, complaint_id=f"K-{unique}-good")
-    async with running(build_app(settings(unique), clock=FixedClock(MONDAY + timedelta(hours=1)))) as client:
+    async with started(build_app(settings(unique), clock=FixedClock(MONDAY + timedelta(hours=1)))) as client:
         await produce(infra["KAFKA_BOOTSTRAP_SERVERS"], topic, [(customer.encode(), record)])
         await produce(infra["KAFKA_BOOTSTRAP_SERVERS"], CRM_COMPLAINT_INTAKE, [(customer.encode(), good)])
 
@@ -202,7 +252,7 @@ async def test_a_bad_record_on_each_consumed_topic_goes_to_its_dlq_and_the_next_
 async def test_http_intake_is_idempotent_by_complaint_id_and_refuses_bad_bodies_naming_the_field(
         infra: dict[str, str], unique: str) -> None:
     customer = f"C-{unique}"
-    async with running(build_app(settings(unique), clock=FixedClock(MONDAY))) as client:
+    async with started(build_app(settings(unique), clock=FixedClock(MONDAY))) as client:
         first = await client.post("/complaints", json=body(customer, complaint_id=f"K-{unique}"), headers=auth())
         again = await client.post("/complaints", json=body(customer, complaint_id=f"K-{unique}"), headers=auth())
         fresh = await client.post("/complaints", json=body(customer), headers=auth())
@@ -251,7 +301,7 @@ async def test_a_vip_from_the_tier_topic_gets_a_higher_priority_and_shorter_targ
     classification = envelope("customer.classification", vip, {
         "vip": "vip", "value_tier": "high", "policy_version": "v1", "updated_at": MONDAY.isoformat(),
         "metrics": {"currency": "CNY", "spend_12m": "50000.00", "orders_12m": 30}}, time_=MONDAY)
-    async with running(build_app(settings(unique), clock=FixedClock(MONDAY))) as client:
+    async with started(build_app(settings(unique), clock=FixedClock(MONDAY))) as client:
         await produce(infra["KAFKA_BOOTSTRAP_SERVERS"], CRM_CUSTOMER_TIERS, [(vip.encode(), classification)])
         repo = client._transport.app.state.repo  # type: ignore[attr-defined]
         await eventually(lambda: _tier_is(repo, vip, "vip"))
@@ -273,7 +323,7 @@ async def test_the_scheduler_warns_at_75_percent_and_breaches_at_the_target_with
         infra: dict[str, str], unique: str) -> None:
     customer = f"C-{unique}"
     clock = FixedClock(MONDAY)
-    async with running(build_app(settings(unique), clock=clock)) as client:
+    async with started(build_app(settings(unique), clock=clock)) as client:
         created = (await client.post("/complaints", json=body(customer), headers=auth())).json()
         url = f"/complaints/{created['complaint_id']}"
 
@@ -303,7 +353,7 @@ async def test_a_complaint_goes_through_its_lifecycle_with_verification_and_feed
         infra: dict[str, str], unique: str) -> None:
     customer = f"C-{unique}"
     clock = FixedClock(MONDAY)
-    async with running(build_app(settings(unique, verification=True), clock=clock)) as client:
+    async with started(build_app(settings(unique, verification=True), clock=clock)) as client:
         url = "/complaints/" + (await client.post("/complaints", json=body(customer), headers=auth())).json()[
             "complaint_id"]
 
@@ -348,7 +398,7 @@ async def test_reopening_within_30_days_reopens_and_later_opens_a_new_linked_com
         infra: dict[str, str], unique: str) -> None:
     customer = f"C-{unique}"
     clock = FixedClock(MONDAY)
-    async with running(build_app(settings(unique), clock=clock)) as client:
+    async with started(build_app(settings(unique), clock=clock)) as client:
         url = "/complaints/" + (await client.post("/complaints", json=body(customer), headers=auth())).json()[
             "complaint_id"]
         for step in ("acknowledged", "investigating"):
@@ -374,7 +424,7 @@ async def test_a_low_survey_score_on_the_interactions_topic_reopens_the_complain
         infra: dict[str, str], unique: str) -> None:
     customer = f"C-{unique}"
     clock = FixedClock(MONDAY)
-    async with running(build_app(settings(unique), clock=clock)) as client:
+    async with started(build_app(settings(unique), clock=clock)) as client:
         complaint_id = (await client.post("/complaints", json=body(customer), headers=auth())).json()["complaint_id"]
         url = f"/complaints/{complaint_id}"
         for step in ({"to": "acknowledged"}, {"to": "investigating"},
@@ -399,7 +449,7 @@ async def test_a_low_survey_score_on_the_interactions_topic_reopens_the_complain
 async def test_customer_erased_removes_the_customers_text_from_complaints(infra: dict[str, str], unique: str) -> None:
     customer = f"C-{unique}"
     erased = envelope("customer.erased", customer, {"erased_at": MONDAY.isoformat()}, time_=MONDAY)
-    async with running(build_app(settings(unique), clock=FixedClock(MONDAY))) as client:
+    async with started(build_app(settings(unique), clock=FixedClock(MONDAY))) as client:
         url = "/complaints/" + (await client.post("/complaints", json=body(customer), headers=auth())).json()[
             "complaint_id"]
         await client.post(f"{url}/comments", json={"text": "Customer lives at 5 Nanjing Road"}, headers=auth())
@@ -418,7 +468,7 @@ async def test_customer_erased_removes_the_customers_text_from_complaints(infra:
 async def test_the_report_counts_times_attainment_csat_and_reopen_rate(infra: dict[str, str], unique: str) -> None:
     customer = f"C-{unique}"
     clock = FixedClock(REPORT_DAY)
-    async with running(build_app(settings(unique), clock=clock)) as client:
+    async with started(build_app(settings(unique), clock=clock)) as client:
         ids = []
         for channel, category in (("phone", "delivery"), ("email", "delivery"), ("phone", "billing")):
             created = await client.post("/complaints", json=body(customer, channel=channel, category=category),
