@@ -59,11 +59,13 @@ class Workflow:
             complaint, emits = domain.open_complaint(
                 complaint_id=complaint_id, customer_id=customer_id, fields=fields, tier=tier, opened_at=opened_at,
                 rules=self.rules, source=source, linked_complaint_id=linked_complaint_id)
-            outbox = self._render(complaint, emits)
-            if await self.repo.insert(complaint, outbox):
+            # Published before the complaint is stored: the opening event's id depends only on the
+            # complaint id, so a retry after a crash in between repeats the same event, and no second
+            # write is needed to clear an outbox.
+            await self._send(self._render(complaint, emits), cause)
+            if await self.repo.insert(complaint, []):
                 log.info("complaint_opened", complaint_id=complaint_id, priority=complaint.priority,
                          sla_policy=complaint.sla_policy)
-                await self._publish(complaint, outbox, cause)
                 return complaint, True
             loaded = await self.repo.load(complaint_id)
             assert loaded is not None
@@ -138,11 +140,14 @@ class Workflow:
     async def _publish(self, complaint: Complaint, outbox: list[str], cause: CloudEvent | None) -> None:
         if not outbox:
             return
+        await self._send(outbox, cause)
+        await self.repo.clear_outbox(complaint.complaint_id, complaint.revision)
+
+    async def _send(self, outbox: list[str], cause: CloudEvent | None) -> None:
         now = self.now()
         for raw in outbox:
             event = EVENT_TYPES[_type_of(raw)].model_validate_json(raw, context={"now": now})
             await publish_event(self.publisher, event, cause=cause)
-        await self.repo.clear_outbox(complaint.complaint_id, complaint.revision)
 
 
 def _type_of(raw: str) -> str:
