@@ -46,7 +46,7 @@ def _classification(doc: dict[str, Any]) -> dict[str, Any]:
 @router.get("/customers/{customer_id}/classification", dependencies=[require("tiers:read")],
             summary="The current classification of a customer, with the metrics behind it")
 async def classification(request: Request, customer_id: Customer) -> dict[str, Any]:
-    doc = await _repo(request).current(customer_id)
+    doc = await _engine(request).classification(customer_id)
     if doc is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "customer not classified")
     return _classification(doc)
@@ -75,11 +75,11 @@ async def put_override(request: Request, customer_id: Customer, dimension: Dimen
     try:
         validate_override_value(dimension, body.value)
     except ValueError as exc:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, f"value: {exc}") from None
+        raise HTTPException(422, f"value: {exc}") from None
     engine = _engine(request)
     now = engine.clock.now()
     if body.expires_at is not None and body.expires_at <= now:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, "expires_at: must be in the future")
+        raise HTTPException(422, "expires_at: must be in the future")
     override = Override(value=body.value, mode=body.mode, reason=body.reason, actor=key.name, set_at=now,
                         expires_at=body.expires_at)
     doc = await engine.set_override(customer_id, dimension, override, key.name, body.reason)

@@ -29,6 +29,7 @@ def build_app(settings: TieringSettings | None = None, *, clock: Clock | None = 
         while True:
             while await engine.run_due(settings.scheduler_batch) >= settings.scheduler_batch:
                 pass  # more are due: keep going before sleeping
+            await engine.collect_garbage()
             await asyncio.sleep(settings.scheduler_interval_s)
 
     async def population_refresher() -> None:

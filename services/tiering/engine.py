@@ -9,6 +9,7 @@ are dropped from memory so that the retry starts again from what the store holds
 from __future__ import annotations
 
 import asyncio
+import heapq
 import time
 import uuid
 from collections import OrderedDict
@@ -38,7 +39,7 @@ from shared.kafka import publish_event, publish_tombstone
 from . import domain
 from .domain import NAMESPACE, Change, Cutoffs, Metrics, Override, RuleViolation
 from .policy import Policy, default_policy
-from .repository import CustomerState, Repository, entry_doc, snapshot_from_doc, state_doc
+from .repository import CustomerState, Repository, snapshot_from_doc, state_doc
 from .settings import TieringSettings
 
 log = structlog.get_logger(__name__)
@@ -60,6 +61,13 @@ class Engine:
         self.clock = clock
         self.broker = broker
         self.cache: OrderedDict[str, CustomerState] = OrderedDict()
+        #: Every stored customer's current revision, so that loading one is a single ``_id`` read.
+        self.directory: dict[str, int] = {}
+        #: Each customer's next evaluation time, and a heap of them for the scheduler.
+        self.planned: dict[str, datetime] = {}
+        self.due: list[tuple[datetime, str]] = []
+        #: Superseded revision documents, deleted in bulk by ``collect_garbage``.
+        self.stale: list[str] = []
         self.lock = asyncio.Lock()
         self.policy: Policy | None = None
         self.cutoffs: Cutoffs | None = None
@@ -84,18 +92,44 @@ class Engine:
                 policy = default_policy()
                 await self.repo.store_policy(policy, self.clock.now())
                 await self.repo.activate_policy(policy.version, self.clock.now())
-            self.policy = policy
             self.cutoffs = await self.repo.latest_cutoffs()
+            for cid, (rev, next_eval) in (await self.repo.directory()).items():
+                self.directory[cid] = rev
+                if next_eval is not None:
+                    self.planned[cid] = next_eval
+            self._rebuild_due()
+            self.policy = policy
         return self.policy
+
+    def _rebuild_due(self) -> None:
+        self.due = [(when, cid) for cid, when in self.planned.items()]
+        heapq.heapify(self.due)
+
+    def _plan(self, customer_id: str, when: datetime | None) -> None:
+        if when is None:
+            self.planned.pop(customer_id, None)
+        elif self.planned.get(customer_id) != when:
+            self.planned[customer_id] = when
+            heapq.heappush(self.due, (when, customer_id))
+            if len(self.due) > 2 * len(self.planned) + 10_000:  # drop the superseded entries
+                self._rebuild_due()
+
+    async def classification(self, customer_id: str) -> dict[str, Any] | None:
+        await self.ready()
+        rev = self.directory.get(customer_id)
+        return None if rev is None else await self.repo.state(customer_id, rev)
 
     # --- working set --------------------------------------------------------------------------------
 
     async def _states(self, customer_ids: Iterable[str]) -> dict[str, CustomerState]:
         wanted = list(dict.fromkeys(customer_ids))
         missing = [cid for cid in wanted if cid not in self.cache]
-        if missing:
-            for cid, state in (await self.repo.load_states(missing)).items():
-                self.cache[cid] = state
+        stored = {cid: self.directory[cid] for cid in missing if cid in self.directory}
+        if stored:
+            self.cache.update(await self.repo.load_states(stored))
+        for cid in missing:
+            if cid not in stored:
+                self.cache[cid] = CustomerState(cid)
         states = {}
         for cid in wanted:
             self.cache.move_to_end(cid)
@@ -119,7 +153,6 @@ class Engine:
             policy = await self.ready()
             states = await self._states(e.subject for e in events)
             touched: dict[str, CloudEvent] = {}
-            entries: list[dict[str, Any]] = []
             try:
                 for event in events:
                     try:
@@ -128,7 +161,6 @@ class Engine:
                             continue
                         state = states[event.subject]
                         if domain.add_entry(state.ledger, entry):
-                            entries.append(entry_doc(event.subject, entry))
                             self.events_in.labels(entry.kind).inc()
                             last = touched.get(event.subject)
                             touched[event.subject] = event if last is None or event.time >= last.time else last
@@ -137,7 +169,7 @@ class Engine:
                         await reject(event, exc)
                 now = self.clock.now()
                 await self._apply([(states[cid], min(cause.time, now), cause) for cid, cause in touched.items()],
-                                  now, entries=entries)
+                                  now)
             except BaseException:
                 self._forget(states)
                 raise
@@ -146,8 +178,11 @@ class Engine:
 
     async def erase(self, customer_id: str) -> None:
         async with self.lock:
+            await self.ready()
             self._forget([customer_id])
             await self.repo.erase(customer_id)
+            self.directory.pop(customer_id, None)
+            self.planned.pop(customer_id, None)
             # The compacted snapshot topic must forget the customer too.
             await publish_tombstone(self.broker, CRM_CUSTOMER_TIERS, customer_id)
             log.info("customer_erased_from_tiering")
@@ -159,19 +194,36 @@ class Engine:
         async with self.lock:
             await self.ready()
             now = self.clock.now()
-            due = await self.repo.due(now, limit)
+            due: list[str] = []
+            while self.due and self.due[0][0] <= now and len(due) < limit:
+                when, cid = heapq.heappop(self.due)
+                if self.planned.get(cid) == when and cid not in due:
+                    due.append(cid)
             if not due:
                 return 0
             try:
                 states = await self._states(due)
-                work = [(s, s.next_eval_at if s.next_eval_at and s.next_eval_at <= now else now, None)
-                        for s in states.values()]
+                # Entries left in the heap by earlier revisions are stale: only a due state counts.
+                work = [(s, s.next_eval_at, None) for s in states.values()
+                        if s.next_eval_at is not None and s.next_eval_at <= now]
                 await self._apply(work, now)
             except BaseException:
                 self._forget(due)
+                for cid in due:
+                    heapq.heappush(self.due, (self.planned[cid], cid))
                 raise
             self._trim()
             return len(due)
+
+    async def collect_garbage(self) -> int:
+        """Delete superseded revisions; the scheduler calls this between evaluations."""
+        stale, self.stale = self.stale, []
+        try:
+            await self.repo.delete_revisions(stale)
+        except BaseException:
+            self.stale.extend(stale)
+            raise
+        return len(stale)
 
     # --- overrides --------------------------------------------------------------------------------------
 
@@ -182,7 +234,7 @@ class Engine:
             now = self.clock.now()
             try:
                 state = (await self._states([customer_id]))[customer_id]
-                if state.rev == 0 and not state.ledger:
+                if customer_id not in self.directory:
                     self._forget([customer_id])
                     return None
                 state.snapshot = domain.with_override(state.snapshot, dimension, override)
@@ -241,7 +293,7 @@ class Engine:
             cutoffs = await self._population(policy, now, version)
             transitions: dict[str, dict[str, int]] = {}
             customers = changed = 0
-            async for doc in self.repo.scan():
+            async for doc in self.repo.scan({"ledger": 0}):
                 customers += 1
                 metrics = Metrics.from_doc(doc.get("metrics") or {})
                 previous = snapshot_from_doc(doc)
@@ -308,7 +360,7 @@ class Engine:
     # --- the one write path ---------------------------------------------------------------------------
 
     async def _apply(self, work: list[tuple[CustomerState, datetime, CloudEvent | None]], now: datetime, *,
-                     entries: list[dict[str, Any]] | None = None, bulk: bool = False, force: bool = False,
+                     bulk: bool = False, force: bool = False,
                      immediate: bool = False) -> tuple[int, int]:
         """Returns how many events were published and for how many customers a class changed."""
         policy = self.policy
@@ -350,7 +402,12 @@ class Engine:
         # Publish together rather than one round trip each; ids are deterministic, so a retry
         # after a failure below republishes the same events, never different ones.
         await asyncio.gather(*(publish_event(pub, event, cause=cause) for pub, event, cause in outbound))
-        await self.repo.save(entries or [], state_docs, history, superseded)
+        await self.repo.save(state_docs, history)
+        self.stale.extend(superseded)
+        for state, _, _ in work:
+            if state.rev:
+                self.directory[state.customer_id] = state.rev
+                self._plan(state.customer_id, state.next_eval_at)
         return len(outbound), changed
 
     def _tier_metrics(self, m: Metrics, now: datetime) -> TierMetrics:

@@ -1,12 +1,18 @@
 """MongoDB access of the tiering service.
 
-FerretDB on SQLite inserts tens of thousands of documents per second but updates or upserts only a
-few hundred, so every hot write here is an insert: ledger lines are inserted once under their
-natural id (a duplicate is a no-op), and a customer's state is written as a new revision document
-whose older revisions are deleted afterwards (a crash in between leaves two, and the higher wins).
+FerretDB v1 on SQLite inserts tens of thousands of documents per second, but it updates only a few
+hundred and answers any filter other than ``_id`` equality with a scan of the collection. So the hot
+path only inserts and reads by ``_id``: a customer's state (ledger lines keyed by natural id, the
+snapshot and the metrics) is one document per revision, ``<customer>#<rev>``; a new revision is
+inserted, and superseded ones are deleted in bulk now and then (until then, and after a crash, the
+highest revision wins). The
+service keeps the directory of customers and their current revision in memory, built by one scan at
+start, so that it never has to search.
 """
 
 from __future__ import annotations
+
+import asyncio
 
 from collections.abc import AsyncIterator, Iterable, Mapping
 from datetime import datetime
@@ -21,7 +27,6 @@ from .domain import Cutoffs, Entry, Metrics, Override, Pending, Snapshot
 from .policy import Policy
 
 INDEXES: list[Index] = [
-    index("ledger", "customer_id"),
     index("customers", "customer_id", ("rev", DESCENDING)),
     index("customers", "next_eval_at"),
     index("history", "customer_id", "effective_at"),
@@ -46,9 +51,8 @@ class CustomerState:
         self.doc_ids: list[str] = []
 
 
-def entry_doc(customer_id: str, entry: Entry) -> dict[str, Any]:
-    doc = {"_id": f"{customer_id}|{entry.key}", "customer_id": customer_id, "key": entry.key, "kind": entry.kind,
-           "time": entry.time, "minor": entry.minor}
+def entry_doc(entry: Entry) -> dict[str, Any]:
+    doc = {"key": entry.key, "kind": entry.kind, "time": entry.time, "minor": entry.minor}
     for name in ("order_id", "ref", "status", "score"):
         value = getattr(entry, name)
         if value is not None:
@@ -71,12 +75,17 @@ def _override_doc(o: Override) -> dict[str, Any]:
             "expires_at": o.expires_at}
 
 
+def doc_id(customer_id: str, rev: int) -> str:
+    return f"{customer_id}#{rev}"
+
+
 def state_doc(state: CustomerState, policy_version: str, updated_at: datetime) -> dict[str, Any]:
     s, m = state.snapshot, state.metrics
     return {
-        "_id": f"{state.customer_id}#{state.rev}",
+        "_id": doc_id(state.customer_id, state.rev),
         "customer_id": state.customer_id,
         "rev": state.rev,
+        "ledger": [entry_doc(e) for e in state.ledger.values()],
         "held": s.held,
         "output": s.output,
         "reasons": s.reasons,
@@ -126,7 +135,8 @@ async def insert_ignoring_duplicates(collection: Any, docs: list[dict[str, Any]]
 class Repository:
     def __init__(self, store: Store) -> None:
         self.store = store
-        self.ledger = store["ledger"]
+        # A few reads in flight at once are faster than one by one; many more only queue in the store.
+        self._readers = asyncio.Semaphore(8)
         self.customers = store["customers"]
         self.history = store["history"]
         self.audit = store["override_audit"]
@@ -135,42 +145,56 @@ class Repository:
 
     # --- customers ---------------------------------------------------------------------------------
 
-    async def load_states(self, customer_ids: list[str]) -> dict[str, CustomerState]:
-        states = {cid: CustomerState(cid) for cid in customer_ids}
-        if not customer_ids:
-            return states
-        for doc in await self.ledger.find({"customer_id": {"$in": customer_ids}}).to_list(None):
-            state = states[doc["customer_id"]]
-            entry = entry_from_doc(doc)
-            state.ledger[entry.key] = entry
-        docs = await self.customers.find({"customer_id": {"$in": customer_ids}}).to_list(None)
-        for doc in docs:
-            states[doc["customer_id"]].doc_ids.append(doc["_id"])
-        for cid, doc in latest_revisions(docs).items():
-            state = states[cid]
-            state.rev = doc["rev"]
-            state.snapshot = snapshot_from_doc(doc)
-            state.metrics = Metrics.from_doc(doc.get("metrics") or {})
-            state.next_eval_at = doc.get("next_eval_at")
+    async def directory(self) -> dict[str, tuple[int, datetime | None]]:
+        """Every stored customer with its current revision and next evaluation time (one scan)."""
+        latest: dict[str, tuple[int, datetime | None]] = {}
+        stale: list[str] = []
+        async for doc in self.scan({"customer_id": 1, "rev": 1, "next_eval_at": 1}):
+            current = latest.get(doc["customer_id"])
+            if current is not None:
+                stale.append(doc_id(doc["customer_id"], min(current[0], doc["rev"])))
+            if current is None or doc["rev"] > current[0]:
+                latest[doc["customer_id"]] = (doc["rev"], doc.get("next_eval_at"))
+        await self.delete_revisions(stale)  # revisions left behind by a stop before their clean-up
+        return latest
+
+    async def load_states(self, revisions: Mapping[str, int]) -> dict[str, CustomerState]:
+        """States by ``_id`` lookups (the one filter the store answers without a scan), concurrently."""
+        async def one(cid: str, rev: int) -> Mapping[str, Any] | None:
+            async with self._readers:
+                return await self.customers.find_one({"_id": doc_id(cid, rev)})
+
+        docs = await asyncio.gather(*(one(cid, rev) for cid, rev in revisions.items()))
+        states = {}
+        for cid, doc in zip(revisions, docs):
+            state = CustomerState(cid)
+            if doc is not None:
+                state.rev = doc["rev"]
+                state.ledger = {e["key"]: entry_from_doc(e) for e in doc.get("ledger") or ()}
+                state.snapshot = snapshot_from_doc(doc)
+                state.metrics = Metrics.from_doc(doc.get("metrics") or {})
+                state.next_eval_at = doc.get("next_eval_at")
+                state.doc_ids = [doc["_id"]]
+            states[cid] = state
         return states
 
-    async def save(self, entries: list[dict[str, Any]], states: list[dict[str, Any]], history: list[dict[str, Any]],
-                   superseded: list[str]) -> None:
-        """Ledger lines, new state revisions and history, then drop the revisions they replace."""
-        await insert_ignoring_duplicates(self.ledger, entries)
+    async def save(self, states: list[dict[str, Any]], history: list[dict[str, Any]]) -> None:
+        """New state revisions and history; the revisions they replace are deleted later, in bulk."""
         await insert_ignoring_duplicates(self.history, history)
         await insert_ignoring_duplicates(self.customers, states)
-        if superseded:
-            await self.customers.delete_many({"_id": {"$in": superseded}})
+
+    async def delete_revisions(self, ids: list[str], chunk: int = 20_000) -> None:
+        """One ``$in`` delete costs about one pass over the collection, so they are batched."""
+        for start in range(0, len(ids), chunk):
+            await self.customers.delete_many({"_id": {"$in": ids[start:start + chunk]}})
+
+    async def state(self, customer_id: str, rev: int) -> dict[str, Any] | None:
+        return await self.customers.find_one({"_id": doc_id(customer_id, rev)}, {"ledger": 0})
 
     async def current(self, customer_id: str) -> dict[str, Any] | None:
-        docs = await self.customers.find({"customer_id": customer_id}).sort("rev", DESCENDING).limit(1).to_list(1)
+        docs = await self.customers.find({"customer_id": customer_id}, {"ledger": 0}).sort("rev", DESCENDING) \
+            .limit(1).to_list(1)
         return docs[0] if docs else None
-
-    async def due(self, now: datetime, limit: int) -> list[str]:
-        docs = await self.customers.find({"next_eval_at": {"$lte": now}}, {"customer_id": 1}) \
-            .sort("next_eval_at", 1).limit(limit).to_list(limit)
-        return list(dict.fromkeys(d["customer_id"] for d in docs))
 
     async def scan(self, projection: Mapping[str, Any] | None = None, batch_size: int = 2000,
                    ) -> AsyncIterator[Mapping[str, Any]]:
@@ -178,12 +202,8 @@ class Repository:
         async for doc in cursor:
             yield doc
 
-    async def find_states(self, customer_ids: list[str]) -> list[Mapping[str, Any]]:
-        docs = await self.customers.find({"customer_id": {"$in": customer_ids}}).to_list(None)
-        return list(latest_revisions(docs).values())
-
     async def erase(self, customer_id: str) -> None:
-        for collection in (self.ledger, self.customers, self.history, self.audit):
+        for collection in (self.customers, self.history, self.audit):
             await collection.delete_many({"customer_id": customer_id})
 
     # --- history and audit ---------------------------------------------------------------------------
@@ -225,12 +245,3 @@ class Repository:
 
     async def store_cutoffs(self, cutoffs: Cutoffs) -> None:
         await self.cutoffs.insert_one({"_id": cutoffs.version, **cutoffs.to_doc()})
-
-    async def counts_by(self, field: str) -> dict[str, int]:
-        """Customers per value of ``output.<field>`` (``$group`` with ``$sum``: FerretDB can do that)."""
-        result: dict[str, int] = {}
-        async for doc in self.scan({f"output.{field}": 1, "customer_id": 1, "rev": 1}):
-            value = (doc.get("output") or {}).get(field)
-            if value is not None:
-                result[value] = result.get(value, 0) + 1
-        return result
