@@ -255,7 +255,7 @@ class FerretDB:
         data = self.home / "data"
         data.mkdir(parents=True, exist_ok=True)
         cmd = [str(self.binary), f"-sqlite-url=file:{data}/", f"-listen-addr={self.host}:{self.port}",
-               "-log-level=warn"]
+               "-log-level=error"]
         pid = _spawn(cmd, log_file=self.home / "ferretdb.log", pid_file=self.pid_file, cwd=self.home)
         _log(f"ferretdb starting (pid {pid})")
         deadline = time.monotonic() + timeout
