@@ -69,6 +69,7 @@ class Engine:
         #: Superseded revision documents, deleted in bulk by ``collect_garbage``.
         self.stale: list[str] = []
         self.lock = asyncio.Lock()
+        self._loading = asyncio.Lock()
         self.policy: Policy | None = None
         self.cutoffs: Cutoffs | None = None
         self.tier_changes: Any = None
@@ -86,6 +87,13 @@ class Engine:
         self.tier_changes, self.snapshots = tier_changes, snapshots
 
     async def ready(self) -> Policy:
+        """Load the active policy, the cut-offs and the directory once, whoever asks first."""
+        if self.policy is not None:
+            return self.policy
+        async with self._loading:
+            return await self._load()
+
+    async def _load(self) -> Policy:
         if self.policy is None:
             policy = await self.repo.active_policy()
             if policy is None:
