@@ -127,7 +127,9 @@ class Notifier:
         await self._publish(events, cause)
         if sends:
             results = await asyncio.gather(*(self._deliver(r, p, c, now) for r, p, c in sends))
-            await self.repo.update_many([(key, fields) for key, fields, _ in results])
+            await self.repo.record_outcomes([
+                {"_id": key, "customer_id": r.customer_id, "created_at": now, "transactional": r.transactional,
+                 **fields} for (r, _, _), (key, fields, _) in zip(sends, results, strict=True)])
             await self._publish([event for _, _, event in results], cause)
 
     async def _deliver(self, request: Request, profile: Profile, channels: tuple[str, ...],

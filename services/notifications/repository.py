@@ -1,7 +1,9 @@
 """MongoDB access of the notifications service.
 
 Collections: ``customers`` (this service's copy of what it needs of a profile), ``notifications``
-(one document per dedupe key: the request, its state and outcome; no personal data),
+(one document per dedupe key: the request and its state; no personal data), ``outcomes`` (sent or
+failed, per dedupe key: written in one insert per batch, because FerretDB commits every single
+update on its own and a fan-out of updates crawls),
 ``suppressions`` (the suppression list) and ``scheduler_runs`` (daily runs per time zone done).
 """
 
@@ -11,7 +13,6 @@ from collections.abc import AsyncIterator, Iterable, Sequence
 from datetime import date, datetime
 from typing import Any
 
-from pymongo import UpdateOne
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from shared.mongo import Index, Store, index
@@ -23,6 +24,7 @@ INDEXES: list[Index] = [
     index("notifications", "customer_id", "created_at"),
     index("notifications", "status", "due_at"),
     index("suppressions", "customer_id"),
+    index("outcomes", "customer_id", "created_at"),
 ]
 #: States that count against the frequency cap: sent, being sent, or planned.
 COUNTED = ["sent", "sending", "deferred"]
@@ -71,6 +73,7 @@ class Repository:
         self.notifications = store["notifications"]
         self.suppressions = store["suppressions"]
         self.runs = store["scheduler_runs"]
+        self.outcomes = store["outcomes"]
 
     # --- customers --------------------------------------------------------------------------------
 
@@ -95,6 +98,7 @@ class Repository:
     async def erase(self, customer_id: str) -> None:
         await self.customers.delete_one({"_id": customer_id})
         await self.notifications.delete_many({"customer_id": customer_id})
+        await self.outcomes.delete_many({"customer_id": customer_id})
         await self.suppressions.delete_many({"customer_id": customer_id})
 
     async def timezones(self) -> list[str]:
@@ -117,17 +121,27 @@ class Repository:
 
     async def by_keys(self, keys: Sequence[str]) -> dict[str, dict[str, Any]]:
         docs = await self.notifications.find({"_id": {"$in": list(keys)}}).to_list(None)
-        return {d["_id"]: d for d in docs}
+        return await self._with_outcomes(docs)
+
+    async def _with_outcomes(self, docs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        """The records with the outcome of those that were sent or failed merged in."""
+        sending = [d["_id"] for d in docs if d["status"] == "sending"]
+        outcomes = {o["_id"]: o for o in await self.outcomes.find({"_id": {"$in": sending}}).to_list(None)} \
+            if sending else {}
+        return {d["_id"]: {**d, **outcomes.get(d["_id"], {})} for d in docs}
 
     async def care_counts(self, customer_ids: Iterable[str], since: datetime,
                           excluding: Sequence[str]) -> dict[str, int]:
         docs = await self.notifications.find(
             {"customer_id": {"$in": list(set(customer_ids))}, "created_at": {"$gte": since},
              "transactional": False, "status": {"$in": COUNTED}, "_id": {"$nin": list(excluding)}},
-            {"customer_id": 1}).to_list(None)
+            {"customer_id": 1, "_id": 1}).to_list(None)
+        failed = {o["_id"] for o in await self.outcomes.find(
+            {"_id": {"$in": [d["_id"] for d in docs]}, "status": "failed"}, {"_id": 1}).to_list(None)} if docs else set()
         counts: dict[str, int] = {}
         for d in docs:
-            counts[d["customer_id"]] = counts.get(d["customer_id"], 0) + 1
+            if d["_id"] not in failed:
+                counts[d["customer_id"]] = counts.get(d["customer_id"], 0) + 1
         return counts
 
     async def claim(self, docs: Sequence[dict[str, Any]]) -> set[str]:
@@ -155,10 +169,15 @@ class Repository:
             return False
         return True
 
-    async def update_many(self, updates: Sequence[tuple[str, dict[str, Any]]]) -> None:
-        if updates:
-            await self.notifications.bulk_write([UpdateOne({"_id": k}, {"$set": f}) for k, f in updates],
-                                                ordered=False)
+    async def record_outcomes(self, docs: Sequence[dict[str, Any]]) -> None:
+        """Sent or failed, one insert for the whole batch; a repeat after a crash keeps the first."""
+        if not docs:
+            return
+        try:
+            await self.outcomes.insert_many(list(docs), ordered=False)
+        except BulkWriteError as exc:
+            if any(e.get("code") != 11000 for e in exc.details.get("writeErrors", [])):
+                raise
 
     async def due(self, now: datetime, limit: int) -> list[dict[str, Any]]:
         return await self.notifications.find({"status": "deferred", "due_at": {"$lte": now}}) \
@@ -168,17 +187,19 @@ class Repository:
         await self.notifications.delete_one({"_id": key, "status": "deferred"})
 
     async def history(self, customer_id: str, limit: int) -> list[dict[str, Any]]:
-        return await self.notifications.find({"customer_id": customer_id}).sort("created_at", -1) \
+        docs = await self.notifications.find({"customer_id": customer_id}).sort("created_at", -1) \
             .limit(limit).to_list(None)
+        return list((await self._with_outcomes(docs)).values())
 
     async def report(self, since: datetime | None) -> list[dict[str, Any]]:
-        match: dict[str, Any] = {"created_at": {"$gte": since}} if since else {}
-        cursor = await self.notifications.aggregate([
-            {"$match": match},
-            {"$group": {"_id": {"status": "$status", "reason": "$reason", "channel": "$channel"},
-                        "count": {"$sum": 1}}},
-        ])
-        return await cursor.to_list(None)
+        since_filter: dict[str, Any] = {"created_at": {"$gte": since}} if since else {}
+        group = {"$group": {"_id": {"status": "$status", "reason": "$reason", "channel": "$channel"},
+                            "count": {"$sum": 1}}}
+        # Records being sent are counted by their outcome once there is one.
+        pending = await (await self.notifications.aggregate(
+            [{"$match": {**since_filter, "status": {"$ne": "sending"}}}, group])).to_list(None)
+        done = await (await self.outcomes.aggregate([{"$match": since_filter}, group])).to_list(None)
+        return pending + done
 
     # --- suppression list -------------------------------------------------------------------------
 
