@@ -50,8 +50,11 @@ class Scheduler:
             log.info("daily_run_done", timezone=timezone, day=local.date().isoformat(), requests=count)
 
     async def fan_out(self, timezone: str, local: datetime, run_id: str) -> int:
+        """Hand each batch to the notifier; a few batches are in flight at once, so reading and
+        deciding the next overlaps with mailing the last, while memory stays bounded."""
         day = local.date()
         count = 0
+        in_flight: set[asyncio.Task[None]] = set()
         async for batch in self.repo.customers_in(timezone, self.settings.fan_out_batch):
             requests = []
             for profile in batch:
@@ -61,5 +64,11 @@ class Scheduler:
                 requests += domain.daily_requests(profile, day, today, cadence=self.settings.follow_up_days,
                                                   country=country, run_id=run_id)
             count += len(requests)
-            await self.notifier.submit(requests)
+            if len(in_flight) >= self.settings.fan_out_parallel_batches:
+                done, in_flight = await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    task.result()
+            in_flight.add(asyncio.create_task(self.notifier.submit(requests)))
+        for task in asyncio.as_completed(in_flight):
+            await task
         return count

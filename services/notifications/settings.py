@@ -77,6 +77,7 @@ class NotificationsSettings(ServiceSettings):
     extra_holidays: tuple[ExtraHoliday, ...] = (ExtraHoliday(slug="christmas", month=12, day=25),)
     scheduler_interval_s: Annotated[float, Field(gt=0)] = 60.0
     fan_out_batch: Annotated[int, Field(ge=1, le=5000)] = 500
+    fan_out_parallel_batches: Annotated[int, Field(ge=1, le=16)] = 3
     send_concurrency: Annotated[int, Field(ge=1, le=512)] = 64
 
     def _development_secrets(self) -> list[str]:
