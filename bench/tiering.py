@@ -99,7 +99,8 @@ async def produce_replay(bootstrap: str, events: int, customers: int, run: str) 
 
 async def bare_consumer(bootstrap: str, start: dict, end: dict) -> float:
     """(a) Read and decode the replayed range, nothing else."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, max_partition_fetch_bytes=4 << 20)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
+                                max_partition_fetch_bytes=4 << 20)
     await consumer.start()
     try:
         consumer.assign(list(start))
@@ -126,7 +127,7 @@ async def naive_handler(settings: TieringSettings, start: dict, subset: int) -> 
     await commit(settings.kafka_bootstrap_servers, group, start)
     client: AsyncMongoClient = AsyncMongoClient(settings.mongodb_url.get_secret_value())
     ledger = client[f"{settings.database_name}_naive"]["ledger"]
-    broker = KafkaBroker(settings.kafka_bootstrap_servers)
+    broker = KafkaBroker(settings.kafka_bootstrap_servers, logger=None)  # no per-message log lines
     seen = 0
     done = asyncio.Event()
     started = 0.0

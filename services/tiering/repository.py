@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -112,15 +112,6 @@ def snapshot_from_doc(doc: Mapping[str, Any]) -> Snapshot:
     )
 
 
-def latest_revisions(docs: Iterable[Mapping[str, Any]]) -> dict[str, Mapping[str, Any]]:
-    latest: dict[str, Mapping[str, Any]] = {}
-    for doc in docs:
-        current = latest.get(doc["customer_id"])
-        if current is None or doc["rev"] > current["rev"]:
-            latest[doc["customer_id"]] = doc
-    return latest
-
-
 async def insert_ignoring_duplicates(collection: Any, docs: list[dict[str, Any]]) -> None:
     if not docs:
         return
@@ -190,11 +181,6 @@ class Repository:
 
     async def state(self, customer_id: str, rev: int) -> dict[str, Any] | None:
         return await self.customers.find_one({"_id": doc_id(customer_id, rev)}, {"ledger": 0})
-
-    async def current(self, customer_id: str) -> dict[str, Any] | None:
-        docs = await self.customers.find({"customer_id": customer_id}, {"ledger": 0}).sort("rev", DESCENDING) \
-            .limit(1).to_list(1)
-        return docs[0] if docs else None
 
     async def scan(self, projection: Mapping[str, Any] | None = None, batch_size: int = 2000,
                    ) -> AsyncIterator[Mapping[str, Any]]:

@@ -70,7 +70,8 @@ async def test_a_prospect_buys_is_upgraded_refunds_and_is_downgraded_only_after_
         await eventually(lambda: classified(client, customer, value_tier="medium"))
         history = (await client.get(f"/customers/{customer}/tier-history", headers={"X-API-Key": READ_KEY})).json()
         events = await watch.events(customer, at_least=len(history["changes"]))
-    value = [(c["previous"], c["current"], c["direction"]) for c in history["changes"] if c["dimension"] == "value_tier"]
+    value = [(c["previous"], c["current"], c["direction"])
+             for c in history["changes"] if c["dimension"] == "value_tier"]
     assert value == [(None, "medium", "initial"), ("medium", "high", "upgrade"), ("high", "medium", "downgrade")]
     lifecycle = [(c["previous"], c["current"]) for c in history["changes"] if c["dimension"] == "lifecycle"]
     assert lifecycle[:3] == [(None, "prospect"), ("prospect", "new"), ("new", "repeat")]
@@ -89,8 +90,8 @@ async def test_the_scheduler_marks_a_silent_customer_as_churn_risk_with_no_new_e
     clock = FixedClock(BASE + timedelta(days=1))
     app = build_app(await settings_for(unique), clock=clock)
     async with Watch(infra["KAFKA_BOOTSTRAP_SERVERS"]) as watch, running(app) as client:
-        await send(infra, ORDERS_PURCHASES, *(purchase(customer, f"O{i}-{unique}", "300.00", BASE + timedelta(hours=i))
-                                             for i in range(2)))
+        await send(infra, ORDERS_PURCHASES,
+                   *(purchase(customer, f"O{i}-{unique}", "300.00", BASE + timedelta(hours=i)) for i in range(2)))
         first = await eventually(lambda: classified(client, customer, loyalty="general"))
         assert first["next_evaluation_at"] is not None
         clock.advance(timedelta(days=62))  # past the 60-day floor of the churn-risk rule
