@@ -96,10 +96,11 @@ class Repository:
         await self.customers.update_one({"_id": customer_id}, {"$set": {dimension: value}}, upsert=True)
 
     async def erase(self, customer_id: str) -> None:
-        await self.customers.delete_one({"_id": customer_id})
+        # The profile goes last: once it is gone, everything else about the customer is too.
         await self.notifications.delete_many({"customer_id": customer_id})
         await self.outcomes.delete_many({"customer_id": customer_id})
         await self.suppressions.delete_many({"customer_id": customer_id})
+        await self.customers.delete_one({"_id": customer_id})
 
     async def timezones(self) -> list[str]:
         groups = await (await self.customers.aggregate(

@@ -146,6 +146,25 @@ async def test_a_complaint_acknowledgement_by_sms_is_retried_through_a_failing_p
     assert [e["id"] for e in again] == [event["id"], event["id"]]  # the redelivery republished the same event
 
 
+async def test_a_resolution_is_announced_at_once_and_the_survey_follows_a_day_later(
+        infra: dict[str, str], unique: str, smtp_sink: tuple[SmtpSink, int], sms_provider: SmsProvider) -> None:
+    sink, port = smtp_sink
+    customer, address = f"C-{unique}", f"r-{unique}@example.com"
+    clock = FixedClock(BASE)
+    app = build_app(await settings_for(unique, port, sms_provider), clock=clock)
+    async with running(app):
+        await send(infra, CRM_CUSTOMERS, profile(customer, email=address, locale="en-US", version=2))
+        await eventually(lambda: app.state.repo.profile(customer))
+        await send(infra, CRM_COMPLAINTS, complaint(customer, "resolved", f"CP-{unique}", status="resolved"))
+        await eventually(lambda: _async(sink.to(address)))
+        await app.state.scheduler.tick()
+        assert [m["Subject"] for m in sink.to(address)] == [f"Your complaint (CP-{unique}) is resolved"]
+        clock.set(BASE + timedelta(hours=24))
+        await app.state.scheduler.tick()
+    assert [m["Subject"] for m in sink.to(address)] == [f"Your complaint (CP-{unique}) is resolved",
+                                                        "How did we do?"]
+
+
 async def test_a_message_in_quiet_hours_is_deferred_to_the_morning_and_then_sent(
         infra: dict[str, str], unique: str, smtp_sink: tuple[SmtpSink, int], sms_provider: SmsProvider) -> None:
     sink, port = smtp_sink
@@ -283,6 +302,7 @@ async def test_the_api_needs_keys_with_the_right_scopes_and_names_the_bad_field(
                                      json={"template": "birthday", "locale": "zh-CN", "channel": "sms",
                                            "name": "{{ ''.__class__ }}"})
         bad_unsubscribe = await client.post(f"/unsubscribe?customer_id=C-{unique}&token=forged")
+        asyncapi = (await client.get("/asyncapi.json")).json()
     assert anonymous.status_code == 401 and read_only.status_code == 403
     assert bad_kind.status_code == 422 and "kind" in json.dumps(bad_kind.json())
     assert bad_customer.status_code == 422 and "value" in bad_customer.text
@@ -293,6 +313,8 @@ async def test_the_api_needs_keys_with_the_right_scopes_and_names_the_bad_field(
     assert injected.json()["body"] == "{{ ''.__class__ }}，祝您生日快乐！回复T退订"
     assert injected.json()["sms_code"] == "SMS_BIRTHDAY_01"
     assert bad_unsubscribe.status_code == 403
+    assert set(asyncapi["channels"]) == {"crm.customers.v1:notifications", "crm.tier-changes.v1:notifications",
+                                         "crm.complaints.v1:notifications", "crm.notifications.v1:publish"}
 
 
 async def test_the_unsubscribe_link_of_a_care_message_stops_the_next_one(
