@@ -277,7 +277,7 @@ async def run(events: int, customers: int, naive_subset: int, refresh_customers:
     naive = await naive_handler(TieringSettings(mongodb_database=f"bench_tiering_{run_id}",
                                                 kafka_group_id=f"bench-tiering-{run_id}"), start, naive_subset)
     settings = TieringSettings(mongodb_database=f"bench_tiering_{run_id}", kafka_group_id=f"bench-tiering-{run_id}",
-                               scheduler_interval_s=3600, refresh_interval_s=0, batch_max_records=5000,
+                               scheduler_interval_s=3600, refresh_interval_s=0,
                                cache_customers=max(50_000, customers))
     rate, peak, app, ctx = await tiering_replay(settings, start, events)
     try:

@@ -104,7 +104,8 @@ class Metrics:
         return max(0, (now - self.last_purchase_at).days)
 
     def to_doc(self) -> dict[str, Any]:
-        return asdict(self)
+        # Not dataclasses.asdict: it deep-copies every value and showed up first in profiles.
+        return {name: getattr(self, name) for name in self.__dataclass_fields__}
 
     @classmethod
     def from_doc(cls, doc: Mapping[str, Any]) -> Metrics:

@@ -44,6 +44,9 @@ from .settings import TieringSettings
 
 log = structlog.get_logger(__name__)
 SOURCE = "carecrm/tiering"
+#: Sends in flight at once: enough to fill the producer's batches, few enough not to time out waiting
+#: for room in its buffer.
+PUBLISH_CHUNK = 1000
 Reject = Callable[[CloudEvent, RuleViolation], Awaitable[None]]
 
 
@@ -409,7 +412,9 @@ class Engine:
                 outbound.append((self.snapshots, self._snapshot_event(state, tier_metrics, now), cause))
         # Publish together rather than one round trip each; ids are deterministic, so a retry
         # after a failure below republishes the same events, never different ones.
-        await asyncio.gather(*(publish_event(pub, event, cause=cause) for pub, event, cause in outbound))
+        for start in range(0, len(outbound), PUBLISH_CHUNK):
+            await asyncio.gather(*(publish_event(pub, event, cause=cause)
+                                   for pub, event, cause in outbound[start:start + PUBLISH_CHUNK]))
         await self.repo.save(state_docs, history)
         self.stale.extend(superseded)
         for state, _, _ in work:
