@@ -66,15 +66,21 @@ class Notifier:
         return f"{self.settings.unsubscribe_base_url}?{query}"
 
     async def submit(self, requests: Sequence[Request], *, cause: CloudEvent | None = None,
-                     resumed: bool = False) -> None:
+                     resumed: bool = False, known: Mapping[str, Profile] | None = None,
+                     recent_care: Mapping[str, int] | None = None) -> None:
         """Decide, record, deliver and publish the outcome of each request (idempotently).
 
         ``resumed`` is set by the deferred-message loop: a deferred record is then due, not a repeat.
+        The daily fan-out passes the profiles it read and the care counts of the whole run
+        (``known``, ``recent_care``): FerretDB v1 answers an ``$in`` query by scanning the whole
+        collection, which per batch would make a fan-out quadratic. Its requests are new by
+        construction; should a run be repeated, the insert under the dedupe key still refuses a
+        second record, so nothing is sent or reported twice.
         """
         if not requests:
             return
         now = self.clock.now()
-        existing = await self.repo.by_keys([r.dedupe_key for r in requests])
+        existing = await self.repo.by_keys([r.dedupe_key for r in requests]) if known is None else {}
         todo: list[Request] = []
         repeats: list[CloudEvent] = []
         for request in requests:
@@ -90,9 +96,10 @@ class Notifier:
         await self._publish(repeats, cause)
         if not todo:
             return
-        profiles = await self.repo.profiles(r.customer_id for r in todo)
+        profiles = dict(known) if known is not None else await self.repo.profiles(r.customer_id for r in todo)
         suppressions = await self.repo.suppressions_for(profiles.values())
-        counts = await self.repo.care_counts(profiles, now - self.policy.window, [r.dedupe_key for r in todo])
+        counts = recent_care if recent_care is not None else await self.repo.care_counts(
+            profiles, now - self.policy.window, [r.dedupe_key for r in todo])
         decided = domain.decide_many(todo, profiles, now=now, policy=self.policy, suppressions=suppressions,
                                      recent_care=counts)
         events: list[CloudEvent] = []

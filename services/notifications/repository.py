@@ -108,15 +108,18 @@ class Repository:
         return sorted(g["_id"] for g in groups if g["_id"])
 
     async def customers_in(self, timezone: str, batch: int) -> AsyncIterator[list[Profile]]:
-        """Every customer of a time zone, a batch at a time, in id order (memory stays bounded)."""
-        last = ""
-        while True:
-            docs = await self.customers.find({"timezone": timezone, "_id": {"$gt": last}}).sort("_id", 1) \
-                .limit(batch).to_list(None)
-            if not docs:
-                return
-            last = docs[-1]["_id"]
-            yield [profile_from_doc(d) for d in docs]
+        """Every customer of a time zone, a batch at a time (memory stays bounded by the batch).
+
+        One cursor read to the end: paging with ``_id > last`` and a sort makes FerretDB v1 scan the
+        whole collection for every page."""
+        chunk: list[Profile] = []
+        async for doc in self.customers.find({"timezone": timezone}, batch_size=batch):
+            chunk.append(profile_from_doc(doc))
+            if len(chunk) == batch:
+                yield chunk
+                chunk = []
+        if chunk:
+            yield chunk
 
     # --- notifications ----------------------------------------------------------------------------
 
@@ -144,6 +147,14 @@ class Repository:
             if d["_id"] not in failed:
                 counts[d["customer_id"]] = counts.get(d["customer_id"], 0) + 1
         return counts
+
+    async def care_counts_since(self, since: datetime) -> dict[str, int]:
+        """Care messages per customer since ``since``, for a whole daily run in one query."""
+        cursor = await self.notifications.aggregate([
+            {"$match": {"created_at": {"$gte": since}, "transactional": False, "status": {"$in": COUNTED}}},
+            {"$group": {"_id": "$customer_id", "n": {"$sum": 1}}},
+        ])
+        return {row["_id"]: row["n"] for row in await cursor.to_list(None)}
 
     async def claim(self, docs: Sequence[dict[str, Any]]) -> set[str]:
         """Insert new records; the keys of those this call wrote (the others already existed)."""

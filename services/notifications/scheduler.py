@@ -54,6 +54,7 @@ class Scheduler:
         deciding the next overlaps with mailing the last, while memory stays bounded."""
         day = local.date()
         count = 0
+        recent = await self.repo.care_counts_since(self.notifier.clock.now() - self.notifier.policy.window)
         in_flight: set[asyncio.Task[None]] = set()
         async for batch in self.repo.customers_in(timezone, self.settings.fan_out_batch):
             requests = []
@@ -68,7 +69,8 @@ class Scheduler:
                 done, in_flight = await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
                 for task in done:
                     task.result()
-            in_flight.add(asyncio.create_task(self.notifier.submit(requests)))
+            known = {p.customer_id: p for p in batch}
+            in_flight.add(asyncio.create_task(self.notifier.submit(requests, known=known, recent_care=recent)))
         for task in asyncio.as_completed(in_flight):
             await task
         return count
