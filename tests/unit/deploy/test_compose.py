@@ -6,7 +6,9 @@ host names must agree with the settings and with each other.
 
 from __future__ import annotations
 
+import base64
 import importlib
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -42,8 +44,16 @@ def readable_names(cls: type[ServiceSettings]) -> set[str]:
 
 def resolved(env: dict[str, Any]) -> dict[str, str]:
     """Environment as compose would pass it, with required ``${VAR:?...}`` given sample values."""
+    key = base64.b64encode(b"k" * 32).decode()
     samples = {
         "API_KEYS": '[{"name":"ops","sha256":"' + "a" * 64 + '","scopes":["customers:read"]}]',
+        "CUSTOMER_PII_KEYS": json.dumps({"k1": key}),
+        "CUSTOMER_PII_ACTIVE_KEY_ID": "k1",
+        "CUSTOMER_BLIND_INDEX_KEY": base64.b64encode(b"b" * 32).decode(),
+        "NOTIFICATIONS_SMTP_PORT": "587",
+        "NOTIFICATIONS_SMTP_HOST": "smtp.example.com",
+        "NOTIFICATIONS_SMS_URL": "https://sms.example.com/send",
+        "NOTIFICATIONS_WEBHOOK_URL": "https://hooks.example.com/care",
     }
     out = {}
     for key, value in env.items():
