@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hmac
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -14,7 +13,7 @@ from shared.contract.types import CustomerId
 
 from .domain import Profile, SuppressionEntry, template_context
 from .domain import Request as MessageRequest
-from .notifier import Notifier, unsubscribe_token
+from .notifier import Notifier
 from .repository import Repository
 from .templates import TemplateError
 
@@ -119,7 +118,7 @@ async def remove_suppression(request: Request, suppression_id: Annotated[str, Pa
 async def unsubscribe(request: Request, customer_id: Annotated[str, Query(pattern=CUSTOMER_ID)],
                       token: Annotated[str, Query(max_length=64)]) -> None:
     notifier = _notifier(request)
-    if not hmac.compare_digest(token, unsubscribe_token(notifier._secret, customer_id)):
+    if not notifier.verify_unsubscribe(customer_id, token):
         raise HTTPException(403, "token: does not match the customer")
     await _repo(request).add_suppression(SuppressionEntry(kind="customer", value=customer_id), "unsubscribed",
                                          notifier.clock.now())

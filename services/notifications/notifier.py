@@ -61,6 +61,9 @@ class Notifier:
         self._slots = asyncio.Semaphore(settings.send_concurrency)
         self._secret = settings.webhook_secret.get_secret_value().encode()
 
+    def verify_unsubscribe(self, customer_id: str, token: str) -> bool:
+        return hmac.compare_digest(token, unsubscribe_token(self._secret, customer_id))
+
     def unsubscribe_url(self, customer_id: str) -> str:
         query = urlencode({"customer_id": customer_id, "token": unsubscribe_token(self._secret, customer_id)})
         return f"{self.settings.unsubscribe_base_url}?{query}"
