@@ -165,6 +165,26 @@ async def test_a_resolution_is_announced_at_once_and_the_survey_follows_a_day_la
                                                         "How did we do?"]
 
 
+async def test_a_complaint_reopened_before_its_survey_gets_no_survey(
+        infra: dict[str, str], unique: str, smtp_sink: tuple[SmtpSink, int], sms_provider: SmsProvider) -> None:
+    sink, port = smtp_sink
+    customer, address = f"C-{unique}", f"o-{unique}@example.com"
+    clock = FixedClock(BASE)
+    app = build_app(await settings_for(unique, port, sms_provider), clock=clock)
+    async with running(app) as client:
+        await send(infra, CRM_CUSTOMERS, profile(customer, email=address, locale="en-US", version=2))
+        await eventually(lambda: app.state.repo.profile(customer))
+        await send(infra, CRM_COMPLAINTS, complaint(customer, "resolved", f"CP-{unique}", status="resolved"),
+                   complaint(customer, "reopened", f"CP-{unique}", status="investigating"))
+        await eventually(lambda: _async(sink.to(address)))
+        await eventually(lambda: _async_not(app.state.repo.by_keys([f"complaint_survey:CP-{unique}:{customer}"])))
+        clock.set(BASE + timedelta(hours=25))
+        await app.state.scheduler.tick()
+        history = await _history(client, customer)
+    assert [m["Subject"] for m in sink.to(address)] == [f"Your complaint (CP-{unique}) is resolved"]
+    assert [h["template"] for h in history] == ["complaint_resolved"]
+
+
 async def test_a_message_in_quiet_hours_is_deferred_to_the_morning_and_then_sent(
         infra: dict[str, str], unique: str, smtp_sink: tuple[SmtpSink, int], sms_provider: SmsProvider) -> None:
     sink, port = smtp_sink
