@@ -9,7 +9,14 @@ import pytest
 
 from services.tiering.app import build_app
 from shared.clock import FixedClock
-from shared.contract.topics import CRM_CUSTOMER_TIERS, CRM_CUSTOMERS, ORDERS_PURCHASES, dlq
+from shared.contract.topics import (
+    CRM_COMPLAINTS,
+    CRM_CUSTOMER_TIERS,
+    CRM_CUSTOMERS,
+    CRM_INTERACTIONS,
+    ORDERS_PURCHASES,
+    dlq,
+)
 from tests.helpers import envelope, eventually, running
 
 from .support import (
@@ -246,3 +253,45 @@ async def test_an_erased_customer_is_forgotten_and_its_snapshot_tombstoned(infra
 
 async def _gone(client: Any, customer: str) -> bool:
     return await classification(client, customer) is None
+
+
+async def test_complaints_referrals_and_surveys_feed_the_metrics_and_bad_ones_are_dead_lettered(
+        infra: dict[str, str], unique: str) -> None:
+    customer = f"C-{unique}"
+    app = build_app(await settings_for(unique), clock=FixedClock(BASE + timedelta(days=1)))
+
+    def complaint(kind: str, complaint_id: str, status: str, hours: int, **data: Any) -> dict[str, Any]:
+        return envelope(f"complaint.{kind}", customer, {"complaint_id": complaint_id, "status": status,
+                                                        "priority": "p2", **data}, time_=BASE + timedelta(hours=hours))
+
+    def interaction(interaction_id: str, kind: str, hours: int, **data: Any) -> dict[str, Any]:
+        return envelope("customer.interaction.recorded", customer, {
+            "interaction_id": interaction_id, "kind": kind, "channel": "web", "direction": "inbound", **data},
+            time_=BASE + timedelta(hours=hours))
+
+    async with Watch(infra["KAFKA_BOOTSTRAP_SERVERS"], dlq(CRM_COMPLAINTS)) as bad_complaints, \
+            Watch(infra["KAFKA_BOOTSTRAP_SERVERS"], dlq(CRM_INTERACTIONS)) as bad_interactions, \
+            running(app) as client:
+        await send(infra, ORDERS_PURCHASES, purchase(customer, f"O-{unique}", "300.00", BASE))
+        await eventually(lambda: classified(client, customer, loyalty="general"))
+        await send(infra, CRM_COMPLAINTS, complaint("opened", f"K1-{unique}", "received", 1),
+                   complaint("opened", f"K2-{unique}", "received", 2),
+                   {**complaint("opened", f"K3-{unique}", "received", 3), "data": {"complaint_id": "x"}})
+        risky = await eventually(lambda: classified(client, customer, loyalty="churn_risk"))
+        assert risky["metrics"]["open_complaints"] == 2
+        await send(infra, CRM_COMPLAINTS, complaint("resolved", f"K2-{unique}", "resolved", 4),
+                   complaint("feedback_received", f"K2-{unique}", "closed", 5, feedback_score=5))
+        calm = await eventually(lambda: classified(client, customer, loyalty="general"))
+        assert calm["metrics"]["open_complaints"] == 1 and calm["metrics"]["latest_satisfaction"] == 5
+        await send(infra, CRM_INTERACTIONS, interaction(f"I1-{unique}", "referral", 6, referred_customer_id="C-x"),
+                   interaction(f"I2-{unique}", "survey_response", 7, satisfaction=1),
+                   interaction(f"I3-{unique}", "referral", 8))
+        unhappy = await eventually(lambda: classified(client, customer, loyalty="churn_risk"))
+        complaints_dead = await bad_complaints.records(customer, at_least=1)
+        interactions_dead = await bad_interactions.records(customer, at_least=1)
+    assert unhappy["metrics"]["referrals"] == 1 and unhappy["metrics"]["latest_satisfaction"] == 1
+    assert "satisfaction" in unhappy["reasons"]["loyalty"]
+    assert [dict(r.headers)["x-error"] for r in complaints_dead] == [b"invalid_data"]
+    interaction_error = dict(interactions_dead[0].headers)
+    assert interaction_error["x-error"] == b"invalid_data" and b"referred_customer_id" in \
+        interaction_error["x-error-detail"]
