@@ -22,7 +22,7 @@ from pymongo import AsyncMongoClient
 
 from services.tiering import domain
 from services.tiering.app import build_app
-from services.tiering.handlers import SUBSCRIBED, group_for
+from services.tiering.handlers import SUBSCRIBED
 from services.tiering.policy import default_policy
 from services.tiering.repository import INDEXES, CustomerState, Repository, state_doc
 from services.tiering.settings import TieringSettings
@@ -132,7 +132,7 @@ async def naive_handler(settings: TieringSettings, start: dict, subset: int) -> 
     done = asyncio.Event()
     started = 0.0
 
-    @broker.subscriber(ORDERS_PURCHASES, **subscriber_options(settings, group_id=group))
+    @broker.subscriber(ORDERS_PURCHASES, **subscriber_options(settings, ORDERS_PURCHASES, group_id=group))
     async def handle(event: PurchaseCompleted | PurchaseRefunded) -> None:
         nonlocal seen, started
         if not started:
@@ -154,9 +154,9 @@ async def naive_handler(settings: TieringSettings, start: dict, subset: int) -> 
 
 async def tiering_replay(settings: TieringSettings, start: dict, events: int) -> tuple[float, float, Any, Any]:
     """(c) The service itself, in process, from the start of the replayed range."""
-    await commit(settings.kafka_bootstrap_servers, group_for(settings, ORDERS_PURCHASES), start)
+    await commit(settings.kafka_bootstrap_servers, settings.group_for(ORDERS_PURCHASES), start)
     for topic in SUBSCRIBED[1:]:
-        await commit(settings.kafka_bootstrap_servers, group_for(settings, topic),
+        await commit(settings.kafka_bootstrap_servers, settings.group_for(topic),
                      await offsets(settings.kafka_bootstrap_servers, topic))
     app = build_app(settings)
     engine = app.state.engine
@@ -256,7 +256,7 @@ async def refresh_100k(settings: TieringSettings, customers: int = 100_000) -> t
     del states, docs
     await store.close()
     for topic in SUBSCRIBED:  # only the stored population counts, not what the shared topics hold
-        await commit(settings.kafka_bootstrap_servers, group_for(settings, topic),
+        await commit(settings.kafka_bootstrap_servers, settings.group_for(topic),
                      await offsets(settings.kafka_bootstrap_servers, topic))
     app = build_app(settings, clock=FixedClock(NOW))
     async with running(app):

@@ -291,10 +291,10 @@ def build_broker(
     return broker, dead_letters
 
 
-def subscriber_options(settings: ServiceSettings, **overrides: Any) -> dict[str, Any]:
-    """Options every subscriber shares: the service's group, commit after handling, where to start."""
+def subscriber_options(settings: ServiceSettings, topic: str, **overrides: Any) -> dict[str, Any]:
+    """Options every subscriber shares: the group of its topic, commit after handling, where to start."""
     options = {
-        "group_id": settings.group_id,
+        "group_id": settings.group_for(topic),
         "ack_policy": AckPolicy.NACK_ON_ERROR,
         "auto_offset_reset": settings.kafka_auto_offset_reset,
     }

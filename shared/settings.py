@@ -116,6 +116,11 @@ class ServiceSettings(BaseSettings):
     def group_id(self) -> str:
         return self.kafka_group_id or f"carecrm-{self.service_name}"
 
+    def group_for(self, topic: str) -> str:
+        """The consumer group of this service's subscription to ``topic``: one group per topic, since
+        members of one group on different topics rebalance each other on every join for no gain."""
+        return f"{self.group_id}.{topic}"
+
     @property
     def database_name(self) -> str:
         return self.mongodb_database or f"carecrm_{self.service_name}"

@@ -12,10 +12,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 import httpx
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from shared.auth import new_key
-from shared.settings import ApiKey
+from shared.settings import ApiKey, ServiceSettings
 
 
 def envelope(event_type: str, subject: str, data: dict[str, Any], *, time_: datetime | str | None = None,
@@ -94,3 +94,20 @@ def api_key(name: str, *scopes: str) -> tuple[str, ApiKey]:
     """A fresh plaintext key and the settings entry that grants it ``scopes``."""
     key = new_key()
     return key, ApiKey.from_plaintext(name, key, set(scopes))
+
+
+async def skip_backlog(settings: ServiceSettings, topics: Iterable[str]) -> None:
+    """Commit a test service's fresh groups at the end of the shared topics, so that it reads only
+    what the test produces instead of every earlier test's history."""
+    for topic in topics:
+        consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers,
+                                    group_id=settings.group_for(topic), enable_auto_commit=False)
+        await consumer.start()
+        try:
+            await consumer._client.force_metadata_update()  # noqa: SLF001 - aiokafka has no public refresh
+            partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+            consumer.assign(partitions)
+            ends = await consumer.end_offsets(partitions)
+            await consumer.commit(dict(ends))
+        finally:
+            await consumer.stop()

@@ -14,7 +14,6 @@ import hashlib
 import json
 import os
 import secrets
-import subprocess
 import sys
 import time
 import urllib.error

@@ -27,12 +27,6 @@ from .workflow import NotFound, Workflow
 log = structlog.get_logger(__name__)
 
 
-def _options(settings: ComplaintsSettings, topic: str) -> dict:
-    # One consumer group per subscription: the topics are independent, and four members of one group
-    # on four different topics rebalance each other on every start for no gain.
-    return subscriber_options(settings, group_id=f"{settings.group_id}.{topic}")
-
-
 def build_router(settings: ComplaintsSettings, workflow: Workflow) -> KafkaRouter:
     router = KafkaRouter()
     repo = workflow.repo
@@ -43,7 +37,7 @@ def build_router(settings: ComplaintsSettings, workflow: Workflow) -> KafkaRoute
         schema=Union[COMPLAINT_EVENTS],  # type: ignore[valid-type]
     )
 
-    @router.subscriber(CRM_COMPLAINT_INTAKE, **_options(settings, CRM_COMPLAINT_INTAKE), title="complaint intake",
+    @router.subscriber(CRM_COMPLAINT_INTAKE, **subscriber_options(settings, CRM_COMPLAINT_INTAKE), title="complaint intake",
                        description="Opens one complaint per complaint_id (or per event id when none is given).")
     async def on_submitted(event: ComplaintSubmitted) -> None:
         fields = event.data.model_dump(exclude={"complaint_id"})
@@ -53,12 +47,12 @@ def build_router(settings: ComplaintsSettings, workflow: Workflow) -> KafkaRoute
         except DomainError as exc:
             raise Rejected(exc.code, exc.detail) from None
 
-    @router.subscriber(CRM_CUSTOMER_TIERS, **_options(settings, CRM_CUSTOMER_TIERS), title="customer tiers",
+    @router.subscriber(CRM_CUSTOMER_TIERS, **subscriber_options(settings, CRM_CUSTOMER_TIERS), title="customer tiers",
                        description="Keeps each customer's current tier (vip, else value tier) for priorities.")
     async def on_classification(event: CustomerClassification) -> None:
         await repo.put_tier(event.subject, customer_tier(event.data.vip, event.data.value_tier), event.data.updated_at)
 
-    @router.subscriber(CRM_CUSTOMERS, **_options(settings, CRM_CUSTOMERS), title="customer erasure",
+    @router.subscriber(CRM_CUSTOMERS, **subscriber_options(settings, CRM_CUSTOMERS), title="customer erasure",
                        description="On customer.erased, removes the customer's personal text from complaints.")
     async def on_customer(event: CustomerProfileChanged | CustomerErased) -> None:
         if isinstance(event, CustomerErased):
@@ -66,7 +60,7 @@ def build_router(settings: ComplaintsSettings, workflow: Workflow) -> KafkaRoute
             await repo.delete_tier(event.subject)
             log.info("customer_erased", complaints=erased)
 
-    @router.subscriber(CRM_INTERACTIONS, **_options(settings, CRM_INTERACTIONS), title="survey responses",
+    @router.subscriber(CRM_INTERACTIONS, **subscriber_options(settings, CRM_INTERACTIONS), title="survey responses",
                        description="A survey_response with a satisfaction score is feedback on the complaint it "
                                    "names, else on the customer's latest resolved complaint.")
     async def on_interaction(event: InteractionRecorded) -> None:

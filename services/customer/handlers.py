@@ -47,12 +47,7 @@ ComplaintEvent = (ComplaintOpened | ComplaintAcknowledged | ComplaintAssigned | 
 def build_router(settings: CustomerSettings, records: CustomerRecords, activity: Activity) -> KafkaRouter:
     router = KafkaRouter()
 
-    def options(topic: str) -> dict:
-        # One consumer group per topic: a rebalance of one subscription (an instance joining, a slow
-        # handler) never pauses the others, and start-up waits for no chain of six rebalances.
-        return subscriber_options(settings, group_id=f"{settings.group_id}.{topic}")
-
-    @router.subscriber(CRM_CUSTOMER_INTAKE, **options(CRM_CUSTOMER_INTAKE), title="customer-intake",
+    @router.subscriber(CRM_CUSTOMER_INTAKE, **subscriber_options(settings, CRM_CUSTOMER_INTAKE), title="customer-intake",
                        description="Registrations and profile updates from upstream become the profile; each "
                                    "change is published on crm.customers.v1. An update of an unknown customer "
                                    "is dead-lettered with x-error=unknown_customer.")
@@ -62,30 +57,30 @@ def build_router(settings: CustomerSettings, records: CustomerRecords, activity:
         except NotFound:
             raise Rejected("unknown_customer", f"no customer {event.subject} to update") from None
 
-    @router.subscriber(ORDERS_PURCHASES, **options(ORDERS_PURCHASES), title="purchases",
+    @router.subscriber(ORDERS_PURCHASES, **subscriber_options(settings, ORDERS_PURCHASES), title="purchases",
                        description="Purchases and refunds join the timeline (once per order_id / refund_id); "
                                    "a purchase of an unknown customer creates a prospect marked by its source.")
     async def on_purchase(event: PurchaseCompleted | PurchaseRefunded) -> None:
         await activity.purchase(event)
 
-    @router.subscriber(CRM_INTERACTIONS, **options(CRM_INTERACTIONS), title="interactions",
+    @router.subscriber(CRM_INTERACTIONS, **subscriber_options(settings, CRM_INTERACTIONS), title="interactions",
                        description="Interactions join the timeline once per interaction_id; summaries are "
                                    "encrypted at rest.")
     async def on_interaction(event: InteractionRecorded) -> None:
         await activity.interaction(event)
 
-    @router.subscriber(CRM_CUSTOMER_TIERS, **options(CRM_CUSTOMER_TIERS), title="classifications",
+    @router.subscriber(CRM_CUSTOMER_TIERS, **subscriber_options(settings, CRM_CUSTOMER_TIERS), title="classifications",
                        description="The newest classification snapshot is kept for the 360-degree view and "
                                    "list filters; a change of a dimension joins the timeline.")
     async def on_classification(event: CustomerClassification) -> None:
         await activity.classification(event)
 
-    @router.subscriber(CRM_COMPLAINTS, **options(CRM_COMPLAINTS), title="complaints",
+    @router.subscriber(CRM_COMPLAINTS, **subscriber_options(settings, CRM_COMPLAINTS), title="complaints",
                        description="Complaint lifecycle events join the timeline and the complaint summary.")
     async def on_complaint(event: ComplaintEvent) -> None:  # type: ignore[valid-type]
         await activity.complaint(event)
 
-    @router.subscriber(CRM_NOTIFICATIONS, **options(CRM_NOTIFICATIONS), title="notifications",
+    @router.subscriber(CRM_NOTIFICATIONS, **subscriber_options(settings, CRM_NOTIFICATIONS), title="notifications",
                        description="Every message sent, failed or suppressed becomes part of the contact record.")
     async def on_notification(event: NotificationSent | NotificationFailed | NotificationSuppressed) -> None:
         await activity.notification(event)

@@ -38,12 +38,6 @@ ComplaintEvent = (ComplaintOpened | ComplaintAcknowledged | ComplaintAssigned | 
 SUBSCRIBED = (CRM_CUSTOMERS, CRM_TIER_CHANGES, CRM_COMPLAINTS)
 
 
-def group_for(settings: NotificationsSettings, topic: str) -> str:
-    """One consumer group per subscribed topic: three consumers in one group rebalance each other as
-    they join, and every rebalance throws away uncommitted work."""
-    return f"{settings.group_id}.{topic}"
-
-
 def build_router(settings: NotificationsSettings, repo: Repository, notifier: Notifier, clock: Clock) -> KafkaRouter:
     router = KafkaRouter()
     notifier.publisher = router.publisher(
@@ -54,13 +48,10 @@ def build_router(settings: NotificationsSettings, repo: Repository, notifier: No
         schema=NotificationSent,
     )
 
-    def options(topic: str) -> dict[str, object]:
-        return subscriber_options(settings, group_id=group_for(settings, topic))
-
     welcome_age = timedelta(days=settings.welcome_max_age_days)
     survey_delay = timedelta(hours=settings.survey_delay_hours)
 
-    @router.subscriber(CRM_CUSTOMERS, **options(CRM_CUSTOMERS),
+    @router.subscriber(CRM_CUSTOMERS, **subscriber_options(settings, CRM_CUSTOMERS),
                        title="crm.customers.v1:notifications",
                        description="Keeps this service's copy of contacts, locale, time zone, country, consents "
                                    "and birthday; welcomes a new registration; an erasure removes the copy.")
@@ -74,7 +65,7 @@ def build_router(settings: NotificationsSettings, repo: Repository, notifier: No
         welcome = domain.welcome_request(event, now=clock.now(), max_age=welcome_age)
         await notifier.submit([welcome] if welcome else [], cause=event)
 
-    @router.subscriber(CRM_TIER_CHANGES, **options(CRM_TIER_CHANGES),
+    @router.subscriber(CRM_TIER_CHANGES, **subscriber_options(settings, CRM_TIER_CHANGES),
                        title="crm.tier-changes.v1:notifications",
                        description="Upgrade congratulations, VIP welcome, downgrade notice with what is needed, "
                                    "churn-risk win-back, welcome back on reactivation; bulk changes send nothing.")
@@ -84,7 +75,7 @@ def build_router(settings: NotificationsSettings, repo: Repository, notifier: No
         request = domain.tier_request(event)
         await notifier.submit([request] if request else [], cause=event)
 
-    @router.subscriber(CRM_COMPLAINTS, **options(CRM_COMPLAINTS),
+    @router.subscriber(CRM_COMPLAINTS, **subscriber_options(settings, CRM_COMPLAINTS),
                        title="crm.complaints.v1:notifications",
                        description="Acknowledgement with the expected response time in the customer's calendar, "
                                    "apology on an SLA breach, resolution notice and a later satisfaction survey.")

@@ -23,7 +23,7 @@ from shared.kafka import publish_event
 
 from . import domain
 from .channels import Channel, DeliveryError, Recipient, with_retries
-from .domain import Defer, Policy, Profile, Request, Send, Suppress
+from .domain import Defer, Policy, Profile, Request, Suppress
 from .repository import Repository, request_doc, request_from_doc
 from .settings import NotificationsSettings
 from .templates import Templates, TemplateError

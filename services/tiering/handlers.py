@@ -40,16 +40,11 @@ ComplaintEvent = Union[tuple(COMPLAINT_EVENTS)]  # type: ignore[valid-type]
 SUBSCRIBED = (ORDERS_PURCHASES, CRM_INTERACTIONS, CRM_COMPLAINTS, CRM_CUSTOMERS)
 
 
-def group_for(settings: TieringSettings, topic: str) -> str:
-    """One consumer group per topic, so that a slow join on one input does not rebalance the others."""
-    return f"{settings.group_id}.{topic}"
-
-
 def build_router(settings: TieringSettings, engine: Engine, dead_letters: DeadLetterMiddleware) -> KafkaRouter:
     router = KafkaRouter()
 
     def batch(topic: str) -> dict[str, object]:
-        return subscriber_options(settings, group_id=group_for(settings, topic), batch=True,
+        return subscriber_options(settings, topic, batch=True,
                                   max_records=settings.batch_max_records, batch_timeout_ms=settings.batch_timeout_ms)
 
     async def reject(event: CloudEvent, exc: RuleViolation) -> None:
@@ -82,7 +77,7 @@ def build_router(settings: TieringSettings, engine: Engine, dead_letters: DeadLe
     async def on_complaints(events: list[ComplaintEvent]) -> None:
         await engine.ingest(events, reject)
 
-    @router.subscriber(CRM_CUSTOMERS, **subscriber_options(settings, group_id=group_for(settings, CRM_CUSTOMERS)),
+    @router.subscriber(CRM_CUSTOMERS, **subscriber_options(settings, CRM_CUSTOMERS),
                        title="crm.customers.v1 (tiering)",
                        description="A profile makes the customer a prospect until the first purchase; "
                                    "`customer.erased` removes everything tiering holds about the customer.")

@@ -26,7 +26,7 @@ async def main(mode: str) -> None:
     router = KafkaRouter()
     seen = runtime.store["seen"]
 
-    @router.subscriber(ORDERS_PURCHASES, **subscriber_options(settings))
+    @router.subscriber(ORDERS_PURCHASES, **subscriber_options(settings, ORDERS_PURCHASES))
     async def record(event: PurchaseCompleted | PurchaseRefunded) -> None:
         if not event.subject.endswith(unique):
             return

@@ -31,7 +31,7 @@ def recorder_runtime(unique: str) -> Runtime:
     router = KafkaRouter()
     purchases = runtime.store["purchases"]
 
-    @router.subscriber(ORDERS_PURCHASES, **subscriber_options(settings), title="recorder")
+    @router.subscriber(ORDERS_PURCHASES, **subscriber_options(settings, ORDERS_PURCHASES), title="recorder")
     async def record(event: PurchaseCompleted | PurchaseRefunded) -> None:
         if isinstance(event, PurchaseCompleted) and event.subject.endswith(unique):
             await insert_once(purchases, {"_id": event.data.order_id, "customer_id": event.subject,

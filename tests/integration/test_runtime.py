@@ -72,7 +72,7 @@ async def test_a_tombstone_on_a_compacted_topic_is_skipped_without_a_dead_letter
     router = KafkaRouter()
     seen: list[str] = []
 
-    @router.subscriber(CRM_CUSTOMERS, **subscriber_options(settings))
+    @router.subscriber(CRM_CUSTOMERS, **subscriber_options(settings, CRM_CUSTOMERS))
     async def on_customer(event: CustomerProfileChanged | CustomerErased) -> None:
         if event.subject.endswith(unique):
             seen.append(event.type)
@@ -100,7 +100,7 @@ async def test_an_event_caused_by_a_traced_event_carries_its_traceparent(infra: 
     out_topic = "crm.tier-changes.v1"
     publisher = router.publisher(out_topic)
 
-    @router.subscriber(ORDERS_PURCHASES, **subscriber_options(settings))
+    @router.subscriber(ORDERS_PURCHASES, **subscriber_options(settings, ORDERS_PURCHASES))
     async def relay(event: PurchaseCompleted | PurchaseRefunded) -> None:
         if not event.subject.endswith(unique):
             return

@@ -180,7 +180,9 @@ async def test_classifications_complaints_and_messages_join_the_360_degree_view(
 
         async def complete() -> dict[str, Any] | None:
             body = (await client.get(f"/customers/{customer}", headers=reader)).json()
+            # The summary is written after the timeline entry, so wait for both.
             done = (body["summary"]["messages"] == 1 and body["summary"]["complaints"] == 2
+                    and body["summary"]["open_complaints"] == 1
                     and len((await client.get(f"/customers/{customer}/timeline", headers=reader)).json()["items"]) == 6)
             return body if done else None
 

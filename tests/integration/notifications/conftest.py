@@ -13,11 +13,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiosmtpd.controller import Controller
 
-from services.notifications.handlers import SUBSCRIBED, group_for
+from services.notifications.handlers import SUBSCRIBED
 from services.notifications.settings import NotificationsSettings
+from tests import helpers
 
 
 def free_port() -> int:
@@ -88,23 +88,4 @@ def sms_provider() -> Iterator[SmsProvider]:
 
 
 async def skip_backlog(settings: NotificationsSettings) -> None:
-    """Commit the service's groups at the end of the shared topics, so a test's fresh groups read
-    only what the test produces instead of every other test's history."""
-    for topic in SUBSCRIBED:
-        consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers,
-                                    group_id=group_for(settings, topic), enable_auto_commit=False)
-        await consumer.start()
-        try:
-            partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
-            if not partitions:
-                partitions = [TopicPartition(topic, p) for p in await _partitions(consumer, topic)]
-            consumer.assign(partitions)
-            ends = await consumer.end_offsets(partitions)
-            await consumer.commit({tp: offset for tp, offset in ends.items()})
-        finally:
-            await consumer.stop()
-
-
-async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
-    await consumer._client.force_metadata_update()  # noqa: SLF001 - aiokafka has no public refresh
-    return consumer.partitions_for_topic(topic) or set()
+    await helpers.skip_backlog(settings, SUBSCRIBED)

@@ -9,9 +9,10 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from services.tiering.handlers import SUBSCRIBED, group_for
+from services.tiering.handlers import SUBSCRIBED
 from services.tiering.settings import TieringSettings
 from shared.contract.topics import CRM_TIER_CHANGES
+from tests import helpers
 from tests.helpers import api_key, envelope, produce
 
 #: Events happen in the recent past, so the service's clock may move forward up to today.
@@ -30,19 +31,7 @@ async def settings_for(unique: str, **kw: Any) -> TieringSettings:
 
 
 async def skip_backlog(settings: TieringSettings) -> None:
-    """Commit the test's fresh groups at the end of the shared topics: read only what the test sends."""
-    for topic in SUBSCRIBED:
-        consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers,
-                                    group_id=group_for(settings, topic), enable_auto_commit=False)
-        await consumer.start()
-        try:
-            partitions = [TopicPartition(topic, p) for p in (consumer.partitions_for_topic(topic) or
-                                                             await _partitions(consumer, topic))]
-            ends = await consumer.end_offsets(partitions)
-            consumer.assign(partitions)
-            await consumer.commit({tp: offset for tp, offset in ends.items()})
-        finally:
-            await consumer.stop()
+    await helpers.skip_backlog(settings, SUBSCRIBED)
 
 
 async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
