@@ -188,8 +188,9 @@ class Kafka:
         config = self.configure()
         if not (self.home / "data" / "meta.properties").exists():
             cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+            # "=" form: a base64url id may start with "-", which would read as an option.
             _run(self._java("kafka.tools.StorageTool", "format", "--standalone", "--ignore-formatted",
-                            "--cluster-id", cluster_id, "--config", str(config)))
+                            f"--cluster-id={cluster_id}", "--config", str(config)))
         log_file = self.home / "kafka.log"
         offset = log_file.stat().st_size if log_file.exists() else 0
         pid = _spawn(self._java("kafka.Kafka", str(config), heap=os.environ.get("CARECRM_KAFKA_HEAP", "768m")),
