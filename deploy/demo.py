@@ -29,6 +29,7 @@ import httpx
 from aiokafka import AIOKafkaProducer
 from tqdm import tqdm
 
+from deploy.local import infra
 from deploy.replay import NAMESPACE, SOURCE, Row, event_id, load, to_event
 from shared.contract import CloudEvent, serialize_event
 from shared.contract.events import (
@@ -43,9 +44,8 @@ from shared.contract.events import (
 from shared.kafka import CLOUDEVENTS_CONTENT_TYPE, admin_kwargs
 from shared.settings import ServiceSettings
 
-ROOT = Path(__file__).resolve().parent.parent
-RUN = ROOT / ".run"
-DATA = ROOT / "data" / "online_retail_invoices.csv"
+RUN = infra.RUN_DIR
+DATA = infra.ROOT / "data" / "online_retail_invoices.csv"
 PORTS = {"customer": 8001, "tiering": 8002, "complaints": 8003, "notifications": 8004}
 ATTRIBUTION = ('UCI Machine Learning Repository dataset #352 "Online Retail" (Dr Daqing Chen, London South Bank '
                "University), CC BY 4.0; Chen, Sain & Guo (2012), doi:10.1057/dbm.2012.17")
@@ -115,8 +115,8 @@ def _interaction(row: Row, rng: random.Random) -> InteractionRecorded:
     )
 
 
-async def publish(events: list[CloudEvent]) -> None:
-    settings = ServiceSettings(service_name="demo")
+async def publish(events: list[CloudEvent], bootstrap: str) -> None:
+    settings = ServiceSettings(service_name="demo", kafka_bootstrap_servers=bootstrap)
     producer = AIOKafkaProducer(**admin_kwargs(settings), acks="all", enable_idempotence=True, linger_ms=20)
     await producer.start()
     pending = []
@@ -235,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = load(DATA, "online-retail", args.limit)
     events = synthetic_events(rows, args.seed)
     counts = Counter(e.type for e in events)
-    asyncio.run(publish(events))
+    asyncio.run(publish(events, infra.up()["KAFKA_BOOTSTRAP_SERVERS"]))
     customers = counts["customer.registered"]
     reports = asyncio.run(collect(key_file.read_text().strip(), customers, args.timeout))
     (RUN / "report.html").write_text(report_html(counts, reports), encoding="utf-8")
