@@ -34,7 +34,8 @@ from shared.contract.events import (
     TierMetrics,
 )
 from shared.contract.topics import CRM_CUSTOMER_TIERS
-from shared.kafka import publish_event, publish_tombstone
+from shared.contract.parser import serialize_event
+from shared.kafka import event_headers, publish_tombstone
 
 from . import domain
 from .domain import NAMESPACE, Change, Cutoffs, Metrics, Override, RuleViolation
@@ -44,9 +45,6 @@ from .settings import TieringSettings
 
 log = structlog.get_logger(__name__)
 SOURCE = "carecrm/tiering"
-#: Sends in flight at once: enough to fill the producer's batches, few enough not to time out waiting
-#: for room in its buffer.
-PUBLISH_CHUNK = 1000
 Reject = Callable[[CloudEvent, RuleViolation], Awaitable[None]]
 
 
@@ -410,12 +408,19 @@ class Engine:
                 self.changes_out.labels(change.dimension, change.direction).inc()
             if changes or visible or force:
                 outbound.append((self.snapshots, self._snapshot_event(state, tier_metrics, now), cause))
-        # Publish together rather than one round trip each; ids are deterministic, so a retry
-        # after a failure below republishes the same events, never different ones.
-        for start in range(0, len(outbound), PUBLISH_CHUNK):
-            await asyncio.gather(*(publish_event(pub, event, cause=cause)
-                                   for pub, event, cause in outbound[start:start + PUBLISH_CHUNK]))
-        await self.repo.save(state_docs, history)
+        # Hand every event to the producer one after the other and wait for the deliveries once,
+        # while the store writes: many sends waiting at once all wake up whenever a full producer
+        # batch drains, which cost more than the events themselves. Ids are deterministic, so a
+        # retry after a failure republishes the same events, never different ones.
+        deliveries = []
+        for pub, event, cause in outbound:
+            deliveries.append(await pub.publish(serialize_event(event), key=event.subject.encode(),
+                                                headers=event_headers(event, cause), no_confirm=True))
+        delivered = asyncio.gather(*deliveries)
+        try:
+            await self.repo.save(state_docs, history)
+        finally:
+            await delivered
         self.stale.extend(superseded)
         for state, _, _ in work:
             if state.rev:
