@@ -22,7 +22,6 @@ import time
 import uuid
 from collections import Counter
 from datetime import date, timedelta
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -149,13 +148,14 @@ async def settle(client: httpx.AsyncClient, expected: int, timeout: float) -> di
     return report
 
 
-async def collect(key: str, expected: int, timeout: float) -> dict[str, Any]:
+async def collect(key: str, expected: int, timeout: float, period: tuple[str, str]) -> dict[str, Any]:
     async with httpx.AsyncClient(headers={"X-API-Key": key}, timeout=120) as client:
         await settle(client, expected, timeout)
         refresh = (await client.post(f"http://127.0.0.1:{PORTS['tiering']}/population/refresh")).json()
         await asyncio.sleep(5)  # let the refresh's tier changes reach the other services
         segments = (await client.get(f"http://127.0.0.1:{PORTS['tiering']}/reports/segments")).json()
-        complaints = (await client.get(f"http://127.0.0.1:{PORTS['complaints']}/reports/complaints")).json()
+        complaints = (await client.get(f"http://127.0.0.1:{PORTS['complaints']}/reports/complaints",
+                                       params={"from": period[0], "to": period[1]})).json()
         notifications = (await client.get(f"http://127.0.0.1:{PORTS['notifications']}/reports/notifications")).json()
     return {"refresh": refresh, "segments": segments, "complaints": complaints, "notifications": notifications}
 
@@ -237,7 +237,8 @@ def main(argv: list[str] | None = None) -> int:
     counts = Counter(e.type for e in events)
     asyncio.run(publish(events, infra.up()["KAFKA_BOOTSTRAP_SERVERS"]))
     customers = counts["customer.registered"]
-    reports = asyncio.run(collect(key_file.read_text().strip(), customers, args.timeout))
+    period = (events[0].time.isoformat(), (events[-1].time + timedelta(days=1)).isoformat())
+    reports = asyncio.run(collect(key_file.read_text().strip(), customers, args.timeout, period))
     (RUN / "report.html").write_text(report_html(counts, reports), encoding="utf-8")
     print()
     print(summary(counts, reports))
