@@ -5,16 +5,7 @@ from __future__ import annotations
 from faststream.kafka import KafkaRouter
 
 from shared.contract.events import (
-    ComplaintAcknowledged,
-    ComplaintAssigned,
-    ComplaintClosed,
-    ComplaintEscalated,
-    ComplaintFeedbackReceived,
-    ComplaintOpened,
-    ComplaintReopened,
-    ComplaintResolved,
-    ComplaintSlaBreached,
-    ComplaintSlaWarning,
+    ComplaintEvent,
     CustomerClassification,
     CustomerRegistered,
     CustomerUpdated,
@@ -39,9 +30,6 @@ from .activity import Activity
 from .records import CustomerRecords, NotFound
 from .settings import CustomerSettings
 
-ComplaintEvent = (ComplaintOpened | ComplaintAcknowledged | ComplaintAssigned | ComplaintEscalated
-                  | ComplaintSlaWarning | ComplaintSlaBreached | ComplaintResolved | ComplaintClosed
-                  | ComplaintReopened | ComplaintFeedbackReceived)
 
 
 def build_router(settings: CustomerSettings, records: CustomerRecords, activity: Activity) -> KafkaRouter:
@@ -77,7 +65,7 @@ def build_router(settings: CustomerSettings, records: CustomerRecords, activity:
 
     @router.subscriber(CRM_COMPLAINTS, **subscriber_options(settings, CRM_COMPLAINTS), title="complaints",
                        description="Complaint lifecycle events join the timeline and the complaint summary.")
-    async def on_complaint(event: ComplaintEvent) -> None:  # type: ignore[valid-type]
+    async def on_complaint(event: ComplaintEvent) -> None:
         await activity.complaint(event)
 
     @router.subscriber(CRM_NOTIFICATIONS, **subscriber_options(settings, CRM_NOTIFICATIONS), title="notifications",

@@ -8,16 +8,8 @@ from faststream.kafka import KafkaRouter
 
 from shared.clock import Clock
 from shared.contract import (
-    ComplaintAcknowledged,
-    ComplaintAssigned,
-    ComplaintClosed,
-    ComplaintEscalated,
-    ComplaintFeedbackReceived,
-    ComplaintOpened,
+    ComplaintEvent,
     ComplaintReopened,
-    ComplaintResolved,
-    ComplaintSlaBreached,
-    ComplaintSlaWarning,
     CustomerErased,
     CustomerProfileChanged,
     CustomerTierChanged,
@@ -31,9 +23,6 @@ from .notifier import Notifier
 from .repository import Repository
 from .settings import NotificationsSettings
 
-ComplaintEvent = (ComplaintOpened | ComplaintAcknowledged | ComplaintAssigned | ComplaintEscalated
-                  | ComplaintSlaWarning | ComplaintSlaBreached | ComplaintResolved | ComplaintClosed
-                  | ComplaintReopened | ComplaintFeedbackReceived)
 
 SUBSCRIBED = (CRM_CUSTOMERS, CRM_TIER_CHANGES, CRM_COMPLAINTS)
 
@@ -79,7 +68,7 @@ def build_router(settings: NotificationsSettings, repo: Repository, notifier: No
                        title="crm.complaints.v1:notifications",
                        description="Acknowledgement with the expected response time in the customer's calendar, "
                                    "apology on an SLA breach, resolution notice and a later satisfaction survey.")
-    async def on_complaint(event: ComplaintEvent) -> None:  # type: ignore[valid-type]
+    async def on_complaint(event: ComplaintEvent) -> None:
         if isinstance(event, ComplaintReopened):  # the survey waits for the next resolution
             await repo.cancel_pending(f"complaint_survey:{event.data.complaint_id}:{event.subject}")
             return

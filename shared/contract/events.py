@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from datetime import date
 from functools import lru_cache
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, Union
 from zoneinfo import available_timezones
 
 import phonenumbers
@@ -436,6 +436,8 @@ COMPLAINT_EVENTS: tuple[type[CloudEvent], ...] = (
     ComplaintOpened, ComplaintAcknowledged, ComplaintAssigned, ComplaintEscalated, ComplaintSlaWarning,
     ComplaintSlaBreached, ComplaintResolved, ComplaintClosed, ComplaintReopened, ComplaintFeedbackReceived,
 )
+#: Any complaint lifecycle event, for the annotation of a ``crm.complaints.v1`` subscriber.
+ComplaintEvent = Union[COMPLAINT_EVENTS]  # type: ignore[valid-type]
 
 
 # --- Outbound: crm.notifications.v1 -------------------------------------------------------------
