@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 from statistics import median
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping, NamedTuple
 
 from shared.contract.events import DIMENSIONS
 
@@ -270,6 +270,48 @@ def rfm_scores(metrics: Metrics, cutoffs: Cutoffs | None, now: datetime) -> tupl
     recency = metrics.recency_days(now) or 0
     return (score(recency, cutoffs.r_bounds, lower_is_better=True), score(metrics.orders_12m, cutoffs.f_bounds),
             score(metrics.spend_12m, cutoffs.m_bounds))
+
+
+# --- Population standing ----------------------------------------------------------------------------
+
+#: The dimensions whose class depends on the population cut-offs.
+POPULATION_DIMENSIONS = ("abc_class", "vip", "rfm_segment")
+
+
+class Standing(NamedTuple):
+    """What a population refresh needs of one customer, small enough to keep for every customer:
+    the metrics the population-based classes read, the classes held in them and whether a
+    downgrade of one of them is pending."""
+
+    spend_12m: int
+    orders_12m: int
+    last_purchase_at: datetime | None
+    spend_90d: int
+    spend_prev_90d: int
+    lifetime_orders: int
+    held: tuple[str | None, ...]
+    pending: bool
+
+    def metrics(self) -> Metrics:
+        """Metrics with the fields the population-based classes read (the others left at zero)."""
+        return Metrics(spend_12m=self.spend_12m, orders_12m=self.orders_12m, last_purchase_at=self.last_purchase_at,
+                       spend_90d=self.spend_90d, spend_prev_90d=self.spend_prev_90d,
+                       lifetime_orders=self.lifetime_orders)
+
+
+def standing(metrics: Metrics, held: Mapping[str, str], pending: Iterable[str]) -> Standing:
+    return Standing(metrics.spend_12m, metrics.orders_12m, metrics.last_purchase_at, metrics.spend_90d,
+                    metrics.spend_prev_90d, metrics.lifetime_orders,
+                    tuple(held.get(d) for d in POPULATION_DIMENSIONS),
+                    any(d in POPULATION_DIMENSIONS for d in pending))
+
+
+def population_moves(s: Standing, cutoffs: Cutoffs | None, policy: Policy, now: datetime) -> bool:
+    """Whether new cut-offs may move one of the customer's population-based classes."""
+    if s.pending:
+        return True
+    targets = classify(s.metrics(), cutoffs, policy, now)
+    return any(targets.get(d, (None,))[0] != held for d, held in zip(POPULATION_DIMENSIONS, s.held))
 
 
 # --- Classification --------------------------------------------------------------------------------

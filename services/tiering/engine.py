@@ -64,6 +64,9 @@ class Engine:
         self.cache: OrderedDict[str, CustomerState] = OrderedDict()
         #: Every stored customer's current revision, so that loading one is a single ``_id`` read.
         self.directory: dict[str, int] = {}
+        #: Every stored customer's population standing, so that a refresh reads nothing but the
+        #: customers whose class moves.
+        self.standings: dict[str, domain.Standing] = {}
         #: Each customer's next evaluation time, and a heap of them for the scheduler.
         self.planned: dict[str, datetime] = {}
         self.due: list[tuple[datetime, str]] = []
@@ -102,8 +105,9 @@ class Engine:
                 await self.repo.store_policy(policy, self.clock.now())
                 await self.repo.activate_policy(policy.version, self.clock.now())
             self.cutoffs = await self.repo.latest_cutoffs()
-            for cid, (rev, next_eval) in (await self.repo.directory()).items():
+            for cid, (rev, next_eval, standing) in (await self.repo.directory()).items():
                 self.directory[cid] = rev
+                self.standings[cid] = standing
                 if next_eval is not None:
                     self.planned[cid] = next_eval
             self._rebuild_due()
@@ -191,6 +195,7 @@ class Engine:
             self._forget([customer_id])
             await self.repo.erase(customer_id)
             self.directory.pop(customer_id, None)
+            self.standings.pop(customer_id, None)
             self.planned.pop(customer_id, None)
             # The compacted snapshot topic must forget the customer too.
             await publish_tombstone(self.broker, CRM_CUSTOMER_TIERS, customer_id)
@@ -261,21 +266,14 @@ class Engine:
 
     # --- population ---------------------------------------------------------------------------------------
 
-    async def _population(self, policy: Policy, now: datetime, version: int) -> Cutoffs:
-        """One pass over the stored states keeping three ints per active customer."""
-        latest: dict[str, tuple[int, int, int, datetime | None]] = {}
-        projection = {"customer_id": 1, "rev": 1, "spend_minor": 1, "orders_12m": 1, "last_purchase_at": 1}
-        async for doc in self.repo.scan(projection):
-            current = latest.get(doc["customer_id"])
-            if current is None or doc["rev"] > current[0]:
-                latest[doc["customer_id"]] = (doc["rev"], doc.get("spend_minor", 0), doc.get("orders_12m", 0),
-                                              doc.get("last_purchase_at"))
+    def _population(self, policy: Policy, now: datetime, version: int) -> Cutoffs:
+        """One pass over the standings in memory keeping three ints per active customer."""
         spends, orders, recencies = [], [], []
-        for _, spend, count, last in latest.values():
-            if count > 0 and last is not None:
-                spends.append(spend)
-                orders.append(count)
-                recencies.append(max(0, (now - last).days))
+        for s in self.standings.values():
+            if s.orders_12m > 0 and s.last_purchase_at is not None:
+                spends.append(s.spend_12m)
+                orders.append(s.orders_12m)
+                recencies.append(max(0, (now - s.last_purchase_at).days))
         return domain.compute_cutoffs(spends, orders, recencies, policy, now, version)
 
     async def refresh(self) -> dict[str, Any]:
@@ -284,7 +282,7 @@ class Engine:
             policy = await self.ready()
             now = self.clock.now()
             version = (self.cutoffs.version if self.cutoffs else 0) + 1
-            cutoffs = await self._population(policy, now, version)
+            cutoffs = self._population(policy, now, version)
             await self.repo.store_cutoffs(cutoffs)
             self.cutoffs = cutoffs
             outcome = await self._reevaluate_all(policy, now, only_population=True)
@@ -299,7 +297,7 @@ class Engine:
             await self.ready()
             now = self.clock.now()
             version = (self.cutoffs.version if self.cutoffs else 0) + 1
-            cutoffs = await self._population(policy, now, version)
+            cutoffs = self._population(policy, now, version)
             transitions: dict[str, dict[str, int]] = {}
             customers = changed = 0
             async for doc in self.repo.scan({"ledger": 0}):
@@ -327,25 +325,13 @@ class Engine:
     async def _reevaluate_all(self, policy: Policy, now: datetime, *, only_population: bool,
                               immediate: bool = False) -> Outcome:
         """Re-evaluate stored customers in chunks; with ``only_population`` just those whose
-        population-based class would move, found from a light scan."""
+        population-based class would move, found from their standings in memory."""
         outcome = Outcome()
         chunk: list[str] = []
-        seen: set[str] = set()
-        projection = ({"customer_id": 1, "metrics": 1, "held": 1, "pending": 1} if only_population else
-                      {"customer_id": 1})
-        population_dims = ("abc_class", "vip", "rfm_segment")
-        async for doc in self.repo.scan(projection):
-            cid = doc["customer_id"]
-            if cid in seen:
+        # A copy: re-evaluating a chunk updates the standings.
+        for cid, standing in list(self.standings.items()):
+            if only_population and not domain.population_moves(standing, self.cutoffs, policy, now):
                 continue
-            if only_population:
-                metrics = Metrics.from_doc(doc.get("metrics") or {})
-                targets = domain.classify(metrics, self.cutoffs, policy, now)
-                held, pending = doc.get("held") or {}, doc.get("pending") or {}
-                if all(targets.get(d, (None,))[0] == held.get(d) for d in population_dims) and not any(
-                        d in pending for d in population_dims):
-                    continue
-            seen.add(cid)
             chunk.append(cid)
             if len(chunk) >= 500:
                 await self._reevaluate(chunk, now, outcome, immediate)
@@ -425,6 +411,8 @@ class Engine:
         for state, _, _ in work:
             if state.rev:
                 self.directory[state.customer_id] = state.rev
+                self.standings[state.customer_id] = domain.standing(state.metrics, state.snapshot.held,
+                                                                    state.snapshot.pending)
                 self._plan(state.customer_id, state.next_eval_at)
         return len(outbound), changed
 

@@ -23,7 +23,7 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from shared.mongo import Index, Store, index
 
-from .domain import Cutoffs, Entry, Metrics, Override, Pending, Snapshot
+from .domain import Cutoffs, Entry, Metrics, Override, Pending, Snapshot, Standing, standing
 from .policy import Policy
 
 INDEXES: list[Index] = [
@@ -136,16 +136,19 @@ class Repository:
 
     # --- customers ---------------------------------------------------------------------------------
 
-    async def directory(self) -> dict[str, tuple[int, datetime | None]]:
-        """Every stored customer with its current revision and next evaluation time (one scan)."""
-        latest: dict[str, tuple[int, datetime | None]] = {}
+    async def directory(self) -> dict[str, tuple[int, datetime | None, Standing]]:
+        """Every stored customer with its current revision, next evaluation time and population
+        standing (one scan)."""
+        latest: dict[str, tuple[int, datetime | None, Standing]] = {}
         stale: list[str] = []
-        async for doc in self.scan({"customer_id": 1, "rev": 1, "next_eval_at": 1}):
+        projection = {"customer_id": 1, "rev": 1, "next_eval_at": 1, "metrics": 1, "held": 1, "pending": 1}
+        async for doc in self.scan(projection):
             current = latest.get(doc["customer_id"])
             if current is not None:
                 stale.append(doc_id(doc["customer_id"], min(current[0], doc["rev"])))
             if current is None or doc["rev"] > current[0]:
-                latest[doc["customer_id"]] = (doc["rev"], doc.get("next_eval_at"))
+                latest[doc["customer_id"]] = (doc["rev"], doc.get("next_eval_at"), standing(
+                    Metrics.from_doc(doc.get("metrics") or {}), doc.get("held") or {}, doc.get("pending") or ()))
         await self.delete_revisions(stale)  # revisions left behind by a stop before their clean-up
         return latest
 
