@@ -40,13 +40,17 @@ def _start_infra() -> dict[str, str]:
 @pytest.fixture(scope="session")
 def infra() -> Iterator[dict[str, str]]:
     """Addresses of the real Kafka and MongoDB-wire store; exported so settings pick them up."""
+    external = {k for k in ("KAFKA_BOOTSTRAP_SERVERS", "MONGODB_URL") if os.environ.get(k)}
     addresses = _start_infra()
     os.environ.update(addresses)
     yield addresses
-    if os.environ.get("CI") == "true" and os.environ.get("CARECRM_RUN_DIR") == str(TEST_RUN_DIR):
+    if os.environ.get("CI") == "true":  # leave nothing running behind a CI run; locally, keep it warm
         from deploy.local import infra as local
 
-        local.down()
+        if "KAFKA_BOOTSTRAP_SERVERS" not in external:
+            local.Kafka().down()
+        if "MONGODB_URL" not in external:
+            local.FerretDB().down()
 
 
 @pytest.fixture
