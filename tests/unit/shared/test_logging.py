@@ -41,6 +41,6 @@ def test_on_a_terminal_lines_are_for_people() -> None:
 def test_standard_library_loggers_go_through_the_same_pipeline() -> None:
     stream = io.StringIO()
     configure_logging("INFO", "json", stream=stream)
-    logging.getLogger("some.library").warning("connection lost")
+    logging.getLogger("some.dependency").warning("connection lost")
     line = json.loads(stream.getvalue().strip().splitlines()[-1])
     assert line["event"] == "connection lost" and line["level"] == "warning"
