@@ -3,17 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import email
 import json
-import socket
 import threading
 from collections.abc import Iterator
-from email.policy import default as default_policy
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
-from aiosmtpd.controller import Controller
 
 from services.notifications.channels import (
     DeliveryError,
@@ -25,6 +21,7 @@ from services.notifications.channels import (
     with_retries,
 )
 from services.notifications.templates import Templates
+from tests.doubles import SmtpSink, smtp_server
 
 TEMPLATES = Templates()
 TO = Recipient("C-1", "li@example.com", "+8613800138000")
@@ -61,34 +58,14 @@ class Provider:
         self.server.server_close()
 
 
-class Sink:
-    def __init__(self) -> None:
-        self.messages: list[email.message.EmailMessage] = []
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802 - aiosmtpd's naming
-        self.messages.append(email.message_from_bytes(envelope.content, policy=default_policy))
-        return "250 OK"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture
-def smtp() -> Iterator[tuple[Sink, int]]:
-    sink = Sink()
-    controller = Controller(sink, hostname="127.0.0.1", port=free_port())
-    controller.start()
-    try:
-        yield sink, controller.port
-    finally:
-        controller.stop()
+def smtp() -> Iterator[tuple[SmtpSink, int]]:
+    with smtp_server() as server:
+        yield server
 
 
 async def test_an_email_reaches_a_real_smtp_server_with_its_template_locale_and_idempotency_key(
-        smtp: tuple[Sink, int]) -> None:
+        smtp: tuple[SmtpSink, int]) -> None:
     sink, port = smtp
     channel = EmailChannel(host="127.0.0.1", port=port, sender="care@example.com", username=None, password=None,
                            start_tls=False, timeout=5, pool_size=2)
@@ -162,7 +139,7 @@ async def test_a_webhook_is_signed_with_hmac_over_timestamp_and_body() -> None:
     assert request["body"]["template"] == "welcome" and headers["idempotency-key"] == "welcome:C-1"
 
 
-async def test_a_mail_server_refusing_the_recipient_permanently_is_not_retried(smtp: tuple[Sink, int]) -> None:
+async def test_a_mail_server_refusing_the_recipient_permanently_is_not_retried(smtp: tuple[SmtpSink, int]) -> None:
     sink, port = smtp
 
     async def refuse(server: Any, session: Any, envelope: Any, address: str, options: Any) -> str:
