@@ -344,11 +344,13 @@ def classify(metrics: Metrics, cutoffs: Cutoffs | None, policy: Policy, now: dat
     recent, before = metrics.spend_90d, metrics.spend_prev_90d
     if recent < Policy.minor(policy.potential.min_recent_spend) or recent == 0:
         out["potential"] = ("low", f"spend in the last 90 days {money(recent)} {cur} is too low to judge growth")
+    elif before == 0:
+        out["potential"] = (policy.potential.new_spend, f"new spend: {money(recent)} {cur} in the last 90 days "
+                                                        "and nothing in the 90 before, too early to see a trend")
     else:
-        growth = Decimal(recent - before) / Decimal(before) if before else Decimal("Infinity")
-        shown = "new spend" if before == 0 else f"growth {growth:.0%}"
+        growth = Decimal(recent - before) / Decimal(before)
         level = "high" if growth >= growth_high else "medium" if growth >= growth_medium else "low"
-        out["potential"] = (level, f"{shown}: {money(recent)} {cur} in the last 90 days against "
+        out["potential"] = (level, f"growth {growth:.0%}: {money(recent)} {cur} in the last 90 days against "
                                    f"{money(before)} in the 90 before")
 
     abc = _abc(spend, cutoffs, policy)

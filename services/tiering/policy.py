@@ -65,6 +65,8 @@ class PotentialRule(_Part):
     high_growth: Decimal = Decimal("0.50")
     medium_growth: Decimal = Decimal("0")
     min_recent_spend: Money = Decimal("0")
+    #: Level for spend with nothing in the 90 days before: a first or returning purchase is no trend.
+    new_spend: Literal["low", "medium", "high"] = "medium"
     lift_abc: bool = True
 
     @model_validator(mode="after")

@@ -167,10 +167,19 @@ def test_rfm_scores_are_quintiles_of_the_population_and_name_a_segment() -> None
 
 def test_high_potential_lifts_the_abc_class_by_one() -> None:
     cutoffs = domain.compute_cutoffs([100_000_00, 10_000_00, 1_000_00], [1, 1, 1], [1, 1, 1], POLICY, NOW, 1)
-    snapshot, _, _ = evaluate([buy("a", 1_000, 5)], cutoffs=cutoffs)
+    # 600 in the 90 days before, 1,000 in the last 90: 67 % growth.
+    snapshot, _, _ = evaluate([buy("a", 600, 120), buy("b", 1_000, 5)], cutoffs=cutoffs)
     assert snapshot.output["potential"] == "high"
     assert snapshot.output["abc_class"] == "B"
     assert "lifted" in snapshot.reasons["abc_class"]
+
+
+def test_spend_with_nothing_in_the_90_days_before_is_no_trend_and_lifts_nothing() -> None:
+    cutoffs = domain.compute_cutoffs([100_000_00, 10_000_00, 1_000_00], [1, 1, 1], [1, 1, 1], POLICY, NOW, 1)
+    snapshot, _, _ = evaluate([buy("a", 1_000, 5)], cutoffs=cutoffs)
+    assert snapshot.output["potential"] == POLICY.potential.new_spend == "medium"
+    assert "too early" in snapshot.reasons["potential"]
+    assert "lifted" not in snapshot.reasons["abc_class"]
 
 
 def test_change_event_ids_are_deterministic() -> None:
