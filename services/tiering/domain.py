@@ -605,21 +605,24 @@ def next_evaluation(ledger: Iterable[Entry], metrics: Metrics, snapshot: Snapsho
 
 # --- From contract events to ledger entries ------------------------------------------------------------
 
+def _base_minor(policy: Policy, amount: Decimal, currency: str) -> int:
+    """``amount`` in minor units of the policy's base currency; refused when the policy has no rate."""
+    minor = policy.to_minor(amount, currency)
+    if minor is None:
+        raise RuleViolation("unknown_currency", f"currency {currency} is not in the conversion table "
+                                                f"of policy {policy.version}")
+    return minor
+
+
 def entry_for(event: Any, policy: Policy) -> Entry | None:
     """The ledger line an inbound event adds, None when it says nothing tiering keeps."""
     kind = event.type
     data = event.data
     if kind == "order.purchase.completed":
-        minor = policy.to_minor(data.total_amount, data.currency)
-        if minor is None:
-            raise RuleViolation("unknown_currency", f"currency {data.currency} is not in the conversion table "
-                                                    f"of policy {policy.version}")
+        minor = _base_minor(policy, data.total_amount, data.currency)
         return Entry(f"p:{data.order_id}", "purchase", event.time, minor, order_id=data.order_id)
     if kind == "order.purchase.refunded":
-        minor = policy.to_minor(data.amount, data.currency)
-        if minor is None:
-            raise RuleViolation("unknown_currency", f"currency {data.currency} is not in the conversion table "
-                                                    f"of policy {policy.version}")
+        minor = _base_minor(policy, data.amount, data.currency)
         return Entry(f"r:{data.refund_id}", "refund", event.time, minor, order_id=data.order_id)
     if kind == "customer.interaction.recorded":
         if data.kind == "referral":
