@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, HTTPException, Path, Query, Request, status
@@ -12,7 +11,8 @@ from shared.auth import require
 from shared.contract.events import DIMENSIONS, Dimension
 from shared.contract.types import AwareTime, CustomerId
 
-from .domain import RANKS, Override, validate_override_value
+from . import reports
+from .domain import Override, validate_override_value
 from .engine import Engine
 from .policy import Policy
 from .repository import Repository
@@ -136,43 +136,12 @@ async def refresh(request: Request) -> dict[str, Any]:
 async def segments(request: Request) -> dict[str, Any]:
     engine = _engine(request)
     await engine.ready()
-    latest: dict[str, dict[str, Any]] = {}
-    projection = {"customer_id": 1, "rev": 1, "output": 1, "spend_minor": 1, "metrics.first_purchase_at": 1,
-                  "metrics.lifetime_orders": 1, "metrics.referrals": 1}
-    async for doc in engine.repo.scan(projection):
-        current = latest.get(doc["customer_id"])
-        if current is None or doc["rev"] > current["rev"]:
-            latest[doc["customer_id"]] = doc
-    distribution: dict[str, dict[str, int]] = {dim: {} for dim in DIMENSIONS}
-    abc: dict[str, list[int]] = {cls: [0, 0] for cls in RANKS["abc_class"][::-1]}
-    cohorts: dict[str, list[int]] = {}
-    for doc in latest.values():
-        output = doc.get("output") or {}
-        for dim in DIMENSIONS:
-            if output.get(dim) is not None:
-                distribution[dim][output[dim]] = distribution[dim].get(output[dim], 0) + 1
-        if output.get("abc_class") in abc:
-            abc[output["abc_class"]][0] += 1
-            abc[output["abc_class"]][1] += doc.get("spend_minor", 0)
-        metrics = doc.get("metrics") or {}
-        first = metrics.get("first_purchase_at")
-        if first is not None:
-            row = cohorts.setdefault(first.strftime("%Y-%m"), [0, 0, 0, 0])
-            row[0] += 1
-            row[1] += metrics.get("lifetime_orders", 0) >= 2
-            row[2] += metrics.get("referrals", 0) > 0
-            row[3] += output.get("lifecycle") == "churned"
-    customers = sum(v[0] for v in abc.values()) or 1
-    spend = sum(v[1] for v in abc.values()) or 1
+    latest: dict[str, Any] = {}
+    async for doc in engine.repo.scan(reports.PROJECTION):  # one revision per customer held at a time
+        reports.keep_latest(latest, doc)
     return {
         "policy_version": engine.policy.version if engine.policy else None,
         "cutoffs_version": engine.cutoffs.version if engine.cutoffs else None,
-        "customers": len(latest),
-        "distribution": distribution,
-        "pareto": [{"abc_class": cls, "customers": n, "customer_share": round(n / customers, 4),
-                    "spend": str(Decimal(s) / 100), "spend_share": round(s / spend, 4)} for cls, (n, s) in abc.items()],
-        "periods": [{"period": period, "new_customers": n, "repeat_purchase_rate": round(r / n, 4),
-                     "referral_rate": round(ref / n, 4), "churn_rate": round(c / n, 4)}
-                    for period, (n, r, ref, c) in sorted(cohorts.items())],
+        **reports.segment_report(latest.values()),
     }
 
