@@ -106,6 +106,8 @@ class Kafka:
     host: str = "127.0.0.1"
     port: int = int(os.environ.get("CARECRM_KAFKA_PORT", "9092"))
     controller_port: int = int(os.environ.get("CARECRM_KAFKA_CONTROLLER_PORT", "9093"))
+    #: Where the data, logs and pid file live; a second instance (fault tests) takes another one.
+    run_dir: Path = RUN_DIR
 
     @property
     def version(self) -> str:
@@ -119,7 +121,7 @@ class Kafka:
 
     @property
     def home(self) -> Path:
-        return RUN_DIR / "kafka"
+        return self.run_dir / "kafka"
 
     @property
     def pid_file(self) -> Path:
@@ -217,6 +219,7 @@ class Kafka:
 class FerretDB:
     host: str = "127.0.0.1"
     port: int = int(os.environ.get("CARECRM_FERRETDB_PORT", "27017"))
+    run_dir: Path = RUN_DIR
 
     @property
     def binary(self) -> Path:
@@ -224,7 +227,7 @@ class FerretDB:
 
     @property
     def home(self) -> Path:
-        return RUN_DIR / "ferretdb"
+        return self.run_dir / "ferretdb"
 
     @property
     def pid_file(self) -> Path:
