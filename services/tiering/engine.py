@@ -9,14 +9,15 @@ are dropped from memory so that the retry starts again from what the store holds
 from __future__ import annotations
 
 import asyncio
+import functools
 import heapq
+import json
 import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import Decimal
 from typing import Any
 
 import structlog
@@ -24,23 +25,14 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from shared.clock import Clock
 from shared.contract import CloudEvent
-from shared.contract.events import (
-    ClassificationData,
-    CustomerClassification,
-    CustomerTierChanged,
-    PendingDowngrade,
-    RfmScores,
-    TierChangedData,
-    TierMetrics,
-)
+from shared.contract.events import CustomerClassification, CustomerTierChanged
 from shared.contract.topics import CRM_CUSTOMER_TIERS
-from shared.contract.parser import serialize_event
-from shared.kafka import event_headers, publish_tombstone
+from shared.kafka import OutboundRecord, publish_many, publish_tombstone, trace_headers
 
 from . import domain
 from .domain import NAMESPACE, Change, Cutoffs, Metrics, Override, RuleViolation
 from .policy import Policy, default_policy
-from .repository import CustomerState, Repository, snapshot_from_doc, state_doc
+from .repository import CustomerState, Repository, history_doc, snapshot_from_doc, state_doc
 from .settings import TieringSettings
 
 log = structlog.get_logger(__name__)
@@ -61,6 +53,8 @@ class Engine:
         self.repo = repo
         self.clock = clock
         self.broker = broker
+        #: Hands outbound ``(event, cause)`` pairs to the producer; returns one awaitable for the deliveries.
+        self.send: Callable[[list[OutboundRecord]], Awaitable[Awaitable[Any]]] = functools.partial(publish_many, broker)
         self.cache: OrderedDict[str, CustomerState] = OrderedDict()
         #: Every stored customer's current revision, so that loading one is a single ``_id`` read.
         self.directory: dict[str, int] = {}
@@ -76,19 +70,15 @@ class Engine:
         self._loading = asyncio.Lock()
         self.policy: Policy | None = None
         self.cutoffs: Cutoffs | None = None
-        self.tier_changes: Any = None
-        self.snapshots: Any = None
         self.events_in = Counter("carecrm_tiering_events", "Inbound events applied to the ledger", ["kind"],
                                  registry=registry)
+        self._change_counters: dict[tuple[str, str], Any] = {}
         self.changes_out = Counter("carecrm_tiering_tier_changes", "customer.tier.changed published",
                                    ["dimension", "direction"], registry=registry)
         self.rejected = Counter("carecrm_tiering_rejected", "Events refused by the tiering rules", ["error"],
                                 registry=registry)
         self.batch_seconds = Histogram("carecrm_tiering_batch_seconds", "Time to apply one batch",
                                        registry=registry)
-
-    def bind(self, tier_changes: Any, snapshots: Any) -> None:
-        self.tier_changes, self.snapshots = tier_changes, snapshots
 
     async def ready(self) -> Policy:
         """Load the active policy, the cut-offs and the directory once, whoever asks first."""
@@ -360,7 +350,7 @@ class Engine:
         """Returns how many events were published and for how many customers a class changed."""
         policy = self.policy
         assert policy is not None
-        outbound: list[tuple[Any, CloudEvent, CloudEvent | None]] = []
+        outbound: list[OutboundRecord] = []
         state_docs: list[dict[str, Any]] = []
         history: list[dict[str, Any]] = []
         superseded: list[str] = []
@@ -382,27 +372,20 @@ class Engine:
             state.doc_ids = [doc["_id"]]
             state_docs.append(doc)
             tier_metrics = self._tier_metrics(metrics, now)
-            changed += bool(changes)
-            for change in changes:
-                event = self._change_event(state.customer_id, change, tier_metrics, bulk)
-                outbound.append((self.tier_changes, event, cause))
-                history.append({"_id": event.id, "customer_id": state.customer_id, "dimension": change.dimension,
-                                "previous": change.previous, "current": change.current,
-                                "direction": change.direction, "reason": change.reason,
-                                "override": change.override, "bulk": bulk, "effective_at": change.effective_at,
-                                "policy_version": policy.version})
-                self.changes_out.labels(change.dimension, change.direction).inc()
+            if changes:
+                changed += 1
+                ids = [change.event_id(state.customer_id) for change in changes]
+                outbound.extend(self._change_event(state.customer_id, event_id, change, tier_metrics, bulk, cause)
+                                for event_id, change in zip(ids, changes))
+                history.append(history_doc(state.customer_id, changes, ids, bulk, policy.version))
+                for change in changes:
+                    self._count_change(change.dimension, change.direction)
             if changes or visible or force:
-                outbound.append((self.snapshots, self._snapshot_event(state, tier_metrics, now), cause))
-        # Hand every event to the producer one after the other and wait for the deliveries once,
-        # while the store writes: many sends waiting at once all wake up whenever a full producer
-        # batch drains, which cost more than the events themselves. Ids are deterministic, so a
-        # retry after a failure republishes the same events, never different ones.
-        deliveries = []
-        for pub, event, cause in outbound:
-            deliveries.append(await pub.publish(serialize_event(event), key=event.subject.encode(),
-                                                headers=event_headers(event, cause), no_confirm=True))
-        delivered = asyncio.gather(*deliveries)
+                outbound.append(self._snapshot_event(state, tier_metrics, now, cause))
+        # Every event goes to the producer before the store write starts and the deliveries are
+        # awaited once, after it. Ids are deterministic, so a retry after a failure republishes the
+        # same events, never different ones.
+        delivered = await self.send(outbound)
         try:
             await self.repo.save(state_docs, history)
         finally:
@@ -416,47 +399,79 @@ class Engine:
                 self._plan(state.customer_id, state.next_eval_at)
         return len(outbound), changed
 
-    def _tier_metrics(self, m: Metrics, now: datetime) -> TierMetrics:
+    # The outbound events are built as JSON directly: every value comes from the rules and the
+    # policy, already checked, and building, validating and serializing pydantic models for them
+    # cost more than evaluating the customers. The unit tests parse what these builders make with
+    # the contract's own parser.
+
+    def _count_change(self, dimension: str, direction: str) -> None:
+        child = self._change_counters.get((dimension, direction))
+        if child is None:
+            child = self._change_counters[dimension, direction] = self.changes_out.labels(dimension, direction)
+        child.inc()
+
+    def _tier_metrics(self, m: Metrics, now: datetime) -> str:
+        """The metrics as JSON, encoded once for all of the customer's events."""
+        assert self.policy is not None
         scores = domain.rfm_scores(m, self.cutoffs, now)
-        assert self.policy is not None
-        return TierMetrics(
-            currency=self.policy.base_currency, spend_12m=_money(m.spend_12m), orders_12m=m.orders_12m,
-            first_purchase_at=m.first_purchase_at, last_purchase_at=m.last_purchase_at,
-            recency_days=m.recency_days(now), rfm=RfmScores(r=scores[0], f=scores[1], m=scores[2]) if scores else None,
-            spend_90d=_money(m.spend_90d), spend_prev_90d=_money(m.spend_prev_90d),
-            orders_prev_12m=m.orders_prev_12m, typical_gap_days=m.typical_gap_days,
-            lifetime_spend=_money(m.lifetime_spend), lifetime_orders=m.lifetime_orders, referrals=m.referrals,
-            open_complaints=m.open_complaints, latest_satisfaction=m.latest_satisfaction,
-        )
+        metrics = {
+            "currency": self.policy.base_currency, "spend_12m": _money(m.spend_12m), "orders_12m": m.orders_12m,
+            "first_purchase_at": _time(m.first_purchase_at), "last_purchase_at": _time(m.last_purchase_at),
+            "recency_days": m.recency_days(now),
+            "rfm": {"r": scores[0], "f": scores[1], "m": scores[2]} if scores else None,
+            "spend_90d": _money(m.spend_90d), "spend_prev_90d": _money(m.spend_prev_90d),
+            "orders_prev_12m": m.orders_prev_12m, "typical_gap_days": m.typical_gap_days,
+            "lifetime_spend": _money(m.lifetime_spend), "lifetime_orders": m.lifetime_orders,
+            "referrals": m.referrals, "open_complaints": m.open_complaints,
+            "latest_satisfaction": m.latest_satisfaction,
+        }
+        return _json({k: v for k, v in metrics.items() if v is not None})
 
-    def _change_event(self, customer_id: str, change: Change, metrics: TierMetrics, bulk: bool) -> CloudEvent:
+    def _change_event(self, customer_id: str, event_id: str, change: Change, metrics: str, bulk: bool,
+                      cause: CloudEvent | None) -> OutboundRecord:
         assert self.policy is not None
-        return CustomerTierChanged(
-            id=change.event_id(customer_id), source=SOURCE, subject=customer_id, time=change.effective_at,
-            data=TierChangedData(
-                dimension=change.dimension, previous=change.previous, current=change.current,  # type: ignore[arg-type]
-                direction=change.direction, reason=change.reason or change.current,  # type: ignore[arg-type]
-                policy_version=self.policy.version, effective_at=change.effective_at, metrics=metrics,
-                override=change.override, bulk=bulk,
-            ),
-        )
+        effective_at = _time(change.effective_at)
+        return _record(CustomerTierChanged, event_id, customer_id, effective_at, {
+            "dimension": change.dimension, "previous": change.previous, "current": change.current,
+            "direction": change.direction, "reason": change.reason or change.current,
+            "policy_version": self.policy.version, "effective_at": effective_at,
+            "override": change.override, "bulk": bulk,
+        }, metrics, cause)
 
-    def _snapshot_event(self, state: CustomerState, metrics: TierMetrics, now: datetime) -> CloudEvent:
+    def _snapshot_event(self, state: CustomerState, metrics: str, now: datetime,
+                        cause: CloudEvent | None) -> OutboundRecord:
         assert self.policy is not None
         s = state.snapshot
-        return CustomerClassification(
-            id=str(uuid.uuid5(NAMESPACE, f"{state.customer_id}|classification|{state.rev}")), source=SOURCE,
-            subject=state.customer_id, time=now,
-            data=ClassificationData(
-                **{dim: s.output.get(dim) for dim in domain.RANKS}, metrics=metrics,
-                policy_version=self.policy.version, updated_at=now,
-                downgrade_pending={d: PendingDowngrade(current=p.current, pending=p.pending, below_since=p.below_since,
-                                                       effective_at=p.effective_at, needed=p.needed)
-                                   for d, p in s.pending.items()},  # type: ignore[misc]
-                overrides={d: o.value for d, o in s.overrides.items()},  # type: ignore[misc]
-            ),
-        )
+        data: dict[str, Any] = {dim: s.output[dim] for dim in domain.RANKS if s.output.get(dim) is not None}
+        data.update({
+            "policy_version": self.policy.version, "updated_at": _time(now),
+            "downgrade_pending": {d: {"current": p.current, "pending": p.pending, "below_since": _time(p.below_since),
+                                      "effective_at": _time(p.effective_at), "needed": p.needed}
+                                  for d, p in s.pending.items()},
+            "overrides": {d: o.value for d, o in s.overrides.items()},
+        })
+        event_id = str(uuid.uuid5(NAMESPACE, f"{state.customer_id}|classification|{state.rev}"))
+        return _record(CustomerClassification, event_id, state.customer_id, _time(now), data, metrics, cause)
 
 
-def _money(minor: int) -> Decimal:
-    return Decimal(minor).scaleb(-2)
+def _record(kind: type[CloudEvent], event_id: str, subject: str, time_: str | None, data: dict[str, Any],
+            metrics: str, cause: CloudEvent | None) -> OutboundRecord:
+    envelope = _json({"specversion": "1.0", "id": event_id, "source": SOURCE,
+                      "type": kind.model_fields["type"].default, "subject": subject, "time": time_,
+                      "datacontenttype": "application/json", "dataschemaversion": 1})
+    # The metrics JSON is shared by the customer's events, so it is spliced in rather than re-encoded.
+    value = f'{envelope[:-1]},"data":{_json(data)[:-1]},"metrics":{metrics}}}}}'
+    return OutboundRecord(kind.topic, subject.encode(), value.encode(), trace_headers(cause))
+
+
+_json = json.JSONEncoder(separators=(",", ":")).encode
+
+
+def _money(minor: int) -> str:
+    sign = "-" if minor < 0 else ""
+    whole, cents = divmod(abs(minor), 100)
+    return f"{sign}{whole}.{cents:02d}"
+
+
+def _time(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None

@@ -50,15 +50,15 @@ def build_router(settings: TieringSettings, engine: Engine, dead_letters: DeadLe
     async def reject(event: CloudEvent, exc: RuleViolation) -> None:
         await dead_letter_event(dead_letters, event, Rejected(exc.code, exc.detail))
 
-    tier_changes = router.publisher(
+    # The engine sends its events in bulk (``publish_many``); these declare them for AsyncAPI.
+    router.publisher(
         CRM_TIER_CHANGES, title="customer.tier.changed", schema=CustomerTierChanged,
         description="One event per changed dimension, with a deterministic id; `bulk` marks reclassifications "
                     "and population refreshes that should not reach the customer.")
-    snapshots = router.publisher(
+    router.publisher(
         CRM_CUSTOMER_TIERS, title="customer.classification", schema=CustomerClassification,
         description="The customer's full current classification after every change (compacted; a tombstone "
                     "follows an erasure).")
-    engine.bind(tier_changes, snapshots)
 
     @router.subscriber(ORDERS_PURCHASES, **batch(ORDERS_PURCHASES), title="orders.purchases.v1 (tiering)",
                        description="Purchases and refunds enter the ledger under their order and refund ids. An "

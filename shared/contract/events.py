@@ -14,7 +14,17 @@ from typing import Any, ClassVar, Literal, Union
 from zoneinfo import available_timezones
 
 import phonenumbers
-from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    EmailStr,
+    Field,
+    SerializerFunctionWrapHandler,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 from typing_extensions import Annotated
 
 from .types import (
@@ -339,6 +349,15 @@ class TierChangedData(Model):
     #: True for a reclassification under a new policy or a population refresh run in bulk:
     #: downstream systems record it but send the customer nothing.
     bulk: bool = False
+
+    @model_serializer(mode="wrap")
+    def _previous_always_present(self, handler: SerializerFunctionWrapHandler):  # noqa: ANN202 - keeps the schema
+        # Events are serialized without their null fields, but the contract has ``previous`` as a
+        # required key that is null on the first classification.
+        data = handler(self)
+        if isinstance(data, dict):
+            data.setdefault("previous", None)
+        return data
 
 
 class CustomerTierChanged(CloudEvent):

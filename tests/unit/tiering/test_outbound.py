@@ -1,0 +1,76 @@
+"""The engine builds its outbound events without validation, for speed; these tests validate them."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+from prometheus_client import CollectorRegistry
+
+from services.tiering import domain
+from services.tiering.engine import Engine
+from services.tiering.policy import default_policy
+from services.tiering.repository import CustomerState, history_doc
+from services.tiering.settings import TieringSettings
+from shared.clock import FixedClock
+from shared.contract import CustomerClassification, CustomerTierChanged, parse_event
+from shared.kafka import OutboundRecord
+
+NOW = datetime(2026, 6, 1, 12, tzinfo=UTC)
+
+
+def parsed(record: OutboundRecord) -> object:
+    return parse_event(record.value, record.headers, key=record.key)
+
+
+def engine_with_customer() -> tuple[Engine, CustomerState, list[domain.Change]]:
+    engine = Engine(TieringSettings(), repo=None, clock=FixedClock(NOW), registry=CollectorRegistry(),  # type: ignore[arg-type]
+                    broker=None)
+    engine.policy = default_policy()
+    state = CustomerState("C-outbound-1")
+    for n, days in enumerate((200, 100, 40, 3)):
+        domain.add_entry(state.ledger, domain.Entry(f"p:o{n}", "purchase", NOW - timedelta(days=days), 90_000_00,
+                                                    order_id=f"o{n}"))
+    state.metrics = domain.compute_metrics(state.ledger.values(), NOW, engine.policy)
+    targets = domain.classify(state.metrics, None, engine.policy, NOW)
+    state.snapshot, changes = domain.decide(domain.Snapshot(), targets, state.metrics, None, engine.policy, NOW, NOW)
+    state.rev = 1
+    return engine, state, changes
+
+
+def test_every_tier_change_the_engine_builds_passes_the_contract_it_is_published_under() -> None:
+    engine, state, changes = engine_with_customer()
+    metrics = engine._tier_metrics(state.metrics, NOW)
+    assert changes
+    for change in changes:
+        record = engine._change_event(state.customer_id, change.event_id(state.customer_id), change, metrics, bulk=False,
+                                      cause=None)
+        event = parsed(record)
+        assert isinstance(event, CustomerTierChanged) and record.topic == CustomerTierChanged.topic
+        assert event.id == change.event_id(state.customer_id)
+        assert event.data.dimension == change.dimension and event.data.current == change.current
+        assert event.data.previous is None and event.data.direction == "initial"
+        assert event.data.metrics.spend_12m == Decimal(state.metrics.spend_12m) / 100
+        assert event.data.metrics.orders_12m == 4 and event.data.metrics.last_purchase_at == NOW - timedelta(days=3)
+
+
+def test_the_snapshot_the_engine_builds_passes_the_contract_with_every_dimension() -> None:
+    engine, state, _ = engine_with_customer()
+    state.snapshot.pending["value_tier"] = domain.Pending(current="high", pending="medium", below_since=NOW,
+                                                          effective_at=NOW + timedelta(days=30), needed="spend")
+    record = engine._snapshot_event(state, engine._tier_metrics(state.metrics, NOW), NOW, cause=None)
+    event = parsed(record)
+    assert isinstance(event, CustomerClassification) and record.key == state.customer_id.encode()
+    assert event.data.value_tier == state.snapshot.output["value_tier"] == "high"
+    assert {dim: getattr(event.data, dim) for dim in domain.RANKS} == {
+        dim: state.snapshot.output.get(dim) for dim in domain.RANKS}
+    assert event.data.downgrade_pending["value_tier"].effective_at == NOW + timedelta(days=30)
+
+
+def test_history_of_a_retried_evaluation_has_the_same_id_and_a_larger_one_another() -> None:
+    engine, state, changes = engine_with_customer()
+    ids = [c.event_id(state.customer_id) for c in changes]
+    first = history_doc(state.customer_id, changes, ids, False, "v1")
+    assert first["_id"] == history_doc(state.customer_id, changes, ids, False, "v1")["_id"]
+    assert first["_id"] != history_doc(state.customer_id, changes[:1], ids[:1], False, "v1")["_id"]
+    assert [c["event_id"] for c in first["changes"]] == ids
