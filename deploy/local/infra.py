@@ -2,21 +2,29 @@
 
 Standard library only, so it runs before the virtual environment exists.
 
-    python3 deploy/local/infra.py up | down | status
+    python3 deploy/local/infra.py up | down | status | wipe
+    python3 deploy/local/infra.py up --kafka-sasl-port 9094   # also a SASL_SSL listener
 
 Kafka's jars come from Maven Central through the machine's Maven (see ``kafka/pom.xml``);
 FerretDB is built from the Go module proxy (see ``ferretdb/go.mod``). Both are cached under
 ``CARECRM_CACHE_DIR`` (default ``.cache``); data, logs and pid files live in ``CARECRM_RUN_DIR``
 (default ``.run``). When ``KAFKA_BOOTSTRAP_SERVERS`` or ``MONGODB_URL`` is set, that server is
 used as it is and nothing is started for it.
+
+With ``CARECRM_KAFKA_SASL_PORT`` (or ``--kafka-sasl-port``) Kafka also listens with SASL_SSL and
+SCRAM-SHA-512 on that port, with a certificate from a local CA made by ``openssl``, and ``up`` prints
+the settings a service needs to use it. The PLAINTEXT listener stays for the controller, the
+broker's own traffic and local tools.
 """
 
 from __future__ import annotations
 
 import argparse
 import base64
+import ipaddress
 import os
 import re
+import secrets
 import shutil
 import signal
 import socket
@@ -30,10 +38,17 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
 FERRETDB_VERSION = "v1.24.2"  # keep in step with ferretdb/go.mod
+SASL_MECHANISM = "SCRAM-SHA-512"
+SASL_LISTENER = "SASL_SSL"
 
 
 def _env_path(name: str, default: Path) -> Path:
     return Path(os.environ.get(name) or default).resolve()
+
+
+def _env_port(name: str) -> int | None:
+    value = os.environ.get(name)
+    return int(value) if value else None
 
 
 CACHE_DIR = _env_path("CARECRM_CACHE_DIR", ROOT / ".cache")
@@ -65,11 +80,15 @@ def _pid_alive(pid_file: Path) -> int | None:
     return pid
 
 
-def _run(cmd: list[str], *, cwd: Path | None = None, env: dict[str, str] | None = None) -> None:
-    _log("$ " + " ".join(cmd))
+def _run(cmd: list[str], *, cwd: Path | None = None, env: dict[str, str] | None = None,
+         secret: str | None = None) -> None:
+    def shown(text: str) -> str:  # a password on the command line stays out of logs and errors
+        return text.replace(secret, "***") if secret else text
+
+    _log("$ " + shown(" ".join(cmd)))
     proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
     if proc.returncode != 0:
-        raise InfraError(f"{cmd[0]} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
+        raise InfraError(shown(f"{cmd[0]} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"))
 
 
 def _spawn(cmd: list[str], *, log_file: Path, pid_file: Path, cwd: Path, env: dict[str, str] | None = None) -> int:
@@ -108,6 +127,10 @@ class Kafka:
     controller_port: int = int(os.environ.get("CARECRM_KAFKA_CONTROLLER_PORT", "9093"))
     #: Where the data, logs and pid file live; a second instance (fault tests) takes another one.
     run_dir: Path = RUN_DIR
+    #: A SASL_SSL listener with SCRAM-SHA-512 on this port besides PLAINTEXT; None: PLAINTEXT only.
+    sasl_port: int | None = _env_port("CARECRM_KAFKA_SASL_PORT")
+    #: The SCRAM user created when the storage is formatted; its password is made then too.
+    sasl_user: str = "carecrm"
 
     @property
     def version(self) -> str:
@@ -131,6 +154,105 @@ class Kafka:
     def bootstrap(self) -> str:
         return f"{self.host}:{self.port}"
 
+    @property
+    def sasl_dir(self) -> Path:
+        """The local CA, the broker's key and certificate, and the SCRAM password."""
+        return self.home / "sasl"
+
+    @property
+    def ca_file(self) -> Path:
+        return self.sasl_dir / "ca.pem"
+
+    @property
+    def keystore_file(self) -> Path:
+        """The broker's private key, certificate and CA in one PEM file (``ssl.keystore.type=PEM``)."""
+        return self.sasl_dir / "broker.pem"
+
+    @property
+    def password_file(self) -> Path:
+        return self.sasl_dir / "password"
+
+    def client_settings(self) -> dict[str, str]:
+        """The settings a service needs to reach the SASL_SSL listener (after ``up``)."""
+        if self.sasl_port is None:
+            raise InfraError("this Kafka has no SASL_SSL listener (set sasl_port / CARECRM_KAFKA_SASL_PORT)")
+        if not self.password_file.exists():
+            raise InfraError(f"no SCRAM password in {self.password_file}; start Kafka with its SASL port first")
+        return {
+            "KAFKA_BOOTSTRAP_SERVERS": f"{self.host}:{self.sasl_port}",
+            "KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+            "KAFKA_SASL_MECHANISM": SASL_MECHANISM,
+            "KAFKA_SASL_USERNAME": self.sasl_user,
+            "KAFKA_SASL_PASSWORD": self.password_file.read_text().strip(),
+            "KAFKA_SSL_CAFILE": str(self.ca_file),
+        }
+
+    def scram_credential(self, password: str) -> str:
+        """The ``kafka-storage format --add-scram`` value that creates the SCRAM user."""
+        if not re.fullmatch(r"[\w.-]+", self.sasl_user) or not re.fullmatch(r"[\w.-]+", password):
+            # The value is parsed as key=value pairs between brackets; keep it free of separators.
+            raise InfraError("SCRAM user and password must be letters, digits, '_', '.' or '-'")
+        return f"{SASL_MECHANISM}=[name={self.sasl_user},password={password}]"
+
+    def format_args(self, config: Path, cluster_id: str, password: str | None = None) -> list[str]:
+        # "=" form: a base64url id may start with "-", which would read as an option.
+        args = ["format", "--standalone", "--ignore-formatted", f"--cluster-id={cluster_id}", "--config", str(config)]
+        if password is not None:
+            args.append(f"--add-scram={self.scram_credential(password)}")
+        return args
+
+    def sasl_password(self) -> str:
+        """The SCRAM password, made on first use and kept (mode 600) next to the certificates."""
+        if self.password_file.exists():
+            return self.password_file.read_text().strip()
+        self.sasl_dir.mkdir(parents=True, exist_ok=True)
+        password = secrets.token_hex(24)
+        self.password_file.touch(mode=0o600)
+        self.password_file.write_text(password + "\n")
+        return password
+
+    def make_certificates(self) -> None:
+        """A self-signed local CA and a broker certificate for localhost, 127.0.0.1 and ``host``."""
+        if self.ca_file.exists() and self.keystore_file.exists():
+            return
+        openssl = shutil.which("openssl")
+        if openssl is None:
+            raise InfraError("openssl is needed to make the certificates of the SASL_SSL listener")
+        work = self.sasl_dir / "work"
+        shutil.rmtree(work, ignore_errors=True)
+        work.mkdir(parents=True)
+        # Own configuration rather than the system's openssl.cnf, whose defaults differ between distributions.
+        (work / "openssl.cnf").write_text(
+            "[req]\ndistinguished_name = dn\nprompt = no\n[dn]\nCN = carecrm\n"
+            "[ca]\nbasicConstraints = critical, CA:TRUE\nkeyUsage = critical, keyCertSign, cRLSign\n"
+            "subjectKeyIdentifier = hash\nauthorityKeyIdentifier = keyid:always\n"
+            "[broker]\nbasicConstraints = critical, CA:FALSE\nkeyUsage = critical, digitalSignature, keyEncipherment\n"
+            "extendedKeyUsage = serverAuth\nsubjectKeyIdentifier = hash\nauthorityKeyIdentifier = keyid, issuer\n"
+            f"subjectAltName = {', '.join(self.subject_alt_names())}\n")
+        cnf = str(work / "openssl.cnf")
+        _run([openssl, "req", "-x509", "-config", cnf, "-extensions", "ca", "-newkey", "rsa:2048", "-nodes",
+              "-sha256", "-days", "3650", "-subj", "/CN=carecrm local development CA",
+              "-keyout", str(work / "ca.key"), "-out", str(work / "ca.pem")])
+        _run([openssl, "req", "-new", "-config", cnf, "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost",
+              "-keyout", str(work / "broker.key"), "-out", str(work / "broker.csr")])
+        _run([openssl, "x509", "-req", "-in", str(work / "broker.csr"), "-CA", str(work / "ca.pem"),
+              "-CAkey", str(work / "ca.key"), "-set_serial", str(secrets.randbits(63)), "-sha256", "-days", "825",
+              "-extfile", cnf, "-extensions", "broker", "-out", str(work / "broker.crt")])
+        keystore = work / "broker.pem"
+        keystore.touch(mode=0o600)
+        keystore.write_text("".join((work / name).read_text() for name in ("broker.key", "broker.crt", "ca.pem")))
+        keystore.replace(self.keystore_file)
+        (work / "ca.pem").replace(self.ca_file)
+        shutil.rmtree(work)  # the CA key goes: nothing else is ever signed with it
+
+    def subject_alt_names(self) -> list[str]:
+        names = ["DNS:localhost", "IP:127.0.0.1"]
+        try:
+            extra = f"IP:{ipaddress.ip_address(self.host)}"
+        except ValueError:
+            extra = f"DNS:{self.host}"
+        return names if extra in names else [*names, extra]
+
     def fetch(self) -> None:
         if (self.libs / f"kafka_2.13-{self.version}.jar").exists():
             return
@@ -152,16 +274,24 @@ class Kafka:
                 f"-Dkafka.logs.dir={self.home / 'logs'}",
                 "-cp", str(self.libs / "*"), main, *args]
 
-    def configure(self) -> Path:
+    def properties(self) -> dict[str, str]:
+        """The broker's ``server.properties``."""
+        listeners = [f"PLAINTEXT://{self.host}:{self.port}"]
+        protocols = ["CONTROLLER:PLAINTEXT", "PLAINTEXT:PLAINTEXT"]
+        if self.sasl_port is not None:
+            listeners.append(f"{SASL_LISTENER}://{self.host}:{self.sasl_port}")
+            protocols.append(f"{SASL_LISTENER}:SASL_SSL")
+        listeners.append(f"CONTROLLER://{self.host}:{self.controller_port}")
         props = {
             "process.roles": "broker,controller",
             "node.id": "1",
             "controller.quorum.bootstrap.servers": f"{self.host}:{self.controller_port}",
-            "listeners": f"PLAINTEXT://{self.host}:{self.port},CONTROLLER://{self.host}:{self.controller_port}",
-            "advertised.listeners": f"PLAINTEXT://{self.host}:{self.port},CONTROLLER://{self.host}:{self.controller_port}",
+            "listeners": ",".join(listeners),
+            "advertised.listeners": ",".join(listeners),
             "controller.listener.names": "CONTROLLER",
+            # The controller and the broker's own traffic stay on loopback PLAINTEXT; clients choose.
             "inter.broker.listener.name": "PLAINTEXT",
-            "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+            "listener.security.protocol.map": ",".join(protocols),
             "log.dirs": str(self.home / "data"),
             "num.partitions": "6",
             "offsets.topic.replication.factor": "1",
@@ -175,24 +305,48 @@ class Kafka:
             "auto.create.topics.enable": "false",
             "log.segment.bytes": str(64 * 1024 * 1024),
         }
+        if self.sasl_port is not None:
+            prefix = f"listener.name.{SASL_LISTENER.lower()}."
+            props.update({
+                "sasl.enabled.mechanisms": SASL_MECHANISM,
+                # The broker only verifies SCRAM clients here, so its login module needs no credentials.
+                f"{prefix}{SASL_MECHANISM.lower()}.sasl.jaas.config":
+                    "org.apache.kafka.common.security.scram.ScramLoginModule required;",
+                f"{prefix}ssl.keystore.type": "PEM",
+                f"{prefix}ssl.keystore.location": str(self.keystore_file),
+                f"{prefix}ssl.client.auth": "none",
+            })
+        return props
+
+    def configure(self) -> Path:
         path = self.home / "server.properties"
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text("".join(f"{k}={v}\n" for k, v in props.items()))
+        path.write_text("".join(f"{k}={v}\n" for k, v in self.properties().items()))
         return path
 
     def up(self, timeout: float = 120.0) -> str:
         if _pid_alive(self.pid_file) and _port_open(self.host, self.port):
+            if self.sasl_port is not None and not _port_open(self.host, self.sasl_port):
+                raise InfraError(f"kafka is running without a SASL_SSL listener on :{self.sasl_port}; "
+                                 "stop it (infra.py down) and start it again")
             _log(f"kafka already running on {self.bootstrap}")
             return self.bootstrap
-        if _port_open(self.host, self.port):
-            raise InfraError(f"port {self.port} is taken by another process; set KAFKA_BOOTSTRAP_SERVERS to use it")
+        for port in (self.port, self.sasl_port):
+            if port is not None and _port_open(self.host, port):
+                raise InfraError(f"port {port} is taken by another process; set KAFKA_BOOTSTRAP_SERVERS to use it")
+        password = None
+        if self.sasl_port is not None:
+            if (self.home / "data" / "meta.properties").exists() and not self.password_file.exists():
+                raise InfraError(f"{self.home / 'data'} was formatted without the SCRAM user; "
+                                 "wipe it (infra.py wipe) to start with a SASL_SSL listener")
+            self.make_certificates()
+            password = self.sasl_password()
         self.fetch()
         config = self.configure()
         if not (self.home / "data" / "meta.properties").exists():
             cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
-            # "=" form: a base64url id may start with "-", which would read as an option.
-            _run(self._java("kafka.tools.StorageTool", "format", "--standalone", "--ignore-formatted",
-                            f"--cluster-id={cluster_id}", "--config", str(config)))
+            _run(self._java("kafka.tools.StorageTool", *self.format_args(config, cluster_id, password)),
+                 secret=password)
         log_file = self.home / "kafka.log"
         offset = log_file.stat().st_size if log_file.exists() else 0
         pid = _spawn(self._java("kafka.Kafka", str(config), heap=os.environ.get("CARECRM_KAFKA_HEAP", "768m")),
@@ -205,8 +359,10 @@ class Kafka:
             with log_file.open("rb") as fh:
                 fh.seek(offset)
                 started = b"Kafka Server started" in fh.read()
-            if started and _port_open(self.host, self.port):
-                _log(f"kafka ready on {self.bootstrap}")
+            if started and _port_open(self.host, self.port) and (
+                    self.sasl_port is None or _port_open(self.host, self.sasl_port)):
+                _log(f"kafka ready on {self.bootstrap}"
+                     + (f", SASL_SSL on {self.host}:{self.sasl_port}" if self.sasl_port is not None else ""))
                 return self.bootstrap
             time.sleep(0.25)
         raise InfraError(f"kafka not ready after {timeout:.0f}s; see {log_file}")
@@ -276,10 +432,10 @@ class FerretDB:
         _stop(self.pid_file, "ferretdb")
 
 
-def up() -> dict[str, str]:
-    """Start what is not configured externally; return the addresses to use."""
+def up(kafka: Kafka | None = None) -> dict[str, str]:
+    """Start what is not configured externally; return the addresses to use (Kafka's PLAINTEXT one)."""
     env: dict[str, str] = {}
-    env["KAFKA_BOOTSTRAP_SERVERS"] = os.environ.get("KAFKA_BOOTSTRAP_SERVERS") or Kafka().up()
+    env["KAFKA_BOOTSTRAP_SERVERS"] = os.environ.get("KAFKA_BOOTSTRAP_SERVERS") or (kafka or Kafka()).up()
     env["MONGODB_URL"] = os.environ.get("MONGODB_URL") or FerretDB().up()
     return env
 
@@ -294,11 +450,19 @@ def down() -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("command", choices=["up", "down", "status", "wipe"])
+    parser.add_argument("--kafka-sasl-port", type=int, metavar="PORT",
+                        help="also listen with SASL_SSL and SCRAM-SHA-512 on PORT (default: CARECRM_KAFKA_SASL_PORT)")
     args = parser.parse_args(argv)
+    kafka = Kafka(sasl_port=args.kafka_sasl_port) if args.kafka_sasl_port else Kafka()
     try:
         if args.command == "up":
             started = time.monotonic()
-            for key, value in up().items():
+            addresses = up(kafka)
+            if kafka.sasl_port is not None and not os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
+                # What a service needs; the PLAINTEXT listener stays for local tools.
+                addresses = {**kafka.client_settings(), "MONGODB_URL": addresses["MONGODB_URL"]}
+                _log(f"PLAINTEXT listener (local tools, no authentication) on {kafka.bootstrap}")
+            for key, value in addresses.items():
                 print(f"{key}={value}")
             _log(f"infrastructure ready in {time.monotonic() - started:.1f}s")
         elif args.command == "down":
@@ -308,7 +472,7 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(RUN_DIR / "kafka", ignore_errors=True)
             shutil.rmtree(RUN_DIR / "ferretdb", ignore_errors=True)
         else:
-            for name, svc in (("kafka", Kafka()), ("ferretdb", FerretDB())):
+            for name, svc in (("kafka", kafka), ("ferretdb", FerretDB())):
                 pid = _pid_alive(svc.pid_file)
                 print(f"{name}: {'running, pid ' + str(pid) if pid else 'stopped'}")
     except InfraError as exc:

@@ -5,6 +5,7 @@
 Starts the embedded infrastructure first (see ``infra.py``), creates a development API key with
 every scope in ``.run/dev-api-key`` (its hash is what the services are given), then starts each
 service with ``python -m services.<name>``, logs in ``.run/<name>.log``, and waits for ``/health``.
+With ``CARECRM_KAFKA_SASL_PORT`` set the services reach Kafka over its SASL_SSL listener.
 """
 
 from __future__ import annotations
@@ -70,6 +71,9 @@ def _start_sinks() -> None:
 def up(clock: str = "wall", timeout: float = 90.0) -> None:
     """Start what is not running; a service running with another clock is restarted with ``clock``."""
     addresses = infra.up()
+    kafka = infra.Kafka()
+    if kafka.sasl_port is not None and not os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
+        addresses.update(kafka.client_settings())  # the services use the SASL_SSL listener
     key = _dev_key()
     entry = {"name": "development", "sha256": hashlib.sha256(key.encode()).hexdigest(), "scopes": SCOPES}
     env = {**os.environ, **addresses, "API_KEYS": json.dumps([entry]), "ENVIRONMENT": "development",
