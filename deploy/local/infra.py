@@ -368,7 +368,9 @@ class Kafka:
         raise InfraError(f"kafka not ready after {timeout:.0f}s; see {log_file}")
 
     def down(self) -> None:
-        _stop(self.pid_file, "kafka")
+        # After consumer groups were used, the JVM can stay up long after the broker has stopped
+        # serving; its log segments are in the page cache by then and a restart recovers them.
+        _stop(self.pid_file, "kafka", timeout=10.0)
 
 
 @dataclass(frozen=True)
