@@ -14,14 +14,16 @@ import hmac
 import json
 import secrets
 import sys
-from typing import Annotated
+from collections.abc import Iterable
+from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Request, Security, status
 from fastapi.security import APIKeyHeader
 
 from .settings import ApiKey
 
-_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="An API key issued by the operator.")
+HEADER = "X-API-Key"
+_header = APIKeyHeader(name=HEADER, auto_error=False, description="An API key issued by the operator.")
 KEY_PREFIX = "ck_"
 
 
@@ -40,21 +42,53 @@ def authenticate(keys: tuple[ApiKey, ...], presented: str | None) -> ApiKey | No
     return found
 
 
+def _authorise(request: Request, presented: str | None, scopes: Iterable[str]) -> ApiKey:
+    key = authenticate(request.app.state.settings.api_keys, presented)
+    if key is None:
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "missing or unknown API key",
+                            headers={"WWW-Authenticate": "X-API-Key"})
+    missing = set(scopes) - key.scopes
+    if missing:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, f"API key lacks scope {', '.join(sorted(missing))}")
+    return key
+
+
 def require(*scopes: str):  # noqa: ANN201 - a FastAPI dependency
     """Dependency: 401 without a valid key, 403 when the key lacks one of ``scopes``."""
 
     async def dependency(request: Request, presented: Annotated[str | None, Security(_header)]) -> ApiKey:
-        key = authenticate(request.app.state.settings.api_keys, presented)
-        if key is None:
-            raise HTTPException(status.HTTP_401_UNAUTHORIZED, "missing or unknown API key",
-                                headers={"WWW-Authenticate": "X-API-Key"})
-        missing = set(scopes) - key.scopes
-        if missing:
-            raise HTTPException(status.HTTP_403_FORBIDDEN, f"API key lacks scope {', '.join(sorted(missing))}")
+        key = _authorise(request, presented, scopes)
         request.state.api_key = key
         return key
 
+    dependency.required_scopes = frozenset(scopes)  # type: ignore[attr-defined] - read by refusal()
     return Depends(dependency)
+
+
+def _required_scopes(dependant: Any) -> set[str] | None:
+    """The scopes the ``require`` dependencies of a route ask for; None for a public route."""
+    found: set[str] | None = None
+    for inner in getattr(dependant, "dependencies", ()):
+        for part in (getattr(inner.call, "required_scopes", None), _required_scopes(inner)):
+            if part is not None:
+                found = (found or set()) | part
+    return found
+
+
+def refusal(request: Request) -> HTTPException | None:
+    """The 401 or 403 the matched route of ``request`` owes its caller, if any.
+
+    FastAPI decodes a JSON body before it runs any dependency, so an error about the body would
+    otherwise reach a caller without a key; the error handlers ask this first.
+    """
+    scopes = _required_scopes(getattr(request.scope.get("route"), "dependant", None))
+    if scopes is None:
+        return None
+    try:
+        _authorise(request, request.headers.get(HEADER), scopes)
+    except HTTPException as exc:
+        return exc
+    return None
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
@@ -17,12 +18,17 @@ from typing import Any
 
 import structlog
 import uvicorn
-from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi import APIRouter, Depends, FastAPI, Request, Response
+from fastapi.exception_handlers import http_exception_handler, request_validation_exception_handler
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from faststream.kafka import KafkaBroker, KafkaRouter
 from faststream.specification import AsyncAPI
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest
+from pydantic_core import from_json
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from .auth import refusal
 from .clock import Clock, clock_for
 from .kafka import DeadLetterMiddleware, build_broker, ensure_topics
 from .logging import configure_logging
@@ -96,7 +102,8 @@ class Runtime:
             async with runtime.running():
                 yield
 
-        app = FastAPI(title=title, description=description, version=VERSION, lifespan=lifespan)
+        app = FastAPI(title=title, description=description, version=VERSION, lifespan=lifespan,
+                      dependencies=[Depends(_standard_json)])
         app.state.settings = self.settings
         app.state.runtime = self
         for key, value in (state or {}).items():
@@ -105,6 +112,7 @@ class Runtime:
         for router in routers:
             app.include_router(router)
         _add_request_logging(app, self.registry)
+        _check_key_before_body_errors(app)
         return app
 
 
@@ -140,6 +148,52 @@ def _ops_router(runtime: Runtime, title: str, description: str) -> APIRouter:
         return JSONResponse(runtime.asyncapi(title, description).to_specification().to_jsonable())
 
     return router
+
+
+async def _standard_json(request: Request) -> None:
+    """Refuse a JSON body with NaN, Infinity (1e400 included) or a lone surrogate, which FastAPI's
+    parser takes: the store, the event serialiser and the JSON of a validation error fail on them
+    later, with a 500. Runs before the route's key check, so answers the caller's 401 or 403 first."""
+    content_type = request.headers.get("content-type", "")
+    if content_type and "json" not in content_type:
+        return
+    body = await request.body()
+    if not body:
+        return
+    try:
+        problem = None if _finite(from_json(body, allow_inf_nan=False)) else "a number is out of range"
+    except ValueError as exc:
+        problem = str(exc)
+    if problem:
+        raise refusal(request) or RequestValidationError(
+            [{"type": "json_invalid", "loc": ("body",), "msg": f"JSON decode error: {problem}", "input": {}}])
+
+
+def _finite(value: Any) -> bool:
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, dict):
+        return all(_finite(v) for v in value.values())
+    if isinstance(value, list):
+        return all(_finite(v) for v in value)
+    return True
+
+
+def _check_key_before_body_errors(app: FastAPI) -> None:
+    """A malformed or oversized body is refused before the key is checked (FastAPI reads the body
+    first): answer such a request without a valid key 401 or 403, as the route would, not 4xx about
+    a body its caller has no right to send."""
+
+    async def key_first(request: Request, exc: Exception) -> Response:
+        refused = refusal(request)
+        if refused is not None and not (isinstance(exc, StarletteHTTPException) and exc.status_code in (401, 403)):
+            return await http_exception_handler(request, refused)
+        if isinstance(exc, RequestValidationError):
+            return await request_validation_exception_handler(request, exc)
+        return await http_exception_handler(request, exc)  # type: ignore[arg-type]
+
+    app.add_exception_handler(RequestValidationError, key_first)
+    app.add_exception_handler(StarletteHTTPException, key_first)
 
 
 def _add_request_logging(app: FastAPI, registry: CollectorRegistry) -> None:

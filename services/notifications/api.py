@@ -9,6 +9,7 @@ from fastapi import APIRouter, HTTPException, Path, Query, Request, status
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter
 
 from shared.auth import require
+from shared.contract.events import Timezone
 from shared.contract.types import CustomerId
 
 from .domain import Profile, SuppressionEntry, template_context
@@ -33,7 +34,7 @@ class PreviewBody(Body):
     locale: Annotated[str, Field(max_length=35)] | None = None
     channel: Literal["email", "sms", "webhook"] = "email"
     name: Annotated[str, Field(max_length=200)] = "顾客"
-    timezone: Annotated[str, Field(max_length=64)] | None = None
+    timezone: Timezone | None = None
     params: dict[Annotated[str, Field(pattern=r"^[a-z_]+$", max_length=64)], str | int | None] = Field(
         default_factory=dict, max_length=50)
 

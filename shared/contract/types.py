@@ -35,7 +35,7 @@ def _decimal_string(value: Any) -> Decimal:
         raise ValueError("amount must be finite")
     if amount.as_tuple().exponent < -4:  # type: ignore[operator]
         raise ValueError("amount has more than 4 decimal places")
-    if abs(amount) >= _MAX_AMOUNT:
+    if amount.copy_abs() >= _MAX_AMOUNT:  # abs() rounds in the context: decimal.Overflow on 1E+999999999
         raise ValueError("amount is out of range")
     return amount
 
@@ -76,6 +76,16 @@ def _naive_refused(value: Any) -> Any:
     return value
 
 
+def _representable(value: datetime) -> datetime:
+    # 9999-12-31T23:59:59-14:00 is a valid datetime whose UTC instant is not: BSON and every
+    # conversion to UTC would raise OverflowError long after validation.
+    try:
+        value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("time is out of range") from None
+    return value
+
+
 _serialize_decimal = PlainSerializer(lambda d: format(d, "f"), return_type=str, when_used="always")
 
 #: A decimal carried as a JSON string, e.g. ``"199.90"``.
@@ -87,7 +97,7 @@ CustomerId = Annotated[str, Field(min_length=1, max_length=64), AfterValidator(_
 #: When something happened: timezone-aware, not in the future beyond a small clock skew.
 EventTime = Annotated[datetime, BeforeValidator(_naive_refused), AfterValidator(_event_time)]
 #: A timezone-aware timestamp without the future rule (due times, expiries).
-AwareTime = Annotated[datetime, BeforeValidator(_naive_refused)]
+AwareTime = Annotated[datetime, BeforeValidator(_naive_refused), AfterValidator(_representable)]
 ShortText = Annotated[str, Field(max_length=200)]
 LongText = Annotated[str, Field(max_length=5000)]
 Identifier = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[\w.:\-/#]+$")]

@@ -20,6 +20,20 @@ def test_a_name_that_looks_like_a_template_is_rendered_as_plain_text() -> None:
         assert "<class" not in rendered.body
 
 
+@pytest.mark.parametrize("name", ["{{ 7*7 }}", "{% for i in range(3) %}x{% endfor %}", "{# hidden #}Ann"])
+def test_template_syntax_in_a_name_or_a_parameter_appears_literally_in_the_message_on_every_channel(name: str) -> None:
+    request = Request("C-1", "tier", "tier_upgrade", "tier_upgrade", "k", "s", {"tier": "{{ 6*7 }}"})
+    context = template_context(request, Profile("C-1", name=name), "en-US", Policy())
+    for channel in ("email", "sms", "webhook"):
+        rendered = TEMPLATES.render("tier_upgrade", "en-US", channel, context, care=True, unsubscribe_url="u")
+        assert name in rendered.body and "{{ 6*7 }}" in rendered.body, rendered.body
+        assert "{{ 6*7 }}" in rendered.subject
+        assert "49" not in rendered.body and "42" not in rendered.body + rendered.subject
+        assert "xxx" not in rendered.body
+        if channel == "sms":
+            assert rendered.sms_params["name"] == name
+
+
 def test_a_template_cannot_reach_python_internals() -> None:
     template = TEMPLATES.env.from_string("{{ ''.__class__.__mro__[1].__subclasses__() }}")
     with pytest.raises(Exception, match="unsafe|access"):
