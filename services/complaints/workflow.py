@@ -4,12 +4,18 @@ Each change is: read the complaint, run a pure domain operation with the clock's
 result and its events (the outbox) at the revision read, publish, clear the outbox. A lost race is
 retried from a fresh read. Event ids are uuid5 of complaint id, revision and position, so a retry
 or a republished outbox repeats the same ids.
+
+Within one process, changes of one complaint also take turns on a lock: FerretDB v1 does not apply
+the revision filter of a replace atomically, so two concurrent writers (an HTTP transition and a
+scheduler tick) could both succeed and the later one silently drop the earlier one's change.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
+import weakref
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
@@ -44,6 +50,13 @@ class Workflow:
         self.clock = clock
         #: The ``crm.complaints.v1`` publisher, set when the Kafka router is built.
         self.publisher: Any = None
+        self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+
+    def _lock(self, complaint_id: str) -> asyncio.Lock:
+        lock = self._locks.get(complaint_id)
+        if lock is None:
+            lock = self._locks[complaint_id] = asyncio.Lock()
+        return lock
 
     def now(self) -> datetime:
         return self.clock.now()
@@ -76,6 +89,10 @@ class Workflow:
         return existing, False
 
     async def change(self, complaint_id: str, operation: Operation, *, cause: CloudEvent | None = None) -> Complaint:
+        async with self._lock(complaint_id):
+            return await self._change(complaint_id, operation, cause)
+
+    async def _change(self, complaint_id: str, operation: Operation, cause: CloudEvent | None) -> Complaint:
         for _ in range(MAX_RACES):
             loaded = await self.repo.load(complaint_id)
             if loaded is None:
@@ -112,9 +129,10 @@ class Workflow:
         return len(ids)
 
     async def flush(self, complaint_id: str) -> None:
-        loaded = await self.repo.load(complaint_id)
-        if loaded and loaded[1]:
-            await self._publish(*loaded, None)
+        async with self._lock(complaint_id):
+            loaded = await self.repo.load(complaint_id)
+            if loaded and loaded[1]:
+                await self._publish(*loaded, None)
 
     def _render(self, complaint: Complaint, emits: list[Emit]) -> list[str]:
         now = self.now()
