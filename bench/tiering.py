@@ -46,7 +46,9 @@ from shared.contract import PurchaseCompleted, PurchaseRefunded
 from shared.contract.topics import CRM_TIER_CHANGES, ORDERS_PURCHASES
 from shared.kafka import admin_kwargs, ensure_topics, subscriber_options
 from shared.mongo import Store
-from tests.helpers import running
+from deploy.local.infra import RUN_DIR
+from tests.helpers import running, skip_backlog
+from tests.processes import ServiceProcess
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 #: The round-trip baseline's own topic, so that nothing consumes it but the benchmark.
@@ -250,16 +252,33 @@ async def round_trip(settings: TieringSettings, run: str, rate: int, seconds: in
     return await paced(settings.kafka_bootstrap_servers, ROUND_TRIP_TOPIC, ROUND_TRIP_TOPIC, message, rate, seconds)
 
 
-async def change_latency(settings: TieringSettings, run: str, rate: int, seconds: int) -> list[float]:
-    """Purchase → customer.tier.changed; every purchase is a new customer's first, so each one
-    classifies a customer and publishes tier changes keyed by the customer."""
+async def change_latency(run: str, rate: int, seconds: int) -> list[float]:
+    """Purchase → customer.tier.changed, with the service in a process of its own (as it runs in
+    production: the load generator and the watcher here must not share its CPU time). Every purchase
+    is a new customer's first, so each one classifies a customer on every dimension."""
+    settings = TieringSettings(mongodb_database=f"bench_tiering_latency_{run}",
+                               kafka_group_id=f"bench-tiering-latency-{run}")
+    await skip_backlog(settings, SUBSCRIBED)
+    process = ServiceProcess("tiering", {
+        "TIERING_MONGODB_DATABASE": settings.database_name, "TIERING_KAFKA_GROUP_ID": settings.group_id,
+        "TIERING_SCHEDULER_INTERVAL_S": "3600", "TIERING_REFRESH_INTERVAL_S": "0", "LOG_LEVEL": "WARNING",
+    }, RUN_DIR / "bench" / f"tiering-{run}")
+    await asyncio.to_thread(process.start, 120.0)
     rng = random.Random(1)
 
-    def message(i: int) -> tuple[str, bytes]:
-        customer = f"L{i}-{run}"
-        return customer, purchase(customer, f"LO{i}-{run}", NOW - timedelta(minutes=1), rng)
+    def message(prefix: str) -> Callable[[int], tuple[str, bytes]]:
+        def make(i: int) -> tuple[str, bytes]:
+            customer = f"{prefix}{i}-{run}"
+            return customer, purchase(customer, f"{prefix}O{i}-{run}", NOW - timedelta(minutes=1), rng)
+        return make
 
-    return await paced(settings.kafka_bootstrap_servers, ORDERS_PURCHASES, CRM_TIER_CHANGES, message, rate, seconds)
+    try:
+        bootstrap = settings.kafka_bootstrap_servers
+        # Until the service owns its partitions, purchases wait for the group to form: not a latency.
+        await paced(bootstrap, ORDERS_PURCHASES, CRM_TIER_CHANGES, message("W"), 20, 2)
+        return await paced(bootstrap, ORDERS_PURCHASES, CRM_TIER_CHANGES, message("L"), rate, seconds)
+    finally:
+        process.stop()
 
 
 # --- population refresh -----------------------------------------------------------------------------
@@ -398,12 +417,10 @@ async def run(opts: dict[str, Any], refresh_sizes: list[int]) -> Section:
                                cache_customers=max(50_000, customers))
     rss_before = rss_mb()
     replay_rate, peak, app, ctx = await tiering_replay(settings, start, events)
-    try:
-        # The baseline runs in the same process, next to the idle service, as the measured run does.
-        baseline = await round_trip(settings, run_id, rate, seconds)
-        waits = await change_latency(settings, run_id, rate, seconds)
-    finally:
-        await ctx.__aexit__(None, None, None)
+    await ctx.__aexit__(None, None, None)
+    # Both from this process, with the service (for the second) in its own.
+    baseline = await round_trip(settings, run_id, rate, seconds)
+    waits = await change_latency(run_id, rate, seconds)
     refreshes = []
     with private_store() as mongodb_url:
         for size in refresh_sizes:
@@ -411,7 +428,8 @@ async def run(opts: dict[str, Any], refresh_sizes: list[int]) -> Section:
 
     section = Section("tiering", "Tiering", (
         f"Replay of {events:,} purchases over {customers:,} customers (produced at {produce_rate:,.0f} ev/s); "
-        f"latency at {rate:,} purchases/s for {seconds} s, every purchase a new customer's first; population "
+        f"latency at {rate:,} purchases/s for {seconds} s, every purchase a new customer's first, with the service "
+        f"in a process of its own; population "
         f"refresh at {', '.join(f'{n:,}' for n in refresh_sizes)} stored customers."))
     section.add("replay throughput, the tiering service", f"{replay_rate:,.0f} ev/s",
                 f"bare aiokafka read + JSON decode of the same range: {bare:,.0f} ev/s", ratio(replay_rate, bare),

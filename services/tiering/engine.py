@@ -30,7 +30,7 @@ from shared.contract.topics import CRM_CUSTOMER_TIERS
 from shared.kafka import OutboundRecord, publish_many, publish_tombstone, trace_headers
 
 from . import domain
-from .domain import NAMESPACE, Change, Cutoffs, Metrics, Override, RuleViolation
+from .domain import Change, Cutoffs, Metrics, Override, RuleViolation
 from .policy import Policy, default_policy
 from .repository import CustomerState, Repository, history_doc, snapshot_from_doc, state_doc
 from .settings import TieringSettings
@@ -146,6 +146,31 @@ class Engine:
     def _forget(self, customer_ids: Iterable[str]) -> None:
         for cid in customer_ids:
             self.cache.pop(cid, None)
+
+    # --- instances sharing the store (called on consumer group rebalances) ----------------------------
+
+    async def settle(self) -> None:
+        """Return once the batch in hand, if any, is written."""
+        async with self.lock:
+            pass
+
+    async def resync(self) -> None:
+        """Re-read every customer's current revision and drop from memory the customers another
+        instance moved on meanwhile (it had partitions this one was just given)."""
+        async with self.lock:
+            if self.policy is None:
+                return  # nothing read yet: the first batch reads it all
+            self.policy = None
+            self.directory.clear()
+            self.standings.clear()
+            self.planned.clear()
+            try:
+                await self.ready()
+            except BaseException:
+                self.cache.clear()  # the next batch reads it all again
+                raise
+            for cid in [c for c, s in self.cache.items() if self.directory.get(c, 0) != s.rev]:
+                del self.cache[cid]
 
     # --- inbound events -------------------------------------------------------------------------------
 
@@ -450,7 +475,7 @@ class Engine:
                                   for d, p in s.pending.items()},
             "overrides": {d: o.value for d, o in s.overrides.items()},
         })
-        event_id = str(uuid.uuid5(NAMESPACE, f"{state.customer_id}|classification|{state.rev}"))
+        event_id = domain.stable_id(f"{state.customer_id}|classification|{state.rev}")
         return _record(CustomerClassification, event_id, state.customer_id, _time(now), data, metrics, cause)
 
 

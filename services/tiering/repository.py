@@ -13,7 +13,6 @@ start, so that it never has to search.
 from __future__ import annotations
 
 import asyncio
-import uuid
 
 from collections.abc import AsyncIterator, Mapping
 from datetime import datetime
@@ -24,7 +23,7 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from shared.mongo import Index, Store, index
 
-from .domain import NAMESPACE, Change, Cutoffs, Entry, Metrics, Override, Pending, Snapshot, Standing, standing
+from .domain import Change, Cutoffs, Entry, Metrics, Override, Pending, Snapshot, Standing, stable_id, standing
 from .policy import Policy
 
 INDEXES: list[Index] = [
@@ -110,7 +109,7 @@ def history_doc(customer_id: str, changes: list[Change], ids: list[str], bulk: b
     derived from the event ids, so a retry of the same evaluation is a duplicate, and a retry that
     decided more (after a crash, with a larger batch) is a second document the reader merges."""
     return {
-        "_id": str(uuid.uuid5(NAMESPACE, "|".join(ids))),
+        "_id": stable_id("|".join(ids)),
         "customer_id": customer_id,
         "changes": [{"event_id": event_id, "dimension": c.dimension, "previous": c.previous, "current": c.current,
                      "direction": c.direction, "reason": c.reason, "override": c.override, "bulk": bulk,

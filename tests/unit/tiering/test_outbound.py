@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -74,3 +75,8 @@ def test_history_of_a_retried_evaluation_has_the_same_id_and_a_larger_one_anothe
     assert first["_id"] == history_doc(state.customer_id, changes, ids, False, "v1")["_id"]
     assert first["_id"] != history_doc(state.customer_id, changes[:1], ids[:1], False, "v1")["_id"]
     assert [c["event_id"] for c in first["changes"]] == ids
+
+
+def test_stable_ids_are_the_uuid5_of_the_name_so_ids_stay_what_earlier_versions_published() -> None:
+    for name in ("", "C-1|vip|None|vip|2026-06-01T12:00:00+00:00", "客户|分类|3", "x" * 500):
+        assert domain.stable_id(name) == str(uuid.uuid5(domain.NAMESPACE, name))
