@@ -37,6 +37,8 @@ from .settings import TieringSettings
 
 log = structlog.get_logger(__name__)
 SOURCE = "carecrm/tiering"
+#: Customers evaluated per store write within one batch (see ``_apply``).
+APPLY_CHUNK = 250
 Reject = Callable[[CloudEvent, RuleViolation], Awaitable[None]]
 
 
@@ -372,13 +374,53 @@ class Engine:
     async def _apply(self, work: list[tuple[CustomerState, datetime, CloudEvent | None]], now: datetime, *,
                      bulk: bool = False, force: bool = False,
                      immediate: bool = False) -> tuple[int, int]:
-        """Returns how many events were published and for how many customers a class changed."""
+        """Returns how many events were published and for how many customers a class changed.
+
+        The work goes in chunks: each chunk's events go to the producer and its write to the store
+        starts, and the next chunk is evaluated while the store works on it (the store runs in a
+        process of its own). Everything is awaited before this returns, so the caller commits only
+        what is written. Ids are deterministic, so a retry after a failure republishes the same
+        events, never different ones."""
+        writes: list[asyncio.Future[Any]] = []
+        published = changed = 0
+        superseded: list[str] = []
+        try:
+            for start in range(0, len(work), APPLY_CHUNK):
+                outbound, state_docs, history, chunk_changed = self._evaluate(
+                    work[start:start + APPLY_CHUNK], now, superseded, bulk=bulk, force=force, immediate=immediate)
+                if not state_docs:
+                    continue
+                delivered = await self.send(outbound)
+                writes.append(asyncio.ensure_future(self.repo.save(state_docs, history)))
+                writes.append(asyncio.ensure_future(delivered))
+                for _ in range(3):  # a few turns of the loop carry the write to the store's socket
+                    await asyncio.sleep(0)
+                published += len(outbound)
+                changed += chunk_changed
+        finally:
+            results = await asyncio.gather(*writes, return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+        self.stale.extend(superseded)
+        for state, _, _ in work:
+            if state.rev:
+                self.directory[state.customer_id] = state.rev
+                self.standings[state.customer_id] = domain.standing(state.metrics, state.snapshot.held,
+                                                                    state.snapshot.pending)
+                self._plan(state.customer_id, state.next_eval_at)
+        return published, changed
+
+    def _evaluate(self, work: list[tuple[CustomerState, datetime, CloudEvent | None]], now: datetime,
+                  superseded: list[str], *, bulk: bool, force: bool, immediate: bool,
+                  ) -> tuple[list[OutboundRecord], list[dict[str, Any]], list[dict[str, Any]], int]:
+        """Evaluate ``work``: the outbound records, new state revisions and history, and how many
+        customers changed class. States move to their new revision in memory."""
         policy = self.policy
         assert policy is not None
         outbound: list[OutboundRecord] = []
         state_docs: list[dict[str, Any]] = []
         history: list[dict[str, Any]] = []
-        superseded: list[str] = []
         changed = 0
         for state, effective_at, cause in work:
             metrics = domain.compute_metrics(state.ledger.values(), now, policy)
@@ -407,22 +449,7 @@ class Engine:
                     self._count_change(change.dimension, change.direction)
             if changes or visible or force:
                 outbound.append(self._snapshot_event(state, tier_metrics, now, cause))
-        # Every event goes to the producer before the store write starts and the deliveries are
-        # awaited once, after it. Ids are deterministic, so a retry after a failure republishes the
-        # same events, never different ones.
-        delivered = await self.send(outbound)
-        try:
-            await self.repo.save(state_docs, history)
-        finally:
-            await delivered
-        self.stale.extend(superseded)
-        for state, _, _ in work:
-            if state.rev:
-                self.directory[state.customer_id] = state.rev
-                self.standings[state.customer_id] = domain.standing(state.metrics, state.snapshot.held,
-                                                                    state.snapshot.pending)
-                self._plan(state.customer_id, state.next_eval_at)
-        return len(outbound), changed
+        return outbound, state_docs, history, changed
 
     # The outbound events are built as JSON directly: every value comes from the rules and the
     # policy, already checked, and building, validating and serializing pydantic models for them
