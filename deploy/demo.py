@@ -30,12 +30,14 @@ e-mail with an update or the resolution, the customer's survey answer naming the
 until the complaints service's consumer group has committed past that record, so that its clock
 stands exactly at the step's time (nothing later has been published yet), and only then calls the
 HTTP API: the transitions to acknowledged and investigating, a comment, the transition to resolved,
-each in the agent's name. A survey answer needs no call: the service takes it as feedback, closes the complaint
-on a good score and reopens it on a low one (the plan then resolves it again). Nothing the
-complaints service publishes itself is imitated. Steps after the last replayed event are dropped, so
-the services' clocks end where the data ends. Run on services that already handled the plan (a
-second ``make demo`` without ``make down``), the actions find their complaints past that step and
-are counted as skipped.
+each in the agent's name. A survey answer needs no call: the service takes it as feedback, closes
+the complaint on a good score and reopens it on a low one (the plan then resolves it again).
+Nothing the complaints service publishes itself is imitated. Steps after the last replayed event
+are dropped, so the services' clocks end where the data ends. Run on services that already handled
+the plan (a second ``make demo`` without ``make down``), the actions find their complaints past
+that step and are counted as skipped. Each step waits for the complaints service, whose writes queue behind the
+other services' in the shared store, so the care team makes a run much longer than the replay
+alone; ``--no-care-team`` leaves it out (and every complaint breaches).
 """
 
 from __future__ import annotations
@@ -758,6 +760,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=900.0, help="seconds to wait for the system to settle")
     parser.add_argument("--step-timeout", type=float, default=60.0,
                         help="seconds a care-team step waits for the complaints service to catch up")
+    parser.add_argument("--no-care-team", action="store_true",
+                        help="replay without the care team's steps: faster, and every complaint breaches")
     args = parser.parse_args(argv)
     key_file = RUN / "dev-api-key"
     if not key_file.exists():
@@ -767,7 +771,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = load(DATA, "online-retail", args.limit)
     rejected: Counter[str] = Counter()
     events = synthetic_events(rows, args.seed, rejected)
-    plan = agent_plan(events, args.seed, until=events[-1].time)
+    plan = [] if args.no_care_team else agent_plan(events, args.seed, until=events[-1].time)
     counts = Counter(e.type for e in events)
     bootstrap = infra.up()["KAFKA_BOOTSTRAP_SERVERS"]
     started = time.monotonic()
