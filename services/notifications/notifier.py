@@ -59,6 +59,10 @@ class Notifier:
         self.clock = clock
         self.publisher: Any = None  # the crm.notifications.v1 publisher, set when the router is built
         self._slots = asyncio.Semaphore(settings.send_concurrency)
+        #: A message no provider could be reached for waits as a deferred record (the outbox the
+        #: scheduler resumes) and is tried again, until it is this old; then it is reported failed.
+        self.retry_interval = timedelta(seconds=settings.channel_retry_interval_s)
+        self.retry_for = timedelta(hours=settings.channel_retry_for_hours)
         self._secret = settings.webhook_secret.get_secret_value().encode()
 
     def verify_unsubscribe(self, customer_id: str, token: str) -> bool:
@@ -137,15 +141,27 @@ class Notifier:
         await self._publish(events, cause)
         if sends:
             results = await asyncio.gather(*(self._deliver(r, p, c, now) for r, p, c in sends))
+            first_tried = {key: doc["created_at"] for key, doc in existing.items()}
+            later = {key for key, _, _, unreachable in results
+                     if unreachable and now - first_tried.get(key, now) < self.retry_for}
+            if later:
+                await self.repo.retry_later(sorted(later), now + self.retry_interval)
+                log.warning("delivery_deferred_provider_unreachable", messages=len(later),
+                            retry_in_s=self.retry_interval.total_seconds())
+            done = [(r, key, fields, event) for (r, _, _), (key, fields, event, _) in zip(sends, results, strict=True)
+                    if key not in later]
             await self.repo.record_outcomes([
                 {"_id": key, "customer_id": r.customer_id, "created_at": now, "transactional": r.transactional,
-                 **fields} for (r, _, _), (key, fields, _) in zip(sends, results, strict=True)])
-            await self._publish([event for _, _, event in results], cause)
+                 **fields} for r, key, fields, _ in done])
+            await self._publish([event for _, _, _, event in done], cause)
 
     async def _deliver(self, request: Request, profile: Profile, channels: tuple[str, ...],
-                       now: datetime) -> tuple[str, dict[str, Any], CloudEvent]:
+                       now: datetime) -> tuple[str, dict[str, Any], CloudEvent, bool]:
+        """The outcome of sending on the first channel that takes it and, when none did, whether one
+        may take it later (its provider could not be reached, or answered "try again")."""
         recipient = Recipient(profile.customer_id, profile.email, profile.phone)
         attempts, reason, locale = 0, "no_channel", None
+        unreachable = False
         for name in channels:
             channel = self.channels.get(name)
             if channel is None:
@@ -169,17 +185,18 @@ class Notifier:
             except DeliveryError as exc:
                 attempts += getattr(exc, "attempts", 1)
                 reason = exc.reason
+                unreachable = unreachable or exc.retryable
                 log.warning("delivery_failed", channel=name, reason=exc.reason, trigger=request.trigger)
                 continue
             attempts += used
             fields = {"status": "sent", "channel": name, "locale": locale, "attempts": attempts,
                       "sent_at": self.clock.now(), "event_time": now, "reason": None}
             return request.dedupe_key, fields, self._event("sent", request, now, channel=name, locale=locale,
-                                                           attempts=attempts)
+                                                           attempts=attempts), False
         fields = {"status": "failed", "reason": reason, "locale": locale, "attempts": attempts, "event_time": now,
                   "channel": channels[-1] if channels else None}
         return request.dedupe_key, fields, self._event("failed", request, now, reason=reason, locale=locale,
-                                                       attempts=attempts, channel=fields["channel"])
+                                                       attempts=attempts, channel=fields["channel"]), unreachable
 
     def _event(self, outcome: str, request: Request, now: datetime, *, reason: str | None = None,
                channel: str | None = None, locale: str | None = None, attempts: int = 0,

@@ -174,6 +174,13 @@ class Repository:
         result = await self.notifications.update_one({"_id": key, "status": "deferred"}, {"$set": fields})
         return result.modified_count == 1
 
+    async def retry_later(self, keys: Sequence[str], due_at: datetime) -> None:
+        """Back to deferred records that the scheduler resumes at ``due_at``: their providers could
+        not be reached. Only records still being sent: the outcome of another worker stands."""
+        await self.notifications.update_many({"_id": {"$in": list(keys)}, "status": "sending"},
+                                             {"$set": {"status": "deferred", "reason": "provider_unreachable",
+                                                       "due_at": due_at}})
+
     async def insert_once(self, doc: dict[str, Any]) -> bool:
         try:
             await self.notifications.insert_one(doc)

@@ -49,6 +49,10 @@ class NotificationsSettings(ServiceSettings):
     channel_timeout_s: Annotated[float, Field(gt=0)] = 10.0
     channel_max_attempts: Annotated[int, Field(ge=1, le=10)] = 3
     channel_backoff_s: Annotated[float, Field(ge=0)] = 0.5
+    #: When no channel's provider could be reached (after the quick retries above), the message is
+    #: deferred and tried again this much later, for up to ``channel_retry_for_hours``.
+    channel_retry_interval_s: Annotated[float, Field(gt=0)] = 60.0
+    channel_retry_for_hours: Annotated[float, Field(ge=0)] = 24.0
     #: Order in which channels are tried after the customer's preferred one.
     channel_fallback: tuple[Channel, ...] = ("sms", "email", "webhook")
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Union
 
+from aiokafka import ConsumerRebalanceListener, TopicPartition
 from faststream.kafka import KafkaRouter
 
 from shared.contract import CloudEvent
@@ -40,11 +41,30 @@ ComplaintEvent = Union[tuple(COMPLAINT_EVENTS)]  # type: ignore[valid-type]
 SUBSCRIBED = (ORDERS_PURCHASES, CRM_INTERACTIONS, CRM_COMPLAINTS, CRM_CUSTOMERS)
 
 
+class Ownership(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Keeps memory right when instances share the store and a consumer group: giving partitions up
+    waits for the batch in hand to be written, before the group hands them to another instance;
+    being given partitions that this consumer did not hold re-reads what another may have moved on."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.held: set[TopicPartition] = set()
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        await self.engine.settle()
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        gained = set(assigned) - self.held
+        self.held = set(assigned)
+        if gained:
+            await self.engine.resync()
+
+
 def build_router(settings: TieringSettings, engine: Engine, dead_letters: DeadLetterMiddleware) -> KafkaRouter:
     router = KafkaRouter()
 
     def batch(topic: str) -> dict[str, object]:
-        return subscriber_options(settings, topic, batch=True,
+        return subscriber_options(settings, topic, batch=True, listener=Ownership(engine),
                                   max_records=settings.batch_max_records, batch_timeout_ms=settings.batch_timeout_ms)
 
     async def reject(event: CloudEvent, exc: RuleViolation) -> None:
@@ -77,7 +97,7 @@ def build_router(settings: TieringSettings, engine: Engine, dead_letters: DeadLe
     async def on_complaints(events: list[ComplaintEvent]) -> None:
         await engine.ingest(events, reject)
 
-    @router.subscriber(CRM_CUSTOMERS, **subscriber_options(settings, CRM_CUSTOMERS),
+    @router.subscriber(CRM_CUSTOMERS, **subscriber_options(settings, CRM_CUSTOMERS, listener=Ownership(engine)),
                        title="crm.customers.v1 (tiering)",
                        description="A profile makes the customer a prospect until the first purchase; "
                                    "`customer.erased` removes everything tiering holds about the customer.")

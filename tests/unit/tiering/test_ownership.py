@@ -1,0 +1,148 @@
+"""Instances sharing the store: a rebalance re-reads what another instance may have moved on."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from aiokafka import TopicPartition
+from prometheus_client import CollectorRegistry
+
+from services.tiering import domain
+from services.tiering.engine import Engine
+from services.tiering.handlers import Ownership
+from services.tiering.policy import default_policy
+from services.tiering.repository import CustomerState
+from services.tiering.settings import TieringSettings
+from shared.clock import FixedClock
+
+NOW = datetime(2026, 6, 1, 12, tzinfo=UTC)
+STANDING = domain.standing(domain.Metrics(), {}, ())
+
+
+class Store:
+    """What ``Engine.ready`` reads; ``revisions`` is what other instances have written so far."""
+
+    def __init__(self, revisions: dict[str, int]) -> None:
+        self.revisions = revisions
+        self.reads = 0
+        self.fail = False
+
+    async def active_policy(self) -> Any:
+        return default_policy()
+
+    async def latest_cutoffs(self) -> None:
+        return None
+
+    async def directory(self) -> dict[str, tuple[int, datetime | None, domain.Standing]]:
+        self.reads += 1
+        if self.fail:
+            raise ConnectionError("store away")
+        return {cid: (rev, None, STANDING) for cid, rev in self.revisions.items()}
+
+
+def engine_on(store: Store) -> Engine:
+    return Engine(TieringSettings(), repo=store, clock=FixedClock(NOW), registry=CollectorRegistry(),  # type: ignore[arg-type]
+                  broker=None)
+
+
+def held(engine: Engine, customer: str, rev: int) -> None:
+    state = CustomerState(customer)
+    state.rev = rev
+    engine.cache[customer] = state
+
+
+async def test_resync_drops_only_the_customers_whose_stored_revision_moved_on() -> None:
+    store = Store({"moved": 2, "kept": 3})
+    engine = engine_on(store)
+    await engine.ready()
+    held(engine, "moved", 2)
+    held(engine, "kept", 3)
+    held(engine, "new", 0)  # never written: nobody else knows it either
+    store.revisions.update(moved=5, other=1)  # another instance wrote on
+    await engine.resync()
+    assert list(engine.cache) == ["kept", "new"]
+    assert engine.directory == {"moved": 5, "kept": 3, "other": 1}
+
+
+async def test_resync_before_anything_was_read_reads_nothing() -> None:
+    store = Store({"a": 1})
+    await engine_on(store).resync()
+    assert store.reads == 0
+
+
+async def test_a_resync_the_store_refuses_leaves_nothing_stale_in_memory() -> None:
+    store = Store({"a": 1})
+    engine = engine_on(store)
+    await engine.ready()
+    held(engine, "a", 1)
+    store.fail = True
+    with pytest.raises(ConnectionError):
+        await engine.resync()
+    assert not engine.cache and engine.policy is None  # the next batch reads everything again
+    store.fail = False
+    await engine.ready()
+    assert engine.directory == {"a": 1}
+
+
+async def test_only_partitions_a_consumer_did_not_hold_make_it_resync() -> None:
+    store = Store({"a": 1})
+    engine = engine_on(store)
+    await engine.ready()
+    listener = Ownership(engine)
+    tp = [TopicPartition("orders.purchases.v1", p) for p in range(6)]
+    await listener.on_partitions_assigned(set(tp))
+    assert store.reads == 2
+    await listener.on_partitions_revoked(set(tp))
+    await listener.on_partitions_assigned(set(tp[:3]))  # another instance joined: nothing gained
+    assert store.reads == 2
+    await listener.on_partitions_revoked(set(tp[:3]))
+    await listener.on_partitions_assigned(set(tp))  # it left: its partitions come back
+    assert store.reads == 3
+
+
+async def test_giving_partitions_up_waits_for_the_batch_in_hand() -> None:
+    engine = engine_on(Store({}))
+    listener = Ownership(engine)
+    await engine.lock.acquire()  # a batch being applied
+    revoked = asyncio.create_task(listener.on_partitions_revoked(set()))
+    await asyncio.sleep(0.05)
+    assert not revoked.done()
+    engine.lock.release()
+    await asyncio.wait_for(revoked, 1)
+
+
+class Revisions:
+    """A collection that already holds some revisions, as a failed earlier attempt left them."""
+
+    def __init__(self, docs: list[dict[str, Any]]) -> None:
+        self.docs = {d["_id"]: d for d in docs}
+
+    async def bulk_write(self, requests: list[Any], ordered: bool) -> None:
+        from pymongo.errors import BulkWriteError
+
+        errors = []
+        for n, request in enumerate(requests):
+            doc = request._doc  # noqa: SLF001 - pymongo's InsertOne keeps its document there
+            if doc["_id"] in self.docs:
+                errors.append({"index": n, "code": 11000})
+            else:
+                self.docs[doc["_id"]] = doc
+        if errors:
+            raise BulkWriteError({"writeErrors": errors})
+
+    async def replace_one(self, key: dict[str, Any], doc: dict[str, Any]) -> None:
+        self.docs[key["_id"]] = doc
+
+
+async def test_a_retried_batch_replaces_the_revision_its_failed_attempt_wrote() -> None:
+    from services.tiering.repository import insert_replacing_duplicates
+
+    # The first attempt stored C-1#2 with one purchase, then failed to publish; the retry read two.
+    collection = Revisions([{"_id": "C-1#2", "ledger": ["p:1"]}])
+    await insert_replacing_duplicates(collection, [{"_id": "C-1#2", "ledger": ["p:1", "p:2"]},
+                                                   {"_id": "C-2#1", "ledger": ["p:3"]}])
+    assert collection.docs == {"C-1#2": {"_id": "C-1#2", "ledger": ["p:1", "p:2"]},
+                               "C-2#1": {"_id": "C-2#1", "ledger": ["p:3"]}}
