@@ -49,9 +49,9 @@ test: $(STAMP) ## Run every test against real Kafka and FerretDB, started by the
 test-unit: $(STAMP) ## Run the unit tests only (no servers needed)
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
 
-bench: $(STAMP) ## Run the benchmarks (not part of make test) and print their tables
+bench: $(STAMP) ## Run the benchmarks (not part of make test) and write docs/benchmarks.md
 	$(PYTHON) deploy/local/infra.py up
-	$(PY) -m bench
+	$(PY) -m bench $(BENCH_ARGS)
 
 docs: $(STAMP) ## Regenerate the AsyncAPI and OpenAPI documents under docs/
 	$(PY) -m deploy.docs

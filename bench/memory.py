@@ -1,7 +1,7 @@
 """Peak memory of each service: the four services as separate processes under a realistic load,
 each one's peak resident set (``VmHWM``) beside its idle resident set just after start.
 
-    python -m bench.memory [--customers 20000 --purchases 100000 --complaints 3000]
+    python -m bench.memory [--customers 5000 --purchases 25000 --complaints 1000]
     python -m bench.memory --quick
 
 The load is what upstream systems send, as contract events: registrations on
@@ -62,7 +62,7 @@ SERVICES = ("customer", "tiering", "complaints", "notifications")
 #: ``settle_timeout``: at most this long (s) after the load is published for the services to handle it.
 #: FerretDB v1 costs the per-event services (customer, notifications) tens of milliseconds per write,
 #: so the full load is more than they finish in that time: memory is read then, with a backlog left.
-FULL = {"customers": 20_000, "purchases": 100_000, "complaints": 3_000, "settle_timeout": 900}
+FULL = {"customers": 5_000, "purchases": 25_000, "complaints": 1_000, "settle_timeout": 600}
 QUICK = {"customers": 200, "purchases": 1_000, "complaints": 50, "settle_timeout": 240}
 #: Several interpreters importing at once on a busy machine take a while to be healthy.
 START_TIMEOUT = 180.0
