@@ -41,7 +41,7 @@ status: ## Show what is running
 
 demo: $(STAMP) ## Start everything, replay the real Online Retail data, print a summary and write a report
 	$(PY) deploy/local/run.py up --clock event
-	$(PY) -m deploy.demo
+	$(PY) -m deploy.demo $(DEMO_ARGS)
 
 test: $(STAMP) ## Run every test against real Kafka and FerretDB, started by the tests themselves
 	$(PY) -m pytest $(PYTEST_ARGS)
