@@ -128,7 +128,11 @@ def snapshot_from_doc(doc: Mapping[str, Any]) -> Snapshot:
     )
 
 
-async def insert_ignoring_duplicates(collection: Any, docs: list[dict[str, Any]]) -> None:
+async def insert_all(collection: Any, docs: list[dict[str, Any]], *, replace_duplicates: bool = False) -> None:
+    """Insert ``docs``; one whose ``_id`` is taken is skipped, or with ``replace_duplicates``
+    replaces the stored one. State revisions replace: a taken revision was written by an earlier
+    attempt at the same batch that failed afterwards (say, publishing), and the retry read the same
+    records and maybe more, so its revision must not be dropped."""
     if not docs:
         return
     try:
@@ -137,23 +141,10 @@ async def insert_ignoring_duplicates(collection: Any, docs: list[dict[str, Any]]
         errors = exc.details.get("writeErrors", [])
         if any(e.get("code") != DUPLICATE_KEY for e in errors):
             raise
-
-
-async def insert_replacing_duplicates(collection: Any, docs: list[dict[str, Any]]) -> None:
-    """Insert state revisions. A revision whose ``_id`` is taken was written by an earlier attempt
-    at the same batch that failed afterwards (say, publishing), and the retry read the same
-    records and maybe more: its revision replaces the earlier one rather than being dropped."""
-    if not docs:
-        return
-    try:
-        await collection.bulk_write([InsertOne(d) for d in docs], ordered=False)
-    except BulkWriteError as exc:
-        errors = exc.details.get("writeErrors", [])
-        if any(e.get("code") != DUPLICATE_KEY for e in errors):
-            raise
-        for error in errors:
-            doc = docs[error["index"]]
-            await collection.replace_one({"_id": doc["_id"]}, doc)
+        if replace_duplicates:
+            for error in errors:
+                doc = docs[error["index"]]
+                await collection.replace_one({"_id": doc["_id"]}, doc)
 
 
 class Repository:
@@ -207,8 +198,8 @@ class Repository:
 
     async def save(self, states: list[dict[str, Any]], history: list[dict[str, Any]]) -> None:
         """New state revisions and history; the revisions they replace are deleted later, in bulk."""
-        await insert_ignoring_duplicates(self.history, history)
-        await insert_replacing_duplicates(self.customers, states)
+        await insert_all(self.history, history)
+        await insert_all(self.customers, states, replace_duplicates=True)
 
     async def delete_revisions(self, ids: list[str], chunk: int = 20_000) -> None:
         """One ``$in`` delete costs about one pass over the collection, so they are batched."""

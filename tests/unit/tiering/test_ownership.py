@@ -138,11 +138,11 @@ class Revisions:
 
 
 async def test_a_retried_batch_replaces_the_revision_its_failed_attempt_wrote() -> None:
-    from services.tiering.repository import insert_replacing_duplicates
+    from services.tiering.repository import insert_all
 
     # The first attempt stored C-1#2 with one purchase, then failed to publish; the retry read two.
     collection = Revisions([{"_id": "C-1#2", "ledger": ["p:1"]}])
-    await insert_replacing_duplicates(collection, [{"_id": "C-1#2", "ledger": ["p:1", "p:2"]},
-                                                   {"_id": "C-2#1", "ledger": ["p:3"]}])
+    await insert_all(collection, [{"_id": "C-1#2", "ledger": ["p:1", "p:2"]}, {"_id": "C-2#1", "ledger": ["p:3"]}],
+                     replace_duplicates=True)
     assert collection.docs == {"C-1#2": {"_id": "C-1#2", "ledger": ["p:1", "p:2"]},
                                "C-2#1": {"_id": "C-2#1", "ledger": ["p:3"]}}
