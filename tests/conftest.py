@@ -17,16 +17,20 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 TEST_RUN_DIR = ROOT / ".run" / "test"
 
+# Set before any test module is collected: ``deploy.local.infra`` reads them when first imported, and
+# several test modules import it, so set later they would leave the tests on a running ``make up``'s
+# directory and ports (which the session wipes).
+os.environ.setdefault("CARECRM_RUN_DIR", str(TEST_RUN_DIR))
+os.environ.setdefault("CARECRM_KAFKA_PORT", "19092")
+os.environ.setdefault("CARECRM_KAFKA_CONTROLLER_PORT", "19093")
+os.environ.setdefault("CARECRM_FERRETDB_PORT", "27019")
+
 
 def _start_infra() -> dict[str, str]:
     external = {k: os.environ[k] for k in ("KAFKA_BOOTSTRAP_SERVERS", "MONGODB_URL") if os.environ.get(k)}
     if len(external) == 2:
         return external
-    os.environ.setdefault("CARECRM_RUN_DIR", str(TEST_RUN_DIR))
-    os.environ.setdefault("CARECRM_KAFKA_PORT", "19092")
-    os.environ.setdefault("CARECRM_KAFKA_CONTROLLER_PORT", "19093")
-    os.environ.setdefault("CARECRM_FERRETDB_PORT", "27019")
-    from deploy.local import infra  # reads the variables above at import
+    from deploy.local import infra
 
     if not os.environ.get("CARECRM_KEEP_TEST_DATA"):
         infra.down()
