@@ -18,7 +18,7 @@ from typing import Any, NamedTuple
 
 import structlog
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError, for_code
 from aiokafka.partitioner import DefaultPartitioner, murmur2
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker, KafkaRouter
@@ -368,11 +368,16 @@ async def ensure_topics(settings: ServiceSettings, specs: Iterable[TopicSpec] | 
         ]
         created = []
         for topic in missing:  # one at a time: a concurrent creator makes only its own call fail
-            try:
-                await admin.create_topics([topic])
+            # aiokafka returns per-topic errors rather than raising them. "Already exists" is the
+            # normal answer for a topic another service (or a moment ago, this one) created: the
+            # broker's topic list lags behind the controller just after a creation.
+            response = await admin.create_topics([topic])
+            for _, code, *detail in response.topic_errors:
+                if code == TopicAlreadyExistsError.errno:
+                    continue
+                if code:
+                    raise for_code(code)(f"could not create topic {topic.name}: {detail[0] if detail else ''}")
                 created.append(topic.name)
-            except TopicAlreadyExistsError:
-                pass
         if created:
             log.info("topics_created", topics=created)
         return created

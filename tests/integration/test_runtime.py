@@ -31,7 +31,10 @@ async def test_ensure_topics_creates_every_topic_with_its_contract_configuration
     admin = AIOKafkaAdminClient(bootstrap_servers=infra["KAFKA_BOOTSTRAP_SERVERS"])
     await admin.start()
     try:
-        assert set(TOPICS) <= set(await admin.list_topics())
+        async def listed() -> bool:  # the broker's topic list lags behind the controller for a moment
+            return set(TOPICS) <= set(await admin.list_topics())
+
+        await eventually(listed, timeout=15)
         names = [spec.name for spec in CATALOGUE]
         responses = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, n) for n in names])
         found: dict[str, dict[str, str]] = {}
