@@ -27,7 +27,14 @@ from pymongo import AsyncMongoClient
 from deploy.local.infra import FerretDB, Kafka
 from services.tiering import domain
 from services.tiering.policy import default_policy
-from shared.contract.topics import ORDERS_PURCHASES
+from shared.contract.topics import (
+    CRM_COMPLAINTS,
+    CRM_CUSTOMER_INTAKE,
+    CRM_CUSTOMER_TIERS,
+    CRM_INTERACTIONS,
+    CRM_NOTIFICATIONS,
+    ORDERS_PURCHASES,
+)
 from shared.kafka import ensure_topics
 from shared.settings import ServiceSettings
 from tests.helpers import api_key, envelope
@@ -35,6 +42,9 @@ from tests.processes import ServiceProcess
 
 READ_KEY, READ = api_key("fault-tests", "tiers:read", "customers:read", "complaints:read", "notifications:read")
 HEADERS = {"X-API-Key": READ_KEY}
+#: What the customer service reads, so that a test's fresh groups can skip the topics' backlog.
+CUSTOMER_TOPICS = (CRM_CUSTOMER_INTAKE, ORDERS_PURCHASES, CRM_INTERACTIONS, CRM_CUSTOMER_TIERS, CRM_COMPLAINTS,
+                   CRM_NOTIFICATIONS)
 
 
 def _alive(pid_file: Path) -> bool:

@@ -9,16 +9,10 @@ import httpx
 import pytest
 
 from services.tiering.handlers import SUBSCRIBED as TIERING_TOPICS
-from shared.contract.topics import (
-    CRM_COMPLAINTS,
-    CRM_CUSTOMER_INTAKE,
-    CRM_CUSTOMER_TIERS,
-    CRM_INTERACTIONS,
-    CRM_NOTIFICATIONS,
-    ORDERS_PURCHASES,
-)
+from shared.contract.topics import ORDERS_PURCHASES
 
 from .support import (
+    CUSTOMER_TOPICS,
     FaultInfra,
     caught_up,
     counter,
@@ -34,8 +28,6 @@ from .support import (
 )
 
 pytestmark = pytest.mark.e2e
-CUSTOMER_TOPICS = (CRM_CUSTOMER_INTAKE, ORDERS_PURCHASES, CRM_INTERACTIONS, CRM_CUSTOMER_TIERS, CRM_COMPLAINTS,
-                   CRM_NOTIFICATIONS)
 
 
 async def test_services_ride_out_a_broker_restart_mid_replay_and_count_every_purchase_once(

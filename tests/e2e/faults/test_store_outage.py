@@ -9,16 +9,12 @@ import pytest
 
 from services.tiering.handlers import SUBSCRIBED as TIERING_TOPICS
 from shared.contract.topics import (
-    CRM_COMPLAINTS,
-    CRM_CUSTOMER_INTAKE,
-    CRM_CUSTOMER_TIERS,
-    CRM_INTERACTIONS,
-    CRM_NOTIFICATIONS,
     ORDERS_PURCHASES,
     dlq,
 )
 
 from .support import (
+    CUSTOMER_TOPICS,
     FaultInfra,
     caught_up,
     committed_offsets,
@@ -36,8 +32,6 @@ from .support import (
 )
 
 pytestmark = pytest.mark.e2e
-CUSTOMER_TOPICS = (CRM_CUSTOMER_INTAKE, ORDERS_PURCHASES, CRM_INTERACTIONS, CRM_CUSTOMER_TIERS, CRM_COMPLAINTS,
-                   CRM_NOTIFICATIONS)
 
 
 async def test_consumers_wait_out_a_store_outage_commit_nothing_meanwhile_and_count_every_purchase_once(
