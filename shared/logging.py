@@ -20,6 +20,7 @@ PII_KEYS = frozenset({
     "first_name", "last_name", "full_name", "recipient", "to", "body", "password", "api_key",
 })
 _MASK = "***"
+FASTSTREAM_CONTEXT = ("topic", "group_id", "message_id")
 
 _configured = False
 
@@ -68,7 +69,9 @@ def configure_logging(level: str = "INFO", fmt: str = "auto", *, stream: Any = N
         cache_logger_on_first_use=True,
     )
     formatter = structlog.stdlib.ProcessorFormatter(
-        foreign_pre_chain=shared,
+        # FastStream passes the topic, group and message id of its "Received"/"Processed" lines as
+        # ``extra``; nothing else a library puts there is let through.
+        foreign_pre_chain=[structlog.stdlib.ExtraAdder(allow=FASTSTREAM_CONTEXT), *shared],
         processors=[
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
             structlog.processors.format_exc_info,

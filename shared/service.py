@@ -93,6 +93,17 @@ class Runtime:
         broker_ok, store_ok = await asyncio.gather(self.broker.ping(timeout=2.0), self.store.ping())
         return {"broker": bool(broker_ok), "store": store_ok}
 
+    def assigned_partitions(self) -> dict[str, int]:
+        """How many partitions of each consumed topic this instance holds now: 0 while its group is
+        (re)joining, or when other instances hold them all."""
+        counts: dict[str, int] = {}
+        for subscriber in self.broker.subscribers:
+            consumer = getattr(subscriber, "consumer", None)
+            held = consumer.assignment() if consumer is not None else set()
+            for topic in getattr(subscriber, "topic_names", ()):
+                counts[topic] = counts.get(topic, 0) + sum(1 for tp in held if tp.topic == topic)
+        return counts
+
     def http_app(self, *, title: str, description: str, routers: Sequence[APIRouter] = (),
                  state: dict[str, Any] | None = None) -> FastAPI:
         runtime = self
@@ -133,11 +144,13 @@ async def _supervise(task: Task) -> None:
 def _ops_router(runtime: Runtime, title: str, description: str) -> APIRouter:
     router = APIRouter(tags=["operations"])
 
-    @router.get("/health", summary="200 when the broker and the store answer, 503 otherwise")
+    @router.get("/health", summary="200 when the broker and the store answer, 503 otherwise; "
+                                   "also the partitions of each consumed topic this instance holds")
     async def health() -> JSONResponse:
         checks = await runtime.health()
         ok = all(checks.values())
-        return JSONResponse({"status": "ok" if ok else "unavailable", **checks}, status_code=200 if ok else 503)
+        return JSONResponse({"status": "ok" if ok else "unavailable", **checks,
+                             "partitions": runtime.assigned_partitions()}, status_code=200 if ok else 503)
 
     @router.get("/metrics", summary="Prometheus metrics", response_class=Response)
     async def metrics() -> Response:

@@ -73,6 +73,7 @@ async def system(infra: dict[str, str], tmp_path_factory: pytest.TempPathFactory
             for name, process in system.processes.items():
                 system.http[name] = httpx.AsyncClient(base_url=process.url, headers={"X-API-Key": key}, timeout=15.0)
             await system.check_subscriptions()
+            await system.consumers_joined()
             yield system
         finally:
             await asyncio.gather(*(asyncio.to_thread(p.stop) for p in system.processes.values()))

@@ -41,6 +41,10 @@ from tests.doubles import SmtpSink
 from tests.helpers import envelope, eventually, produce, purchase
 from tests.processes import ServiceProcess
 
+#: How long a journey waits for one step to cross the services: four service processes share a
+#: small machine with the broker and the store, and a CI machine can be slower still.
+WAIT = 60.0
+
 SERVICES = ("customer", "tiering", "complaints", "notifications")
 #: What each service consumes, so that its fresh groups can be set at the end of these topics before
 #: it starts. ``System.check_subscriptions`` compares this with what the running services announce.
@@ -211,7 +215,7 @@ class System:
         assert response.status_code == 200, response.text
         return response.json()
 
-    async def classified(self, person: Person, timeout: float = 30.0, **expected: str) -> dict[str, Any]:
+    async def classified(self, person: Person, timeout: float = WAIT, **expected: str) -> dict[str, Any]:
         """The classification once it shows ``expected`` (dimension -> class)."""
         async def check() -> dict[str, Any] | None:
             found = await self.classification(person)
@@ -249,28 +253,47 @@ class System:
         partitions = [TopicPartition(t, p) for t in topics for p in sorted(self.reader.partitions_for_topic(t) or ())]
         return await self.reader.end_offsets(partitions)
 
-    async def settle(self, rounds: int = 3, timeout: float = 30.0) -> None:
+    async def consumers_joined(self, timeout: float = 90.0) -> None:
+        """Wait until every service holds partitions of each topic it consumes: on a busy broker a
+        group's first join can take longer than a journey's wait for the message it brings."""
+        pending: list[str] = []
+
+        async def joined() -> bool:
+            pending.clear()
+            for service, subscribed in SUBSCRIPTIONS.items():
+                held = (await self.http[service].get("/health")).json().get("partitions", {})
+                pending.extend(f"{service} {topic}" for topic in subscribed if not held.get(topic))
+            return not pending
+        try:
+            await eventually(joined, timeout=timeout, interval=0.5)
+        except AssertionError:
+            raise AssertionError(f"consumer groups not joined: {pending}") from None
+
+    async def settle(self, rounds: int = 3, timeout: float = WAIT) -> None:
         """Wait until every service has handled what was on its topics, ``rounds`` times over, so
         that what the first round's messages caused downstream (tier change, message, timeline entry)
         is handled too."""
         assert self.admin is not None
+        admin = self.admin
         topics = sorted({t for subscribed in SUBSCRIPTIONS.values() for t in subscribed})
+        behind: list[str] = []
         for _ in range(rounds):
             ends = await self.end_offsets(topics)
 
-            async def caught_up() -> list[str] | bool:
-                behind = []
+            async def caught_up() -> bool:
+                behind.clear()
                 for service, subscribed in SUBSCRIPTIONS.items():
                     for topic in subscribed:
-                        committed = await self.admin.list_consumer_group_offsets(self.group(service, topic))
+                        committed = await admin.list_consumer_group_offsets(self.group(service, topic))
                         for tp, end in ends.items():
                             done = committed.get(tp)
                             if tp.topic == topic and end > (done.offset if done else 0):
                                 behind.append(f"{service} {tp.topic}[{tp.partition}]")
-                return not behind or behind
-
-            result = await eventually(caught_up, timeout=timeout, interval=0.5)
-            assert result is True, result
+                return not behind
+            try:
+                await eventually(caught_up, timeout=timeout, interval=0.5)
+            except AssertionError:
+                raise AssertionError(f"services still behind: {behind}") from None
 
     async def read_topic(self, topic: str) -> list[Any]:
         """Every record of ``topic`` up to its current end, read from the start without a group, as
@@ -317,6 +340,14 @@ class System:
     def logs(self) -> dict[str, str]:
         return {name: process.log_text() for name, process in self.processes.items()}
 
+    def log_digest(self, tail: int = 40) -> str:
+        """The last lines of each service's log other than per-message ones, to read beside a failure."""
+        parts = []
+        for name, text in self.logs().items():
+            lines = [line for line in text.splitlines() if '"Received"' not in line and '"Processed"' not in line]
+            parts.append(f"--- {name} (last {tail} lines besides Received/Processed) ---\n" + "\n".join(lines[-tail:]))
+        return "\n".join(parts)
+
 
 Journey = Callable[[System], Awaitable[None]]
 
@@ -326,8 +357,12 @@ def journey(scenario: Journey) -> Callable[..., Awaitable[None]]:
     scenarios at once, since each spends seconds waiting on the services (tiers, SLA timers, e-mail),
     so a module takes about as long as its slowest journey rather than the sum."""
 
-    async def test(journeys: dict[str, asyncio.Task[None]]) -> None:
-        await journeys[scenario.__name__]
+    async def test(journeys: dict[str, asyncio.Task[None]], system: System) -> None:
+        try:
+            await journeys[scenario.__name__]
+        except BaseException:
+            print(system.log_digest())  # pytest shows it with the failure
+            raise
 
     test.__name__ = test.__qualname__ = scenario.__name__
     test.__doc__ = scenario.__doc__

@@ -19,7 +19,7 @@ from shared.contract.topics import CRM_CUSTOMER_INTAKE, CRM_CUSTOMER_TIERS, CRM_
 from tests.helpers import envelope, eventually, produce
 from tests.processes import ROOT
 
-from .system import Person, System, journey
+from .system import WAIT, Person, System, journey
 
 pytestmark = pytest.mark.e2e
 DIMENSIONS = ("value_tier", "abc_class", "vip", "loyalty", "lifecycle", "rfm_segment", "potential")
@@ -30,7 +30,7 @@ def _key(message: Any) -> str:
     return str(message["X-Idempotency-Key"] or "").strip()
 
 
-async def _mail(system: System, person: Person, dedupe_prefix: str, timeout: float = 30.0) -> Any:
+async def _mail(system: System, person: Person, dedupe_prefix: str, timeout: float = WAIT) -> Any:
     """The e-mail to ``person`` whose dedupe key starts with ``dedupe_prefix``, once it arrived."""
     async def arrived() -> Any:
         found = [m for m in system.emails_to(person) if _key(m).startswith(dedupe_prefix)]
@@ -88,12 +88,12 @@ async def test_a_vip_complaint_comes_first_with_a_shorter_sla_and_when_breached_
         found = {d["_id"]: d.get("tier") async for d in tiers.find({"_id": {"$in": [vip.customer_id,
                                                                                       regular.customer_id]}})}
         return found == {vip.customer_id: "vip", regular.customer_id: "low"}
-    await eventually(tiers_known)
+    await eventually(tiers_known, timeout=WAIT)
 
     vip_id, regular_id = f"CMP-{vip.customer_id}", f"CMP-{regular.customer_id}"
     await asyncio.gather(system.complain(vip, vip_id), system.complain(regular, regular_id))
-    opened = await eventually(lambda: system.complaint(vip_id))
-    other = await eventually(lambda: system.complaint(regular_id))
+    opened = await eventually(lambda: system.complaint(vip_id), timeout=WAIT)
+    other = await eventually(lambda: system.complaint(regular_id), timeout=WAIT)
 
     assert (opened["customer_tier"], other["customer_tier"]) == ("vip", "low")
     assert (opened["priority"], other["priority"]) == ("p2", "p3")
@@ -107,7 +107,7 @@ async def test_a_vip_complaint_comes_first_with_a_shorter_sla_and_when_breached_
     async def escalated() -> dict[str, Any] | None:
         found = await system.complaint(vip_id)
         return found if found and found["breached"] and found["escalation_level"] == 1 else None
-    breached = await eventually(escalated, timeout=30)
+    breached = await eventually(escalated, timeout=WAIT)
     assert breached["sla"]["first_response"]["breached"] is True
     assert (breached["priority"], breached["escalated_to"]) == ("p1", "supervisor")
 
@@ -138,12 +138,12 @@ async def test_an_erased_customer_is_in_no_service_database_and_tombstoned_on_th
 
     # Every service holds something of her before she asks to be forgotten.
     await system.classified(eve)
-    await eventually(lambda: system.complaint(complaint_id))
+    await eventually(lambda: system.complaint(complaint_id), timeout=WAIT)
 
     async def acknowledged() -> bool:
         return any(n["trigger"] == "complaint_acknowledged" and n["status"] == "sent"
                    for n in await system.notifications(eve))
-    await eventually(acknowledged)
+    await eventually(acknowledged, timeout=WAIT)
 
     async def leftovers() -> list[str]:
         return sorted({f"{where}: {label}" for where, text in await system.raw_documents()
@@ -162,7 +162,7 @@ async def test_an_erased_customer_is_in_no_service_database_and_tombstoned_on_th
         left[:] = await leftovers()
         return not left
     try:
-        await eventually(forgotten, timeout=30, interval=1.0)
+        await eventually(forgotten, timeout=WAIT, interval=1.0)
     except AssertionError:
         raise AssertionError(f"personal data of the erased customer is still stored: {left}") from None
     assert (await system.http["customer"].get(f"/customers/{eve.customer_id}")).status_code == 410
@@ -172,7 +172,7 @@ async def test_an_erased_customer_is_in_no_service_database_and_tombstoned_on_th
             mine = [r for r in await system.read_topic(topic) if r.key == eve.customer_id.encode()]
             return mine if mine and mine[-1].value is None else None
         try:
-            records = await eventually(tombstoned, timeout=30, interval=1.0)
+            records = await eventually(tombstoned, timeout=WAIT, interval=1.0)
         except AssertionError:
             raise AssertionError(f"no tombstone for the erased customer on {topic}") from None
         if topic == CRM_CUSTOMERS:
@@ -242,13 +242,15 @@ async def test_a_new_consumer_of_the_classification_topic_knows_every_customers_
 ) -> None:
     await asyncio.gather(*journeys.values(), return_exceptions=True)
     compared: list[str] = []
+    differences: list[str] = []
 
-    async def agree() -> list[str] | bool:
+    async def agree() -> bool:
         # Plain aiokafka, no group, from the start of the compacted topic: the newest value per key.
         latest: dict[str, dict[str, Any] | None] = {}
         for record in await system.read_topic(CRM_CUSTOMER_TIERS):
             latest[record.key.decode()] = json.loads(record.value) if record.value is not None else None
-        differences, compared[:] = [], []
+        differences.clear()
+        compared.clear()
         for person in system.people:
             api = await system.classification(person)
             snapshot = latest.get(person.customer_id)
@@ -264,10 +266,12 @@ async def test_a_new_consumer_of_the_classification_topic_knows_every_customers_
             for field in (*DIMENSIONS, "policy_version"):
                 if data.get(field) != api.get(field):
                     differences.append(f"{person.label}.{field}: topic {data.get(field)!r}, API {api.get(field)!r}")
-        return differences or True
+        return not differences
 
-    result = await eventually(agree, timeout=30, interval=1.0)
-    assert result is True, result
+    try:
+        await eventually(agree, timeout=WAIT, interval=1.0)
+    except AssertionError:
+        raise AssertionError(f"the topic and the API disagree: {differences}") from None
     assert {"upgrade", "vip", "regular", "replay"} <= set(compared), compared
     assert "erased" in {p.label for p in system.people} and "erased" not in compared
 
@@ -284,7 +288,7 @@ async def test_no_service_logged_a_customers_phone_email_or_name(
     async def dead_lettered() -> bool:
         return any('"message_dead_lettered"' in line and "data.phone" in line
                    for line in system.processes["customer"].log_text().splitlines())
-    await eventually(dead_lettered)
+    await eventually(dead_lettered, timeout=WAIT)
 
     logs = system.logs()
     for name, text in logs.items():

@@ -55,7 +55,7 @@ async def test_health_is_503_until_broker_and_store_answer_then_200(infra: dict[
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
         response = await client.get("/health")
     assert response.status_code == 503
-    assert response.json() == {"status": "unavailable", "broker": False, "store": False}
+    assert response.json() == {"status": "unavailable", "broker": False, "store": False, "partitions": {}}
 
     up = Runtime.create(ServiceSettings(service_name=f"h-{unique}", mongodb_database=f"test_health_{unique}"))
     async with running(up.http_app(title="t", description="t")) as client:
@@ -65,6 +65,25 @@ async def test_health_is_503_until_broker_and_store_answer_then_200(infra: dict[
     assert response.status_code == 200 and response.json()["status"] == "ok"
     assert "carecrm_dead_letters" in metrics.text
     assert asyncapi.json()["asyncapi"].startswith("3.")
+
+
+async def test_health_reports_the_partitions_of_each_consumed_topic_once_the_group_has_joined(
+    infra: dict[str, str], unique: str,
+) -> None:
+    settings = ServiceSettings(service_name=f"assign-{unique}", mongodb_database=f"test_assign_{unique}")
+    runtime = Runtime.create(settings)
+    router = KafkaRouter()
+
+    @router.subscriber(CRM_CUSTOMERS, **subscriber_options(settings, CRM_CUSTOMERS))
+    async def on_customer(event: CustomerProfileChanged | CustomerErased) -> None:
+        del event
+
+    runtime.include(router)
+    async with running(runtime.http_app(title="t", description="t")) as client:
+        async def all_held() -> bool:
+            return (await client.get("/health")).json()["partitions"] == {CRM_CUSTOMERS: settings.kafka_topic_partitions}
+        await eventually(all_held, timeout=60)
+    assert runtime.assigned_partitions() == {CRM_CUSTOMERS: 0}  # stopped: nothing held
 
 
 async def test_a_tombstone_on_a_compacted_topic_is_skipped_without_a_dead_letter(

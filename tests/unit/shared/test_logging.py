@@ -44,3 +44,14 @@ def test_standard_library_loggers_go_through_the_same_pipeline() -> None:
     logging.getLogger("some.dependency").warning("connection lost")
     line = json.loads(stream.getvalue().strip().splitlines()[-1])
     assert line["event"] == "connection lost" and line["level"] == "warning"
+
+
+def test_a_library_lines_extra_keeps_only_the_message_context_faststream_passes() -> None:
+    stream = io.StringIO()
+    configure_logging("INFO", "json", stream=stream)
+    logging.getLogger("carecrm.tiering.broker").info("Processed", extra={
+        "topic": "orders.purchases.v1", "group_id": "tiering", "message_id": "7-1700000000",
+        "headers": {"x-customer-name": "Li"}})
+    line = json.loads(stream.getvalue().strip().splitlines()[-1])
+    assert (line["topic"], line["group_id"], line["message_id"]) == ("orders.purchases.v1", "tiering", "7-1700000000")
+    assert "headers" not in line
