@@ -1,7 +1,8 @@
 """Kafka plumbing every service uses: the broker, the dead-letter middleware, topics, publishing.
 
 Delivery is at least once: consumers commit only after the handler finished
-(``AckPolicy.NACK_ON_ERROR``), and handlers are idempotent. A record that breaks the contract, or
+(``AckPolicy.NACK_ON_ERROR``), or, for a subscriber that keeps state in memory and writes it later
+(``AckPolicy.MANUAL``), only after that write; handlers are idempotent. A record that breaks the contract, or
 that a handler rejects, goes to ``<topic>.dlq`` with the reason in its headers, is logged once, and
 is committed so the partition moves on. An error that is not the record's fault (the store or the
 broker away) is retried with backoff and nothing is committed meanwhile.
@@ -64,6 +65,9 @@ class DeadLetterMiddleware:
         self.settings = settings
         self.clock = clock
         self.broker: KafkaBroker | None = None
+        #: Told of a message none of whose records reached the handler (dead-lettered, tombstones):
+        #: a service whose subscribers commit by themselves (``AckPolicy.MANUAL``) commits it too.
+        self.skipped: Callable[[Any], None] | None = None
         self._attempts: dict[tuple[str, int, int], int] = {}
         self.dead_letters = Counter(
             "carecrm_dead_letters", "Records sent to a dead-letter topic", ["topic", "error"], registry=registry,
@@ -116,6 +120,7 @@ class _DeadLetterScope(BaseMiddleware):
             events.append(event)
             by_id[event.id] = record
         if not events:
+            self._skipped(msg)
             return None
         batch = isinstance(raw, tuple | list)
         decoded: Any = events if batch else events[0]
@@ -139,18 +144,22 @@ class _DeadLetterScope(BaseMiddleware):
             if batch:
                 raise RuntimeError("batch handlers dead-letter single events with dead_letter_event()") from exc
             await self.owner.dead_letter(records[0], exc.code, exc.detail)
+            self._skipped(msg)
             return None
         except TRANSIENT_ERRORS as exc:
             await self._back_off(key, "transient", exc)
+            await msg.nack()  # read the records again (FastStream's own nack is then a no-op)
             raise
         except Exception as exc:
             attempts = await self._back_off(key, "error", exc)
             if attempts < self.owner.settings.handler_max_attempts:
+                await msg.nack()
                 raise
             # The record itself keeps failing: park it rather than stop the partition behind it.
             self.owner._attempts.pop(key, None)
             for record in records:
                 await self.owner.dead_letter(record, "processing_failed", f"{type(exc).__name__}: {exc}")
+            self._skipped(msg)
             return None
         else:
             self.owner._attempts.pop(key, None)
@@ -159,6 +168,10 @@ class _DeadLetterScope(BaseMiddleware):
             _trace_parent.reset(trace_token)
             _batch_records.reset(records_token)
             structlog.contextvars.reset_contextvars(**bound)
+
+    def _skipped(self, msg: Any) -> None:
+        if self.owner.skipped is not None:
+            self.owner.skipped(msg)
 
     async def _back_off(self, key: tuple[str, int, int], kind: str, exc: BaseException) -> int:
         attempts = self.owner._attempts.get(key, 0) + 1

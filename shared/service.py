@@ -50,6 +50,7 @@ class Runtime:
     broker: KafkaBroker
     dead_letters: DeadLetterMiddleware
     tasks: list[Task] = field(default_factory=list)
+    stop_hooks: list[Task] = field(default_factory=list)
 
     @classmethod
     def create(cls, settings: ServiceSettings, *, clock: Clock | None = None, indexes: Iterable[Index] = (),
@@ -66,6 +67,11 @@ class Runtime:
     def add_task(self, task: Task) -> None:
         """A coroutine that runs for the life of the service (schedulers); restarted if it fails."""
         self.tasks.append(task)
+
+    def on_stop(self, hook: Task) -> None:
+        """A coroutine run at shutdown after the tasks stop and while the broker still runs (a last
+        write of what is held in memory, and the commit of its offsets)."""
+        self.stop_hooks.append(hook)
 
     def asyncapi(self, title: str, description: str) -> AsyncAPI:
         return AsyncAPI(self.broker, title=title, version=VERSION, description=description, schema_version="3.0.0")
@@ -85,6 +91,11 @@ class Runtime:
             for runner in runners:
                 runner.cancel()
             await asyncio.gather(*runners, return_exceptions=True)
+            for hook in self.stop_hooks:
+                try:
+                    await hook()
+                except Exception:
+                    log.exception("stop_hook_failed", hook=getattr(hook, "__name__", "hook"))
             await self.broker.stop()
             await self.store.close()
             log.info("service_stopped", service=self.settings.service_name)

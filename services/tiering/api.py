@@ -56,7 +56,7 @@ async def classification(request: Request, customer_id: Customer) -> dict[str, A
             summary="Every tier change of a customer, oldest first, and the audit of overrides")
 async def tier_history(request: Request, customer_id: Customer) -> dict[str, Any]:
     repo = _repo(request)
-    return {"customer_id": customer_id, "changes": await repo.tier_history(customer_id),
+    return {"customer_id": customer_id, "changes": await _engine(request).tier_history(customer_id),
             "overrides": await repo.override_audit(customer_id)}
 
 
@@ -138,6 +138,8 @@ async def segments(request: Request) -> dict[str, Any]:
     await engine.ready()
     latest: dict[str, Any] = {}
     async for doc in engine.repo.scan(reports.PROJECTION):  # one revision per customer held at a time
+        reports.keep_latest(latest, doc)
+    for doc in engine.pending_docs():  # and the newest, not written yet
         reports.keep_latest(latest, doc)
     return {
         "policy_version": engine.policy.version if engine.policy else None,

@@ -37,7 +37,15 @@ def build_app(settings: TieringSettings | None = None, *, clock: Clock | None = 
             await asyncio.sleep(settings.refresh_interval_s)
             await engine.refresh()
 
+    async def flusher() -> None:
+        """Writes what the batches evaluated and commits their offsets; at shutdown once more."""
+        while True:
+            await asyncio.sleep(settings.flush_interval_s)
+            await engine.flush()
+
     runtime.add_task(scheduler)
+    runtime.add_task(flusher)
+    runtime.on_stop(engine.flush)
     if settings.refresh_interval_s > 0:
         runtime.add_task(population_refresher)
     return runtime.http_app(title=TITLE, description=DESCRIPTION, routers=[api.router],

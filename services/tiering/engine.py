@@ -1,9 +1,14 @@
 """The stateful core: a bounded in-memory working set of customers in front of the store.
 
 Every path (Kafka batches, the scheduler, overrides, refreshes, reclassification) goes through
-``_apply``: evaluate, publish the outbound events together, write the batch, and only then let the
-caller return (so the consumer commits after the write). When anything fails, the touched customers
-are dropped from memory so that the retry starts again from what the store holds.
+``_apply``: evaluate and publish the outbound events together. The new state revisions wait in
+memory and ``flush`` writes them in the background (every ``flush_interval_s``, or sooner when
+``flush_customers`` wait), then commits the Kafka offsets of the batches they came from: an offset
+is never committed before the state it led to is stored, and a customer touched by several batches
+between two writes is written once. After a crash the uncommitted records are read again and, the
+ledger being keyed by natural ids and the event ids deterministic, give the same state and the
+same events. When a batch fails, its customers are dropped from memory so that the retry starts
+again from their last evaluated revision.
 """
 
 from __future__ import annotations
@@ -15,13 +20,15 @@ import json
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import structlog
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from aiokafka.errors import KafkaError
 
 from shared.clock import Clock
 from shared.contract import CloudEvent
@@ -32,13 +39,15 @@ from shared.kafka import OutboundRecord, publish_many, publish_tombstone, trace_
 from . import domain
 from .domain import Change, Cutoffs, Metrics, Override, RuleViolation
 from .policy import Policy, default_policy
-from .repository import CustomerState, Repository, history_doc, snapshot_from_doc, state_doc
+from .repository import CustomerState, Repository, history_doc, snapshot_from_doc, state_doc, state_from_doc
 from .settings import TieringSettings
 
 log = structlog.get_logger(__name__)
 SOURCE = "carecrm/tiering"
-#: Customers evaluated per store write within one batch (see ``_apply``).
+#: Customers evaluated per send to the producer within one batch (see ``_apply``).
 APPLY_CHUNK = 250
+#: Revisions per insert when ``flush`` writes; between two, batches go on.
+FLUSH_CHUNK = 1000
 Reject = Callable[[CloudEvent, RuleViolation], Awaitable[None]]
 
 
@@ -46,6 +55,18 @@ Reject = Callable[[CloudEvent, RuleViolation], Awaitable[None]]
 class Outcome:
     changed_customers: int = 0
     events: int = 0
+
+
+@dataclass(slots=True)
+class Unsaved:
+    """A customer's newest revision not written yet, and the stored revisions it replaces."""
+
+    doc: dict[str, Any]
+    superseded: list[str]
+
+
+#: Where a batch of records ends: the consumer that read it and, per partition, the next offset.
+Position = tuple[Any, dict[Any, int]]
 
 
 class Engine:
@@ -68,6 +89,14 @@ class Engine:
         self.due: list[tuple[datetime, str]] = []
         #: Superseded revision documents, deleted in bulk by ``collect_garbage``.
         self.stale: list[str] = []
+        #: Evaluated revisions and history waiting for ``flush``, and those it is writing now.
+        self.unsaved: dict[str, Unsaved] = {}
+        self.unsaved_history: list[dict[str, Any]] = []
+        self.writing: dict[str, dict[str, Any]] = {}
+        self.writing_history: list[dict[str, Any]] = []
+        #: Per consumer, the offsets to commit once what their batches led to is written.
+        self.offsets: dict[Any, dict[Any, int]] = {}
+        self._flushing = asyncio.Lock()
         self.lock = asyncio.Lock()
         self._loading = asyncio.Lock()
         self.policy: Policy | None = None
@@ -81,6 +110,12 @@ class Engine:
                                 registry=registry)
         self.batch_seconds = Histogram("carecrm_tiering_batch_seconds", "Time to apply one batch",
                                        registry=registry)
+        self.flush_seconds = Histogram("carecrm_tiering_flush_seconds",
+                                       "Time to write the waiting revisions and commit their offsets",
+                                       registry=registry)
+        self.waiting = Gauge("carecrm_tiering_unsaved_customers", "Customers whose newest revision is not written yet",
+                             registry=registry)
+        self.waiting.set_function(lambda: len(self.unsaved) + len(self.writing))
 
     async def ready(self) -> Policy:
         """Load the active policy, the cut-offs and the directory once, whoever asks first."""
@@ -121,14 +156,45 @@ class Engine:
 
     async def classification(self, customer_id: str) -> dict[str, Any] | None:
         await self.ready()
+        doc = self._newest_doc(customer_id)
+        if doc is not None:
+            return {k: v for k, v in doc.items() if k != "ledger"}
         rev = self.directory.get(customer_id)
         return None if rev is None else await self.repo.state(customer_id, rev)
+
+    async def tier_history(self, customer_id: str) -> list[dict[str, Any]]:
+        return await self.repo.tier_history(customer_id, unsaved=[*self.writing_history, *self.unsaved_history])
+
+    def pending_docs(self) -> list[dict[str, Any]]:
+        """The revisions not written yet, older first."""
+        return [*self.writing.values(), *(u.doc for u in self.unsaved.values())]
+
+    async def current_docs(self) -> AsyncIterator[Mapping[str, Any]]:
+        """Every customer's current revision (without the ledger) once: the stored ones, then those
+        not written yet. Called under the lock, so that no batch moves a revision meanwhile."""
+        pending = {doc["customer_id"]: doc for doc in self.pending_docs()}
+        async for doc in self.repo.scan({"ledger": 0}):
+            cid = doc["customer_id"]
+            if cid not in pending and doc["rev"] == self.directory.get(cid):
+                yield doc
+        for doc in pending.values():
+            yield doc
+
+    def _newest_doc(self, customer_id: str) -> dict[str, Any] | None:
+        """The customer's newest revision when it is not written yet."""
+        waiting = self.unsaved.get(customer_id)
+        return waiting.doc if waiting is not None else self.writing.get(customer_id)
 
     # --- working set --------------------------------------------------------------------------------
 
     async def _states(self, customer_ids: Iterable[str]) -> dict[str, CustomerState]:
         wanted = list(dict.fromkeys(customer_ids))
         missing = [cid for cid in wanted if cid not in self.cache]
+        for cid in missing:
+            doc = self._newest_doc(cid)
+            if doc is not None:
+                self.cache[cid] = state_from_doc(cid, doc)
+        missing = [cid for cid in missing if cid not in self.cache]
         stored = {cid: self.directory[cid] for cid in missing if cid in self.directory}
         if stored:
             self.cache.update(await self.repo.load_states(stored))
@@ -152,13 +218,14 @@ class Engine:
     # --- instances sharing the store (called on consumer group rebalances) ----------------------------
 
     async def settle(self) -> None:
-        """Return once the batch in hand, if any, is written."""
-        async with self.lock:
-            pass
+        """Return once the batch in hand, if any, and everything evaluated before are written and
+        their offsets committed (called before partitions go to another instance)."""
+        await self.flush()
 
     async def resync(self) -> None:
         """Re-read every customer's current revision and drop from memory the customers another
         instance moved on meanwhile (it had partitions this one was just given)."""
+        await self.flush()
         async with self.lock:
             if self.policy is None:
                 return  # nothing read yet: the first batch reads it all
@@ -176,9 +243,12 @@ class Engine:
 
     # --- inbound events -------------------------------------------------------------------------------
 
-    async def ingest(self, events: list[CloudEvent], reject: Reject) -> None:
-        """Apply a batch of inbound events; events the rules refuse go to ``reject`` one by one."""
+    async def ingest(self, events: list[CloudEvent], reject: Reject, position: Position | None = None) -> None:
+        """Apply a batch of inbound events; events the rules refuse go to ``reject`` one by one.
+        ``position`` is committed once what the batch led to is written."""
         started = time.perf_counter()
+        if len(self.unsaved) >= self.settings.flush_customers:
+            await self.flush()  # the store falls behind: wait for it rather than hold ever more
         async with self.lock:
             policy = await self.ready()
             states = await self._states(e.subject for e in events)
@@ -203,19 +273,32 @@ class Engine:
             except BaseException:
                 self._forget(states)
                 raise
+            self.handled(position)
             self._trim()
         self.batch_seconds.observe(time.perf_counter() - started)
 
-    async def erase(self, customer_id: str) -> None:
-        async with self.lock:
+    def handled(self, position: Position | None) -> None:
+        """Note that a batch's records are handled: the next ``flush`` commits them."""
+        if position is not None:
+            consumer, ends = position
+            held = self.offsets.setdefault(consumer, {})
+            for tp, offset in ends.items():
+                held[tp] = max(offset, held.get(tp, 0))
+
+    async def erase(self, customer_id: str, position: Position | None = None) -> None:
+        # Not while a write is under way: it could store the customer again after the delete.
+        async with self._flushing, self.lock:
             await self.ready()
             self._forget([customer_id])
+            self.unsaved.pop(customer_id, None)
+            self.unsaved_history = [d for d in self.unsaved_history if d["customer_id"] != customer_id]
             await self.repo.erase(customer_id)
             self.directory.pop(customer_id, None)
             self.standings.pop(customer_id, None)
             self.planned.pop(customer_id, None)
             # The compacted snapshot topic must forget the customer too.
             await publish_tombstone(self.broker, CRM_CUSTOMER_TIERS, customer_id)
+            self.handled(position)
             log.info("customer_erased_from_tiering")
 
     # --- time-driven ------------------------------------------------------------------------------------
@@ -279,7 +362,9 @@ class Engine:
             except BaseException:
                 self._forget([customer_id])
                 raise
-            return state_doc(state, self.policy.version if self.policy else "", now)
+            doc = state_doc(state, self.policy.version if self.policy else "", now)
+        await self.flush()  # an answered request is a stored one
+        return doc
 
     # --- population ---------------------------------------------------------------------------------------
 
@@ -305,8 +390,9 @@ class Engine:
             outcome = await self._reevaluate_all(policy, now, only_population=True)
             log.info("population_refreshed", version=version, population=cutoffs.population,
                      changed=outcome.changed_customers)
-            return {"cutoffs_version": version, "population": cutoffs.population, "vip_count": cutoffs.vip_count,
-                    "changed_customers": outcome.changed_customers, "events": outcome.events}
+        await self.flush()
+        return {"cutoffs_version": version, "population": cutoffs.population, "vip_count": cutoffs.vip_count,
+                "changed_customers": outcome.changed_customers, "events": outcome.events}
 
     async def reclassify(self, policy: Policy, *, dry_run: bool) -> dict[str, Any]:
         """Counts of transitions per dimension under ``policy``; unless a dry run, apply them in bulk."""
@@ -317,7 +403,7 @@ class Engine:
             cutoffs = self._population(policy, now, version)
             transitions: dict[str, dict[str, int]] = {}
             customers = changed = 0
-            async for doc in self.repo.scan({"ledger": 0}):
+            async for doc in self.current_docs():
                 customers += 1
                 metrics = Metrics.from_doc(doc.get("metrics") or {})
                 previous = snapshot_from_doc(doc)
@@ -337,7 +423,8 @@ class Engine:
             self.policy, self.cutoffs = policy, cutoffs
             outcome = await self._reevaluate_all(policy, now, only_population=False, immediate=True)
             result["events"] = outcome.events
-            return result
+        await self.flush()
+        return result
 
     async def _reevaluate_all(self, policy: Policy, now: datetime, *, only_population: bool,
                               immediate: bool = False) -> Outcome:
@@ -376,33 +463,31 @@ class Engine:
                      immediate: bool = False) -> tuple[int, int]:
         """Returns how many events were published and for how many customers a class changed.
 
-        The work goes in chunks: each chunk's events go to the producer and its write to the store
-        starts, and the next chunk is evaluated while the store works on it (the store runs in a
-        process of its own). Everything is awaited before this returns, so the caller commits only
-        what is written. Ids are deterministic, so a retry after a failure republishes the same
-        events, never different ones."""
-        writes: list[asyncio.Future[Any]] = []
+        The work goes in chunks, each chunk's events to the producer as soon as it is evaluated. Only
+        once every delivery is confirmed do the new revisions join those waiting for ``flush``: a
+        failed delivery leaves nothing behind that would keep the retry from publishing again. Ids
+        are deterministic, so a retry republishes the same events, never different ones."""
+        deliveries: list[asyncio.Future[Any]] = []
+        revisions: list[tuple[str, dict[str, Any], list[str]]] = []
+        history: list[dict[str, Any]] = []
         published = changed = 0
-        superseded: list[str] = []
         try:
             for start in range(0, len(work), APPLY_CHUNK):
-                outbound, state_docs, history, chunk_changed = self._evaluate(
-                    work[start:start + APPLY_CHUNK], now, superseded, bulk=bulk, force=force, immediate=immediate)
-                if not state_docs:
-                    continue
-                delivered = await self.send(outbound)
-                writes.append(asyncio.ensure_future(self.repo.save(state_docs, history)))
-                writes.append(asyncio.ensure_future(delivered))
-                for _ in range(3):  # a few turns of the loop carry the write to the store's socket
-                    await asyncio.sleep(0)
+                outbound, chunk_changed = self._evaluate(work[start:start + APPLY_CHUNK], now, revisions, history,
+                                                         bulk=bulk, force=force, immediate=immediate)
+                if outbound:
+                    deliveries.append(asyncio.ensure_future(await self.send(outbound)))
                 published += len(outbound)
                 changed += chunk_changed
         finally:
-            results = await asyncio.gather(*writes, return_exceptions=True)
+            results = await asyncio.gather(*deliveries, return_exceptions=True)
         for result in results:
             if isinstance(result, BaseException):
                 raise result
-        self.stale.extend(superseded)
+        for cid, doc, replaced in revisions:
+            prior = self.unsaved.get(cid)
+            self.unsaved[cid] = Unsaved(doc, [*prior.superseded, *replaced] if prior else replaced)
+        self.unsaved_history.extend(history)
         for state, _, _ in work:
             if state.rev:
                 self.directory[state.customer_id] = state.rev
@@ -412,15 +497,14 @@ class Engine:
         return published, changed
 
     def _evaluate(self, work: list[tuple[CustomerState, datetime, CloudEvent | None]], now: datetime,
-                  superseded: list[str], *, bulk: bool, force: bool, immediate: bool,
-                  ) -> tuple[list[OutboundRecord], list[dict[str, Any]], list[dict[str, Any]], int]:
-        """Evaluate ``work``: the outbound records, new state revisions and history, and how many
-        customers changed class. States move to their new revision in memory."""
+                  revisions: list[tuple[str, dict[str, Any], list[str]]], history: list[dict[str, Any]], *,
+                  bulk: bool, force: bool, immediate: bool) -> tuple[list[OutboundRecord], int]:
+        """Evaluate ``work``: the outbound records and how many customers changed class; new
+        revisions (with the ids of those they replace) and history go to ``revisions`` and
+        ``history``. States move to their new revision in memory."""
         policy = self.policy
         assert policy is not None
         outbound: list[OutboundRecord] = []
-        state_docs: list[dict[str, Any]] = []
-        history: list[dict[str, Any]] = []
         changed = 0
         for state, effective_at, cause in work:
             metrics = domain.compute_metrics(state.ledger.values(), now, policy)
@@ -435,9 +519,8 @@ class Engine:
             state.snapshot, state.metrics, state.next_eval_at = snapshot, metrics, next_eval
             state.rev += 1
             doc = state_doc(state, policy.version, now)
-            superseded.extend(state.doc_ids)
+            revisions.append((state.customer_id, doc, state.doc_ids))
             state.doc_ids = [doc["_id"]]
-            state_docs.append(doc)
             tier_metrics = self._tier_metrics(metrics, now)
             if changes:
                 changed += 1
@@ -449,7 +532,67 @@ class Engine:
                     self._count_change(change.dimension, change.direction)
             if changes or visible or force:
                 outbound.append(self._snapshot_event(state, tier_metrics, now, cause))
-        return outbound, state_docs, history, changed
+        return outbound, changed
+
+    # --- writing what waits in memory -------------------------------------------------------------------
+
+    async def flush(self) -> None:
+        """Write the waiting revisions and history, then commit the offsets of the batches they came
+        from. Batches go on meanwhile; what they evaluate waits for the next flush."""
+        async with self._flushing:
+            async with self.lock:  # between batches, so that a batch is wholly in or wholly out
+                batch, self.unsaved = self.unsaved, {}
+                history, self.unsaved_history = self.unsaved_history, []
+                offsets, self.offsets = self.offsets, {}
+            if not (batch or history or offsets):
+                return
+            started = time.perf_counter()
+            self.writing, self.writing_history = {cid: u.doc for cid, u in batch.items()}, history
+            left = dict(batch)
+            try:
+                await self.repo.save([], history)
+                items = list(batch.items())
+                for start in range(0, len(items), FLUSH_CHUNK):
+                    chunk = items[start:start + FLUSH_CHUNK]
+                    await self.repo.save([u.doc for _, u in chunk], [])
+                    for cid, waiting in chunk:
+                        del left[cid]
+                        self.stale.extend(waiting.superseded)
+            except BaseException:
+                self._restore(left, history, offsets)
+                raise
+            finally:
+                self.writing, self.writing_history = {}, []
+            await self._commit(offsets)
+            self.flush_seconds.observe(time.perf_counter() - started)
+
+    def _restore(self, batch: dict[str, Unsaved], history: list[dict[str, Any]],
+                 offsets: dict[Any, dict[Any, int]]) -> None:
+        """Put back what a failed flush did not write, under what was evaluated since."""
+        for cid, waiting in batch.items():
+            newer = self.unsaved.get(cid)
+            if newer is None:
+                self.unsaved[cid] = waiting
+            else:
+                newer.superseded[:0] = waiting.superseded
+        self.unsaved_history[:0] = history  # history inserts are idempotent: all of it goes again
+        for consumer, ends in offsets.items():
+            self.handled((consumer, ends))
+
+    async def _commit(self, offsets: dict[Any, dict[Any, int]]) -> None:
+        for consumer, ends in offsets.items():
+            assignment = getattr(consumer, "assignment", None)
+            if assignment is None:
+                continue  # FastStream's in-memory test broker: no group to commit to
+            # A partition given up since is another instance's now: it reads those records again.
+            held = assignment()
+            mine = {tp: offset for tp, offset in ends.items() if tp in held}
+            if not mine:
+                continue
+            try:
+                await consumer.commit(mine)
+            except KafkaError as exc:
+                log.warning("offsets_not_committed", error=type(exc).__name__, partitions=len(mine))
 
     # The outbound events are built as JSON directly: every value comes from the rules and the
     # policy, already checked, and building, validating and serializing pydantic models for them

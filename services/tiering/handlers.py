@@ -1,8 +1,10 @@
 """Kafka subscribers of the tiering service: validate, call the domain, persist, publish.
 
 Every input is read in batches: the engine applies a batch with one read of the customers it does
-not hold yet, one write and the outbound events sent together, which is what keeps up with the
-order stream on a store that does a few thousand writes per second.
+not hold yet and the outbound events sent together; the new state is written in the background,
+and a batch's offsets are committed by the engine once what it led to is written
+(``AckPolicy.MANUAL``). That is what keeps up with the order stream on a store that does a few
+thousand writes per second.
 """
 
 from __future__ import annotations
@@ -10,7 +12,9 @@ from __future__ import annotations
 from typing import Union
 
 from aiokafka import ConsumerRebalanceListener, TopicPartition
+from faststream import AckPolicy
 from faststream.kafka import KafkaRouter
+from faststream.kafka.annotations import KafkaMessage
 
 from shared.contract import CloudEvent
 from shared.contract.events import (
@@ -34,7 +38,7 @@ from shared.contract.topics import (
 from shared.kafka import DeadLetterMiddleware, Rejected, dead_letter_event, subscriber_options
 
 from .domain import RuleViolation
-from .engine import Engine
+from .engine import Engine, Position
 from .settings import TieringSettings
 
 ComplaintEvent = Union[tuple(COMPLAINT_EVENTS)]  # type: ignore[valid-type]
@@ -43,7 +47,7 @@ SUBSCRIBED = (ORDERS_PURCHASES, CRM_INTERACTIONS, CRM_COMPLAINTS, CRM_CUSTOMERS)
 
 class Ownership(ConsumerRebalanceListener):  # type: ignore[misc]
     """Keeps memory right when instances share the store and a consumer group: giving partitions up
-    waits for the batch in hand to be written, before the group hands them to another instance;
+    writes what is evaluated and commits its offsets, before the group hands them to another instance;
     being given partitions that this consumer did not hold re-reads what another may have moved on."""
 
     def __init__(self, engine: Engine) -> None:
@@ -60,12 +64,28 @@ class Ownership(ConsumerRebalanceListener):  # type: ignore[misc]
             await self.engine.resync()
 
 
+def position(msg: KafkaMessage) -> Position:
+    """The consumer that read ``msg`` and, per partition, the offset after its last record."""
+    raw = msg.raw_message
+    ends: dict[TopicPartition, int] = {}
+    for record in raw if isinstance(raw, tuple | list) else (raw,):
+        tp = TopicPartition(record.topic, record.partition)
+        ends[tp] = max(ends.get(tp, 0), record.offset + 1)
+    return msg.consumer, ends
+
+
 def build_router(settings: TieringSettings, engine: Engine, dead_letters: DeadLetterMiddleware) -> KafkaRouter:
     router = KafkaRouter()
 
+    def options(topic: str, **extra: object) -> dict[str, object]:
+        return subscriber_options(settings, topic, ack_policy=AckPolicy.MANUAL, listener=Ownership(engine), **extra)
+
     def batch(topic: str) -> dict[str, object]:
-        return subscriber_options(settings, topic, batch=True, listener=Ownership(engine),
-                                  max_records=settings.batch_max_records, batch_timeout_ms=settings.batch_timeout_ms)
+        return options(topic, batch=True, max_records=settings.batch_max_records,
+                       batch_timeout_ms=settings.batch_timeout_ms)
+
+    # Records that never reach a handler (dead-lettered, tombstones) are committed with the rest.
+    dead_letters.skipped = lambda msg: engine.handled(position(msg))
 
     async def reject(event: CloudEvent, exc: RuleViolation) -> None:
         await dead_letter_event(dead_letters, event, Rejected(exc.code, exc.detail))
@@ -84,27 +104,27 @@ def build_router(settings: TieringSettings, engine: Engine, dead_letters: DeadLe
                        description="Purchases and refunds enter the ledger under their order and refund ids. An "
                                    "unknown currency goes to the DLQ as `unknown_currency`, a refund above what is "
                                    "left of its order as `refund_exceeds_order`.")
-    async def on_purchases(events: list[Union[PurchaseCompleted, PurchaseRefunded]]) -> None:
-        await engine.ingest(events, reject)
+    async def on_purchases(events: list[Union[PurchaseCompleted, PurchaseRefunded]], msg: KafkaMessage) -> None:
+        await engine.ingest(events, reject, position(msg))
 
     @router.subscriber(CRM_INTERACTIONS, **batch(CRM_INTERACTIONS), title="crm.interactions.v1 (tiering)",
                        description="Referrals made and satisfaction scores from survey responses.")
-    async def on_interactions(events: list[InteractionRecorded]) -> None:
-        await engine.ingest(events, reject)
+    async def on_interactions(events: list[InteractionRecorded], msg: KafkaMessage) -> None:
+        await engine.ingest(events, reject, position(msg))
 
     @router.subscriber(CRM_COMPLAINTS, **batch(CRM_COMPLAINTS), title="crm.complaints.v1 (tiering)",
                        description="Complaint lifecycle: open complaints and feedback scores feed churn risk.")
-    async def on_complaints(events: list[ComplaintEvent]) -> None:
-        await engine.ingest(events, reject)
+    async def on_complaints(events: list[ComplaintEvent], msg: KafkaMessage) -> None:
+        await engine.ingest(events, reject, position(msg))
 
-    @router.subscriber(CRM_CUSTOMERS, **subscriber_options(settings, CRM_CUSTOMERS, listener=Ownership(engine)),
+    @router.subscriber(CRM_CUSTOMERS, **options(CRM_CUSTOMERS),
                        title="crm.customers.v1 (tiering)",
                        description="A profile makes the customer a prospect until the first purchase; "
                                    "`customer.erased` removes everything tiering holds about the customer.")
-    async def on_customer(event: Union[CustomerProfileChanged, CustomerErased]) -> None:
+    async def on_customer(event: Union[CustomerProfileChanged, CustomerErased], msg: KafkaMessage) -> None:
         if isinstance(event, CustomerErased):
-            await engine.erase(event.subject)
+            await engine.erase(event.subject, position(msg))
         else:
-            await engine.ingest([event], reject)
+            await engine.ingest([event], reject, position(msg))
 
     return router

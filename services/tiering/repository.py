@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -128,6 +128,19 @@ def snapshot_from_doc(doc: Mapping[str, Any]) -> Snapshot:
     )
 
 
+def state_from_doc(customer_id: str, doc: Mapping[str, Any] | None) -> CustomerState:
+    """The in-memory state of a stored revision (a fresh customer for ``None``)."""
+    state = CustomerState(customer_id)
+    if doc is not None:
+        state.rev = doc["rev"]
+        state.ledger = {e["key"]: entry_from_doc(e) for e in doc.get("ledger") or ()}
+        state.snapshot = snapshot_from_doc(doc)
+        state.metrics = Metrics.from_doc(doc.get("metrics") or {})
+        state.next_eval_at = doc.get("next_eval_at")
+        state.doc_ids = [doc["_id"]]
+    return state
+
+
 async def insert_all(collection: Any, docs: list[dict[str, Any]], *, replace_duplicates: bool = False) -> None:
     """Insert ``docs``; one whose ``_id`` is taken is skipped, or with ``replace_duplicates``
     replaces the stored one. State revisions replace: a taken revision was written by an earlier
@@ -183,18 +196,7 @@ class Repository:
                 return await self.customers.find_one({"_id": doc_id(cid, rev)})
 
         docs = await asyncio.gather(*(one(cid, rev) for cid, rev in revisions.items()))
-        states = {}
-        for cid, doc in zip(revisions, docs):
-            state = CustomerState(cid)
-            if doc is not None:
-                state.rev = doc["rev"]
-                state.ledger = {e["key"]: entry_from_doc(e) for e in doc.get("ledger") or ()}
-                state.snapshot = snapshot_from_doc(doc)
-                state.metrics = Metrics.from_doc(doc.get("metrics") or {})
-                state.next_eval_at = doc.get("next_eval_at")
-                state.doc_ids = [doc["_id"]]
-            states[cid] = state
-        return states
+        return {cid: state_from_doc(cid, doc) for cid, doc in zip(revisions, docs)}
 
     async def save(self, states: list[dict[str, Any]], history: list[dict[str, Any]]) -> None:
         """New state revisions and history; the revisions they replace are deleted later, in bulk."""
@@ -221,9 +223,12 @@ class Repository:
 
     # --- history and audit ---------------------------------------------------------------------------
 
-    async def tier_history(self, customer_id: str, limit: int = 500) -> list[dict[str, Any]]:
+    async def tier_history(self, customer_id: str, limit: int = 500,
+                           unsaved: Iterable[Mapping[str, Any]] = ()) -> list[dict[str, Any]]:
+        """The customer's changes, stored and ``unsaved`` (history documents not written yet)."""
         changes: dict[str, dict[str, Any]] = {}
-        async for doc in self.history.find({"customer_id": customer_id}, {"_id": 0, "changes": 1}):
+        stored = await self.history.find({"customer_id": customer_id}, {"_id": 0, "changes": 1}).to_list(None)
+        for doc in [*stored, *(d for d in unsaved if d["customer_id"] == customer_id)]:
             for change in doc["changes"]:
                 changes.setdefault(change["event_id"], change)
         return sorted(changes.values(), key=lambda c: (c["effective_at"], c["dimension"]))[:limit]

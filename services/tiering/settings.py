@@ -20,6 +20,12 @@ class TieringSettings(ServiceSettings):
     #: Records per batch read from orders.purchases.v1 and the other inputs.
     batch_max_records: Annotated[int, Field(ge=1, le=20_000)] = 2_000
     batch_timeout_ms: Annotated[int, Field(ge=1, le=10_000)] = 20
+    #: How long evaluated state may wait in memory before it is written (and the offsets of the
+    #: records behind it committed): longer writes a customer seen often fewer times, and leaves
+    #: more to read again after a crash.
+    flush_interval_s: Annotated[float, Field(gt=0, le=60)] = 1.0
+    #: Customers waiting to be written at which reading pauses until the store catches up.
+    flush_customers: Annotated[int, Field(ge=100)] = 20_000
     #: How often the scheduler looks for customers whose next evaluation time has come.
     scheduler_interval_s: Annotated[float, Field(gt=0)] = 30.0
     scheduler_batch: Annotated[int, Field(ge=1)] = 500
