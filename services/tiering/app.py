@@ -40,7 +40,7 @@ def build_app(settings: TieringSettings | None = None, *, clock: Clock | None = 
     async def flusher() -> None:
         """Writes what the batches evaluated and commits their offsets; at shutdown once more."""
         while True:
-            await asyncio.sleep(settings.flush_interval_s)
+            await engine.flush_due(settings.flush_interval_s)
             await engine.flush()
 
     runtime.add_task(scheduler)

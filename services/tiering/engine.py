@@ -14,6 +14,7 @@ again from their last evaluated revision.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import heapq
 import json
@@ -39,15 +40,23 @@ from shared.kafka import OutboundRecord, publish_many, publish_tombstone, trace_
 from . import domain
 from .domain import Change, Cutoffs, Metrics, Override, RuleViolation
 from .policy import Policy, default_policy
-from .repository import CustomerState, Repository, history_doc, snapshot_from_doc, state_doc, state_from_doc
+from .repository import (
+    CustomerState,
+    Repository,
+    doc_id,
+    history_doc,
+    snapshot_from_doc,
+    state_doc,
+)
 from .settings import TieringSettings
 
 log = structlog.get_logger(__name__)
 SOURCE = "carecrm/tiering"
 #: Customers evaluated per send to the producer within one batch (see ``_apply``).
 APPLY_CHUNK = 250
-#: Revisions per insert when ``flush`` writes; between two, batches go on.
-FLUSH_CHUNK = 1000
+#: Documents per insert when ``flush`` writes: encoding them holds the event loop, and between two
+#: inserts batches go on.
+FLUSH_CHUNK = 250
 Reject = Callable[[CloudEvent, RuleViolation], Awaitable[None]]
 
 
@@ -59,10 +68,38 @@ class Outcome:
 
 @dataclass(slots=True)
 class Unsaved:
-    """A customer's newest revision not written yet, and the stored revisions it replaces."""
+    """A customer's newest revision not written yet, and the stored revisions it replaces. It keeps
+    the state's own immutable parts (snapshot, metrics, ledger entries) and becomes a document only
+    when written or asked for: documents of every customer waiting would take several times the
+    memory, and a customer evaluated again before the write is encoded once."""
 
-    doc: dict[str, Any]
+    state: CustomerState
+    policy_version: str
+    updated_at: datetime
     superseded: list[str]
+
+    @classmethod
+    def of(cls, state: CustomerState, policy_version: str, updated_at: datetime,
+           superseded: list[str]) -> Unsaved:
+        return cls(detached(state), policy_version, updated_at, superseded)
+
+    @property
+    def doc(self) -> dict[str, Any]:
+        """The revision without its ledger."""
+        return state_doc(self.state, self.policy_version, self.updated_at, ledger=False)
+
+    def stored(self) -> dict[str, Any]:
+        return state_doc(self.state, self.policy_version, self.updated_at)
+
+
+def detached(state: CustomerState) -> CustomerState:
+    """A copy of ``state`` that later events do not change (its parts other than the ledger are
+    replaced, never changed, by an evaluation)."""
+    copy = CustomerState(state.customer_id)
+    copy.ledger = dict(state.ledger)
+    copy.snapshot, copy.metrics, copy.rev = state.snapshot, state.metrics, state.rev
+    copy.next_eval_at, copy.doc_ids = state.next_eval_at, list(state.doc_ids)
+    return copy
 
 
 #: Where a batch of records ends: the consumer that read it and, per partition, the next offset.
@@ -92,11 +129,12 @@ class Engine:
         #: Evaluated revisions and history waiting for ``flush``, and those it is writing now.
         self.unsaved: dict[str, Unsaved] = {}
         self.unsaved_history: list[dict[str, Any]] = []
-        self.writing: dict[str, dict[str, Any]] = {}
+        self.writing: dict[str, Unsaved] = {}
         self.writing_history: list[dict[str, Any]] = []
         #: Per consumer, the offsets to commit once what their batches led to is written.
         self.offsets: dict[Any, dict[Any, int]] = {}
         self._flushing = asyncio.Lock()
+        self._many_waiting = asyncio.Event()
         self.lock = asyncio.Lock()
         self._loading = asyncio.Lock()
         self.policy: Policy | None = None
@@ -156,9 +194,9 @@ class Engine:
 
     async def classification(self, customer_id: str) -> dict[str, Any] | None:
         await self.ready()
-        doc = self._newest_doc(customer_id)
-        if doc is not None:
-            return {k: v for k, v in doc.items() if k != "ledger"}
+        newest = self._newest(customer_id)
+        if newest is not None:
+            return newest.doc
         rev = self.directory.get(customer_id)
         return None if rev is None else await self.repo.state(customer_id, rev)
 
@@ -166,8 +204,8 @@ class Engine:
         return await self.repo.tier_history(customer_id, unsaved=[*self.writing_history, *self.unsaved_history])
 
     def pending_docs(self) -> list[dict[str, Any]]:
-        """The revisions not written yet, older first."""
-        return [*self.writing.values(), *(u.doc for u in self.unsaved.values())]
+        """The revisions not written yet (without their ledgers), older first."""
+        return [*(u.doc for u in self.writing.values()), *(u.doc for u in self.unsaved.values())]
 
     async def current_docs(self) -> AsyncIterator[Mapping[str, Any]]:
         """Every customer's current revision (without the ledger) once: the stored ones, then those
@@ -180,10 +218,9 @@ class Engine:
         for doc in pending.values():
             yield doc
 
-    def _newest_doc(self, customer_id: str) -> dict[str, Any] | None:
+    def _newest(self, customer_id: str) -> Unsaved | None:
         """The customer's newest revision when it is not written yet."""
-        waiting = self.unsaved.get(customer_id)
-        return waiting.doc if waiting is not None else self.writing.get(customer_id)
+        return self.unsaved.get(customer_id) or self.writing.get(customer_id)
 
     # --- working set --------------------------------------------------------------------------------
 
@@ -191,9 +228,9 @@ class Engine:
         wanted = list(dict.fromkeys(customer_ids))
         missing = [cid for cid in wanted if cid not in self.cache]
         for cid in missing:
-            doc = self._newest_doc(cid)
-            if doc is not None:
-                self.cache[cid] = state_from_doc(cid, doc)
+            newest = self._newest(cid)
+            if newest is not None:
+                self.cache[cid] = detached(newest.state)
         missing = [cid for cid in missing if cid not in self.cache]
         stored = {cid: self.directory[cid] for cid in missing if cid in self.directory}
         if stored:
@@ -238,6 +275,8 @@ class Engine:
             except BaseException:
                 self.cache.clear()  # the next batch reads it all again
                 raise
+            for waiting in [*self.writing.values(), *self.unsaved.values()]:  # newer than the store
+                self._remember(waiting.state)
             for cid in [c for c, s in self.cache.items() if self.directory.get(c, 0) != s.rev]:
                 del self.cache[cid]
 
@@ -247,7 +286,7 @@ class Engine:
         """Apply a batch of inbound events; events the rules refuse go to ``reject`` one by one.
         ``position`` is committed once what the batch led to is written."""
         started = time.perf_counter()
-        if len(self.unsaved) >= self.settings.flush_customers:
+        if len(self.unsaved) >= 2 * self.settings.flush_customers:
             await self.flush()  # the store falls behind: wait for it rather than hold ever more
         async with self.lock:
             policy = await self.ready()
@@ -468,7 +507,7 @@ class Engine:
         failed delivery leaves nothing behind that would keep the retry from publishing again. Ids
         are deterministic, so a retry republishes the same events, never different ones."""
         deliveries: list[asyncio.Future[Any]] = []
-        revisions: list[tuple[str, dict[str, Any], list[str]]] = []
+        revisions: list[tuple[CustomerState, list[str]]] = []
         history: list[dict[str, Any]] = []
         published = changed = 0
         try:
@@ -484,20 +523,27 @@ class Engine:
         for result in results:
             if isinstance(result, BaseException):
                 raise result
-        for cid, doc, replaced in revisions:
-            prior = self.unsaved.get(cid)
-            self.unsaved[cid] = Unsaved(doc, [*prior.superseded, *replaced] if prior else replaced)
+        version = self.policy.version if self.policy else ""
+        for state, replaced in revisions:
+            prior = self.unsaved.get(state.customer_id)
+            self.unsaved[state.customer_id] = Unsaved.of(
+                state, version, now, [*prior.superseded, *replaced] if prior else replaced)
         self.unsaved_history.extend(history)
+        if len(self.unsaved) >= self.settings.flush_customers:
+            self._many_waiting.set()
         for state, _, _ in work:
             if state.rev:
-                self.directory[state.customer_id] = state.rev
-                self.standings[state.customer_id] = domain.standing(state.metrics, state.snapshot.held,
-                                                                    state.snapshot.pending)
-                self._plan(state.customer_id, state.next_eval_at)
+                self._remember(state)
         return published, changed
 
+    def _remember(self, state: CustomerState) -> None:
+        """What the engine keeps of every customer: current revision, standing, next evaluation."""
+        self.directory[state.customer_id] = state.rev
+        self.standings[state.customer_id] = domain.standing(state.metrics, state.snapshot.held, state.snapshot.pending)
+        self._plan(state.customer_id, state.next_eval_at)
+
     def _evaluate(self, work: list[tuple[CustomerState, datetime, CloudEvent | None]], now: datetime,
-                  revisions: list[tuple[str, dict[str, Any], list[str]]], history: list[dict[str, Any]], *,
+                  revisions: list[tuple[CustomerState, list[str]]], history: list[dict[str, Any]], *,
                   bulk: bool, force: bool, immediate: bool) -> tuple[list[OutboundRecord], int]:
         """Evaluate ``work``: the outbound records and how many customers changed class; new
         revisions (with the ids of those they replace) and history go to ``revisions`` and
@@ -518,9 +564,8 @@ class Engine:
                 continue
             state.snapshot, state.metrics, state.next_eval_at = snapshot, metrics, next_eval
             state.rev += 1
-            doc = state_doc(state, policy.version, now)
-            revisions.append((state.customer_id, doc, state.doc_ids))
-            state.doc_ids = [doc["_id"]]
+            revisions.append((state, state.doc_ids))
+            state.doc_ids = [doc_id(state.customer_id, state.rev)]
             tier_metrics = self._tier_metrics(metrics, now)
             if changes:
                 changed += 1
@@ -536,6 +581,11 @@ class Engine:
 
     # --- writing what waits in memory -------------------------------------------------------------------
 
+    async def flush_due(self, interval: float) -> None:
+        """Return after ``interval``, or sooner once ``flush_customers`` customers wait."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._many_waiting.wait(), interval)
+
     async def flush(self) -> None:
         """Write the waiting revisions and history, then commit the offsets of the batches they came
         from. Batches go on meanwhile; what they evaluate waits for the next flush."""
@@ -544,17 +594,19 @@ class Engine:
                 batch, self.unsaved = self.unsaved, {}
                 history, self.unsaved_history = self.unsaved_history, []
                 offsets, self.offsets = self.offsets, {}
+                self._many_waiting.clear()
             if not (batch or history or offsets):
                 return
             started = time.perf_counter()
-            self.writing, self.writing_history = {cid: u.doc for cid, u in batch.items()}, history
+            self.writing, self.writing_history = batch, history
             left = dict(batch)
             try:
-                await self.repo.save([], history)
+                for start in range(0, len(history), FLUSH_CHUNK):
+                    await self.repo.save([], history[start:start + FLUSH_CHUNK])
                 items = list(batch.items())
                 for start in range(0, len(items), FLUSH_CHUNK):
                     chunk = items[start:start + FLUSH_CHUNK]
-                    await self.repo.save([u.doc for _, u in chunk], [])
+                    await self.repo.save([u.stored() for _, u in chunk], [])
                     for cid, waiting in chunk:
                         del left[cid]
                         self.stale.extend(waiting.superseded)

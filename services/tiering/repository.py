@@ -79,13 +79,14 @@ def doc_id(customer_id: str, rev: int) -> str:
     return f"{customer_id}#{rev}"
 
 
-def state_doc(state: CustomerState, policy_version: str, updated_at: datetime) -> dict[str, Any]:
+def state_doc(state: CustomerState, policy_version: str, updated_at: datetime, *,
+              ledger: bool = True) -> dict[str, Any]:
+    """The stored revision of ``state``; without ``ledger``, all of it but the ledger."""
     s, m = state.snapshot, state.metrics
-    return {
+    doc = {
         "_id": doc_id(state.customer_id, state.rev),
         "customer_id": state.customer_id,
         "rev": state.rev,
-        "ledger": [entry_doc(e) for e in state.ledger.values()],
         "held": s.held,
         "output": s.output,
         "reasons": s.reasons,
@@ -100,6 +101,9 @@ def state_doc(state: CustomerState, policy_version: str, updated_at: datetime) -
         "policy_version": policy_version,
         "updated_at": updated_at,
     }
+    if ledger:
+        doc["ledger"] = [entry_doc(e) for e in state.ledger.values()]
+    return doc
 
 
 def history_doc(customer_id: str, changes: list[Change], ids: list[str], bulk: bool,

@@ -24,8 +24,9 @@ class TieringSettings(ServiceSettings):
     #: records behind it committed): longer writes a customer seen often fewer times, and leaves
     #: more to read again after a crash.
     flush_interval_s: Annotated[float, Field(gt=0, le=60)] = 1.0
-    #: Customers waiting to be written at which reading pauses until the store catches up.
-    flush_customers: Annotated[int, Field(ge=100)] = 20_000
+    #: Customers waiting to be written at which the write starts before its time; at twice as many,
+    #: reading pauses until the store catches up.
+    flush_customers: Annotated[int, Field(ge=100)] = 10_000
     #: How often the scheduler looks for customers whose next evaluation time has come.
     scheduler_interval_s: Annotated[float, Field(gt=0)] = 30.0
     scheduler_batch: Annotated[int, Field(ge=1)] = 500

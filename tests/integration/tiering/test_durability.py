@@ -126,7 +126,16 @@ async def test_a_write_that_fails_keeps_the_state_and_the_offsets_for_the_next_o
         assert customer in engine.unsaved and await committed(settings) == before
         assert await value_tier(client, customer, "high")  # still answered
 
+        # Evaluated again before the next write: that one writes the newest revision only.
+        await send(infra, ORDERS_PURCHASES, purchase(customer, f"O2-{unique}", "100.00", BASE + timedelta(hours=1)))
+        await eventually(lambda: _spent(client, customer, 2510000))
         engine.repo.save = save
         await engine.flush()
-        assert [d["output"]["value_tier"] for d in await stored(settings, customer)] == ["high"]
-        assert await committed(settings) == before + 1 and not engine.unsaved
+        docs = await stored(settings, customer)
+        assert [(d["output"]["value_tier"], len(d["ledger"])) for d in docs] == [("high", 2)]
+        assert await committed(settings) == before + 2 and not engine.unsaved
+
+
+async def _spent(client: Any, customer: str, minor: int) -> bool:
+    response = await client.get(f"/customers/{customer}/classification", headers={"X-API-Key": READ_KEY})
+    return response.status_code == 200 and response.json()["metrics"]["spend_12m"] == minor
