@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import asyncio
 
+import structlog
 from fastapi import FastAPI
 
 from shared.clock import Clock
+from shared.kafka import TRANSIENT_ERRORS
 from shared.service import Runtime
 
 from . import api, handlers, repository
 from .engine import Engine
 from .settings import TieringSettings
 
+log = structlog.get_logger(__name__)
 TITLE = "Tiering service"
 DESCRIPTION = "Keeps per-customer metrics and classifies every customer under a versioned policy."
 
@@ -41,7 +44,11 @@ def build_app(settings: TieringSettings | None = None, *, clock: Clock | None = 
         """Writes what the batches evaluated and commits their offsets; at shutdown once more."""
         while True:
             await engine.flush_due(settings.flush_interval_s)
-            await engine.flush()
+            try:
+                await engine.flush()
+            except TRANSIENT_ERRORS as exc:  # the store away: state and offsets wait for the next try
+                log.warning("state_write_failed_will_retry", error=type(exc).__name__, detail=str(exc)[:300],
+                            retry_in_s=settings.flush_interval_s)
 
     runtime.add_task(scheduler)
     runtime.add_task(flusher)

@@ -35,7 +35,13 @@ async def _mail(system: System, person: Person, dedupe_prefix: str, timeout: flo
     async def arrived() -> Any:
         found = [m for m in system.emails_to(person) if _key(m).startswith(dedupe_prefix)]
         return found[0] if found else None
-    return await eventually(arrived, timeout=timeout)
+    try:
+        return await eventually(arrived, timeout=timeout)
+    except AssertionError:
+        records = [{k: n.get(k) for k in ("trigger", "status", "reason", "dedupe_key")}
+                   for n in await system.notifications(person)]
+        raise AssertionError(f"no {dedupe_prefix} e-mail to {person.label} within {timeout}s; "
+                             f"its notification records: {records}") from None
 
 
 @journey
