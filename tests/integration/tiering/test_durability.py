@@ -47,35 +47,42 @@ async def value_tier(client: Any, customer: str, expected: str) -> dict[str, Any
     return doc if doc and doc["value_tier"] == expected else None
 
 
-async def test_offsets_are_committed_only_once_the_state_they_led_to_is_written(
-        infra: dict[str, str], unique: str) -> None:
-    customer = f"C-{unique}"
+async def stored_tiers(settings: TieringSettings, customer: str) -> list[str]:
+    return [d["output"]["value_tier"] for d in await stored(settings, customer)]
+
+
+async def holding(unique: str) -> tuple[str, TieringSettings, Any, int]:
+    """A customer id, a tiering service that writes only when told to, and where its group stood."""
     settings = await settings_for(unique, flush_interval_s=NEVER)
     app = build_app(settings, clock=FixedClock(BASE + timedelta(hours=1)))
-    before = await committed(settings)
+    return f"C-{unique}", settings, app, await committed(settings)
+
+
+async def buys_high(infra: dict[str, str], client: Any, customer: str, unique: str) -> None:
+    await send(infra, ORDERS_PURCHASES, purchase(customer, f"O1-{unique}", "25000.00", BASE))
+    await eventually(lambda: value_tier(client, customer, "high"))
+
+
+async def test_offsets_are_committed_only_once_the_state_they_led_to_is_written(
+        infra: dict[str, str], unique: str) -> None:
+    customer, settings, app, before = await holding(unique)
     async with running(app) as client:
-        await send(infra, ORDERS_PURCHASES, purchase(customer, f"O1-{unique}", "25000.00", BASE))
+        await buys_high(infra, client, customer, unique)
         # Classified and answered from memory, but neither written nor committed yet.
-        await eventually(lambda: value_tier(client, customer, "high"))
         assert await stored(settings, customer) == []
         assert await committed(settings) == before
 
         await app.state.engine.flush()
-        docs = await stored(settings, customer)
-        assert [d["output"]["value_tier"] for d in docs] == ["high"]
+        assert await stored_tiers(settings, customer) == ["high"]
         assert await committed(settings) == before + 1
 
 
 async def test_a_service_that_stops_writes_what_it_holds_and_commits_its_offsets(
         infra: dict[str, str], unique: str) -> None:
-    customer = f"C-{unique}"
-    settings = await settings_for(unique, flush_interval_s=NEVER)
-    app = build_app(settings, clock=FixedClock(BASE + timedelta(hours=1)))
-    before = await committed(settings)
+    customer, settings, app, before = await holding(unique)
     async with running(app) as client:
-        await send(infra, ORDERS_PURCHASES, purchase(customer, f"O1-{unique}", "25000.00", BASE))
-        await eventually(lambda: value_tier(client, customer, "high"))
-    assert [d["output"]["value_tier"] for d in await stored(settings, customer)] == ["high"]
+        await buys_high(infra, client, customer, unique)
+    assert await stored_tiers(settings, customer) == ["high"]
     assert await committed(settings) == before + 1
 
 
@@ -103,19 +110,15 @@ async def test_a_service_stopped_before_writing_reads_the_records_again_and_reac
     # The same record gives the same events again: a consumer that saw them drops them by id.
     assert len(everything) == 2 * len(published)
     assert sorted(e["id"] for e in everything) == sorted(2 * [e["id"] for e in published])
-    assert [d["output"]["value_tier"] for d in await stored(settings, customer)] == ["high"]
+    assert await stored_tiers(settings, customer) == ["high"]
 
 
 async def test_a_write_that_fails_keeps_the_state_and_the_offsets_for_the_next_one(
         infra: dict[str, str], unique: str) -> None:
-    customer = f"C-{unique}"
-    settings = await settings_for(unique, flush_interval_s=NEVER)
-    app = build_app(settings, clock=FixedClock(BASE + timedelta(hours=1)))
+    customer, settings, app, before = await holding(unique)
     engine = app.state.engine
-    before = await committed(settings)
     async with running(app) as client:
-        await send(infra, ORDERS_PURCHASES, purchase(customer, f"O1-{unique}", "25000.00", BASE))
-        await eventually(lambda: value_tier(client, customer, "high"))
+        await buys_high(infra, client, customer, unique)
         save = engine.repo.save
 
         async def store_away(*_: Any) -> None:
