@@ -96,6 +96,21 @@ def api_key(name: str, *scopes: str) -> tuple[str, ApiKey]:
     return key, ApiKey.from_plaintext(name, key, set(scopes))
 
 
+async def known_partitions(consumer: AIOKafkaConsumer, topic: str, timeout: float = 30.0) -> set[int]:
+    """The partitions of ``topic`` once the broker's metadata lists them: a topic created a moment
+    ago, or a broker just restarted, may not be in it yet, and an empty answer would read as an
+    empty topic."""
+    deadline = time.monotonic() + timeout
+    while True:
+        await consumer._client.force_metadata_update()  # noqa: SLF001 - aiokafka has no public refresh
+        found = consumer._client.cluster.partitions_for_topic(topic)  # noqa: SLF001
+        if found:
+            return set(found)
+        if time.monotonic() > deadline:
+            raise AssertionError(f"the broker's metadata lists no partitions of {topic} after {timeout:.0f}s")
+        await asyncio.sleep(0.5)
+
+
 async def skip_backlog(settings: ServiceSettings, topics: Iterable[str]) -> None:
     """Commit a test service's fresh groups at the end of the shared topics, so that it reads only
     what the test produces instead of every earlier test's history."""
@@ -104,8 +119,7 @@ async def skip_backlog(settings: ServiceSettings, topics: Iterable[str]) -> None
                                     group_id=settings.group_for(topic), enable_auto_commit=False)
         await consumer.start()
         try:
-            await consumer._client.force_metadata_update()  # noqa: SLF001 - aiokafka has no public refresh
-            partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+            partitions = [TopicPartition(topic, p) for p in await known_partitions(consumer, topic)]
             consumer.assign(partitions)
             ends = await consumer.end_offsets(partitions)
             await consumer.commit(dict(ends))

@@ -37,7 +37,7 @@ from shared.contract.topics import (
 )
 from shared.kafka import ensure_topics
 from shared.settings import ServiceSettings
-from tests.helpers import api_key, envelope
+from tests.helpers import api_key, envelope, known_partitions
 from tests.processes import ServiceProcess
 
 READ_KEY, READ = api_key("fault-tests", "tiers:read", "customers:read", "complaints:read", "notifications:read")
@@ -182,18 +182,13 @@ async def group_lag(bootstrap: str, group: str, topic: str = ORDERS_PURCHASES) -
     await admin.start()
     await consumer.start()
     try:
-        partitions = [TopicPartition(topic, p) for p in sorted(await _partitions(consumer, topic))]
+        partitions = [TopicPartition(topic, p) for p in sorted(await known_partitions(consumer, topic))]
         ends = await consumer.end_offsets(partitions)
         committed = await admin.list_consumer_group_offsets(group, partitions=partitions)
         return sum(ends[tp] - max(0, committed[tp].offset if tp in committed else 0) for tp in partitions)
     finally:
         await consumer.stop()
         await admin.close()
-
-
-async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
-    await consumer._client.force_metadata_update()  # noqa: SLF001 - aiokafka has no public refresh
-    return consumer._client.cluster.partitions_for_topic(topic) or set()  # noqa: SLF001
 
 
 async def caught_up(bootstrap: str, group: str, topic: str = ORDERS_PURCHASES, *, timeout: float,
@@ -325,7 +320,7 @@ async def read_topic(bootstrap: str, topic: str, keep: Callable[[Any], bool]) ->
     await consumer.start()
     found: list[Any] = []
     try:
-        partitions = [TopicPartition(topic, p) for p in sorted(await _partitions(consumer, topic))]
+        partitions = [TopicPartition(topic, p) for p in sorted(await known_partitions(consumer, topic))]
         consumer.assign(partitions)
         ends = await consumer.end_offsets(partitions)
         await consumer.seek_to_beginning(*partitions)
@@ -368,7 +363,7 @@ async def skip_backlog(bootstrap: str, group: str, topics: Iterable[str]) -> Non
                                     enable_auto_commit=False)
         await consumer.start()
         try:
-            partitions = [TopicPartition(topic, p) for p in sorted(await _partitions(consumer, topic))]
+            partitions = [TopicPartition(topic, p) for p in sorted(await known_partitions(consumer, topic))]
             consumer.assign(partitions)
             await consumer.commit(dict(await consumer.end_offsets(partitions)))
         finally:

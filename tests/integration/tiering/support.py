@@ -13,7 +13,7 @@ from services.tiering.handlers import SUBSCRIBED
 from services.tiering.settings import TieringSettings
 from shared.contract.topics import CRM_TIER_CHANGES
 from tests import helpers
-from tests.helpers import api_key, envelope, produce
+from tests.helpers import api_key, envelope, known_partitions, produce
 
 #: Events happen in the recent past, so the service's clock may move forward up to today.
 BASE = (datetime.now(UTC) - timedelta(days=80)).replace(microsecond=0)
@@ -32,11 +32,6 @@ async def settings_for(unique: str, **kw: Any) -> TieringSettings:
 
 async def skip_backlog(settings: TieringSettings) -> None:
     await helpers.skip_backlog(settings, SUBSCRIBED)
-
-
-async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
-    await consumer._client.force_metadata_update()
-    return consumer._client.cluster.partitions_for_topic(topic) or set()
 
 
 def purchase(customer: str, order_id: str, amount: str, at: datetime, currency: str = "CNY") -> dict[str, Any]:
@@ -70,7 +65,7 @@ class Watch:
         consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False)
         await consumer.start()
         try:
-            partitions = [TopicPartition(self.topic, p) for p in await _partitions(consumer, self.topic)]
+            partitions = [TopicPartition(self.topic, p) for p in await known_partitions(consumer, self.topic)]
             self.start = await consumer.end_offsets(partitions)
         finally:
             await consumer.stop()
