@@ -315,7 +315,9 @@ def differences(plan: Replay, held: dict[str, Any]) -> list[str]:
 
 async def read_topic(bootstrap: str, topic: str, keep: Callable[[Any], bool]) -> list[Any]:
     """Every record of ``topic`` up to its current end that ``keep`` accepts."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
+    # "earliest": a position reset still pending from the assignment must not land at the end,
+    # which the quiet rule below would take for a partition read to its end.
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest",
                                 max_partition_fetch_bytes=4 * 1024 * 1024)
     await consumer.start()
     found: list[Any] = []
