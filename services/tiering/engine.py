@@ -254,11 +254,6 @@ class Engine:
 
     # --- instances sharing the store (called on consumer group rebalances) ----------------------------
 
-    async def settle(self) -> None:
-        """Return once the batch in hand, if any, and everything evaluated before are written and
-        their offsets committed (called before partitions go to another instance)."""
-        await self.flush()
-
     async def resync(self) -> None:
         """Re-read every customer's current revision and drop from memory the customers another
         instance moved on meanwhile (it had partitions this one was just given)."""

@@ -55,7 +55,7 @@ class Ownership(ConsumerRebalanceListener):  # type: ignore[misc]
         self.held: set[TopicPartition] = set()
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
-        await self.engine.settle()
+        await self.engine.flush()  # waits for the batch in hand, then writes and commits
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         gained = set(assigned) - self.held
