@@ -7,8 +7,9 @@ one plain scan of the same population; memory during the replay.
     python -m bench.tiering --quick                       # small sizes, a smoke run
     python -m bench.tiering --profile tiering.prof        # only the replay, under cProfile
 
-The service runs in this process, built with ``build_app``; of its engine the benchmark uses only
-``events_in``, ``ready()`` and ``refresh()``, so that it survives changes to the engine's insides.
+The service runs in this process, built with ``build_app`` and, as ``serve`` does,
+``with_heap_settled``; of its engine the benchmark uses only ``events_in``, ``ready()`` and
+``refresh()``, so that it survives changes to the engine's insides.
 The refresh populations are written to a FerretDB of the benchmark's own (``bench._infra``).
 """
 
@@ -46,6 +47,7 @@ from shared.contract import PurchaseCompleted, PurchaseRefunded
 from shared.contract.topics import CRM_TIER_CHANGES, ORDERS_PURCHASES
 from shared.kafka import admin_kwargs, ensure_topics, subscriber_options
 from shared.mongo import Store
+from shared.service import with_heap_settled
 from deploy.local.infra import RUN_DIR
 from tests.helpers import running, skip_backlog
 from tests.processes import ServiceProcess
@@ -165,7 +167,7 @@ async def tiering_replay(settings: TieringSettings, start: dict, events: int,
     for topic in SUBSCRIBED[1:]:
         await commit(settings.kafka_bootstrap_servers, settings.group_for(topic),
                      await offsets(settings.kafka_bootstrap_servers, topic))
-    app = build_app(settings)
+    app = with_heap_settled(build_app(settings))
     engine = app.state.engine
     peak = rss_mb()
     if profiler is not None:
@@ -381,7 +383,7 @@ async def refresh_population(bootstrap: str, mongodb_url: str, customers: int, r
     seed_s = time.perf_counter() - seeded
     for topic in SUBSCRIBED:  # only the stored population counts, not what the shared topics hold
         await commit(bootstrap, settings.group_for(topic), await offsets(bootstrap, topic))
-    app = build_app(settings, clock=FixedClock(NOW))
+    app = with_heap_settled(build_app(settings, clock=FixedClock(NOW)))
     started = time.perf_counter()
     async with running(app):
         engine = app.state.engine

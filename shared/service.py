@@ -30,6 +30,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .auth import refusal
 from .clock import Clock, clock_for
+from .heap import Heap
 from .kafka import DeadLetterMiddleware, build_broker, ensure_topics
 from .logging import configure_logging
 from .mongo import Index, Store
@@ -241,9 +242,17 @@ def _add_request_logging(app: FastAPI, registry: CollectorRegistry) -> None:
         return response
 
 
+def with_heap_settled(app: FastAPI) -> FastAPI:
+    """For a service that has its process to itself: the collector keeps off its working set
+    (``shared.heap``)."""
+    runtime: Runtime = app.state.runtime
+    runtime.add_task(Heap(runtime.registry).run)
+    return app
+
+
 def serve(factory: Callable[[Any], FastAPI], settings: ServiceSettings) -> None:
     """Entry point of ``python -m services.<name>``."""
     configure_logging(settings.log_level, settings.log_format)
-    app = factory(settings)
+    app = with_heap_settled(factory(settings))
     uvicorn.run(app, host=settings.http_host, port=settings.http_port, log_config=None, access_log=False,
                 lifespan="on")
