@@ -7,6 +7,7 @@ and the previous snapshot into the new snapshot and the list of changes.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 import uuid
@@ -596,23 +597,38 @@ def validate_override_value(dimension: str, value: str) -> None:
 def next_evaluation(ledger: Iterable[Entry], metrics: Metrics, snapshot: Snapshot, policy: Policy,
                     now: datetime) -> datetime | None:
     """The earliest moment something may change with no new event: the scheduler's due time."""
-    window = timedelta(days=policy.window_days)
-    candidates: list[datetime] = []
+    # A purchase or refund leaves the 90-day, previous-90-day and policy windows at these moments;
+    # spans ascend, so an entry's first boundary ahead is its earliest. (Runs once per evaluation:
+    # no list of every boundary.)
+    spans = _window_spans(policy.window_days)
+    due: datetime | None = None
     for e in ledger:
-        if e.kind in ("purchase", "refund"):
-            # An entry leaves the 90-day, previous-90-day and policy windows at these moments.
-            for span in (timedelta(days=90), timedelta(days=180), window, 2 * window):
-                candidates.append(e.time + span)
+        if e.kind == "purchase" or e.kind == "refund":
+            for span in spans:
+                at = e.time + span
+                if at > now:
+                    if due is None or at < due:
+                        due = at
+                    break
+    others: list[datetime] = []
     last = metrics.last_purchase_at
     if last is not None:
         rule = policy.lifecycle
-        candidates.append(last + timedelta(days=churn_after_days(metrics, policy) + 1))
+        others.append(last + timedelta(days=churn_after_days(metrics, policy) + 1))
         for days in (rule.at_risk_days, rule.churned_days, rule.reactivated_days):
-            candidates.append(last + timedelta(days=days + 1))
-    candidates.extend(p.effective_at for p in snapshot.pending.values())
-    candidates.extend(o.expires_at for o in snapshot.overrides.values() if o.expires_at is not None)
-    future = [c for c in candidates if c > now]
-    return min(future) if future else None
+            others.append(last + timedelta(days=days + 1))
+    others.extend(p.effective_at for p in snapshot.pending.values())
+    others.extend(o.expires_at for o in snapshot.overrides.values() if o.expires_at is not None)
+    for at in others:
+        if at > now and (due is None or at < due):
+            due = at
+    return due
+
+
+@functools.lru_cache(maxsize=8)
+def _window_spans(window_days: int) -> tuple[timedelta, ...]:
+    return tuple(sorted({timedelta(days=90), timedelta(days=180), timedelta(days=window_days),
+                         timedelta(days=2 * window_days)}))
 
 
 # --- From contract events to ledger entries ------------------------------------------------------------

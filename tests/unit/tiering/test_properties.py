@@ -57,3 +57,23 @@ def test_the_final_state_does_not_depend_on_order_or_duplicates(base: list[Entry
     snapshot, _ = domain.decide(Snapshot(), classes_a, metrics_a, None, POLICY, NOW, NOW)
     again, changes = domain.decide(snapshot, classes_b, metrics_b, None, POLICY, NOW, NOW)
     assert again == snapshot and changes == []
+
+
+@settings(max_examples=200, deadline=None)
+@given(entries=st.tuples(purchases, refunds, others).map(lambda t: t[0] + t[1] + t[2]),
+       days_later=st.integers(0, 800))
+def test_the_next_evaluation_is_the_earliest_of_every_boundary_still_ahead(entries: list[Entry],
+                                                                           days_later: int) -> None:
+    ledger, metrics, _ = replay(entries)
+    snapshot, _ = domain.decide(Snapshot(), domain.classify(metrics, None, POLICY, NOW), metrics, None, POLICY,
+                                NOW, NOW)
+    now = NOW + timedelta(days=days_later)
+    window, rule, last = timedelta(days=POLICY.window_days), POLICY.lifecycle, metrics.last_purchase_at
+    boundaries = [e.time + span for e in ledger.values() if e.kind in ("purchase", "refund")
+                  for span in (timedelta(days=90), timedelta(days=180), window, 2 * window)]
+    if last is not None:
+        boundaries += [last + timedelta(days=days + 1) for days in (
+            domain.churn_after_days(metrics, POLICY), rule.at_risk_days, rule.churned_days, rule.reactivated_days)]
+    boundaries += [p.effective_at for p in snapshot.pending.values()]
+    ahead = [b for b in boundaries if b > now]
+    assert domain.next_evaluation(ledger.values(), metrics, snapshot, POLICY, now) == (min(ahead) if ahead else None)
