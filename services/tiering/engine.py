@@ -17,7 +17,6 @@ import asyncio
 import contextlib
 import functools
 import heapq
-import json
 import time
 import uuid
 from collections import OrderedDict
@@ -28,6 +27,7 @@ from typing import Any
 
 import structlog
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from pydantic_core import to_json
 
 from aiokafka.errors import KafkaError
 
@@ -561,6 +561,8 @@ class Engine:
             state.rev += 1
             revisions.append((state, state.doc_ids))
             state.doc_ids = [doc_id(state.customer_id, state.rev)]
+            if not (changes or visible or force):
+                continue  # a new revision with nothing to publish
             tier_metrics = self._tier_metrics(metrics, now)
             if changes:
                 changed += 1
@@ -570,8 +572,7 @@ class Engine:
                 history.append(history_doc(state.customer_id, changes, ids, bulk, policy.version))
                 for change in changes:
                     self._count_change(change.dimension, change.direction)
-            if changes or visible or force:
-                outbound.append(self._snapshot_event(state, tier_metrics, now, cause))
+            outbound.append(self._snapshot_event(state, tier_metrics, now, cause))
         return outbound, changed
 
     # --- writing what waits in memory -------------------------------------------------------------------
@@ -643,8 +644,8 @@ class Engine:
 
     # The outbound events are built as JSON directly: every value comes from the rules and the
     # policy, already checked, and building, validating and serializing pydantic models for them
-    # cost more than evaluating the customers. The unit tests parse what these builders make with
-    # the contract's own parser.
+    # cost more than evaluating the customers (``to_json`` is pydantic's encoder, without a model).
+    # The unit tests parse what these builders make with the contract's own parser.
 
     def _count_change(self, dimension: str, direction: str) -> None:
         child = self._change_counters.get((dimension, direction))
@@ -652,7 +653,7 @@ class Engine:
             child = self._change_counters[dimension, direction] = self.changes_out.labels(dimension, direction)
         child.inc()
 
-    def _tier_metrics(self, m: Metrics, now: datetime) -> str:
+    def _tier_metrics(self, m: Metrics, now: datetime) -> bytes:
         """The metrics as JSON, encoded once for all of the customer's events."""
         assert self.policy is not None
         scores = domain.rfm_scores(m, self.cutoffs, now)
@@ -667,9 +668,9 @@ class Engine:
             "referrals": m.referrals, "open_complaints": m.open_complaints,
             "latest_satisfaction": m.latest_satisfaction,
         }
-        return _json({k: v for k, v in metrics.items() if v is not None})
+        return to_json({k: v for k, v in metrics.items() if v is not None})
 
-    def _change_event(self, customer_id: str, event_id: str, change: Change, metrics: str, bulk: bool,
+    def _change_event(self, customer_id: str, event_id: str, change: Change, metrics: bytes, bulk: bool,
                       cause: CloudEvent | None) -> OutboundRecord:
         assert self.policy is not None
         effective_at = _time(change.effective_at)
@@ -680,7 +681,7 @@ class Engine:
             "override": change.override, "bulk": bulk,
         }, metrics, cause)
 
-    def _snapshot_event(self, state: CustomerState, metrics: str, now: datetime,
+    def _snapshot_event(self, state: CustomerState, metrics: bytes, now: datetime,
                         cause: CloudEvent | None) -> OutboundRecord:
         assert self.policy is not None
         s = state.snapshot
@@ -697,16 +698,13 @@ class Engine:
 
 
 def _record(kind: type[CloudEvent], event_id: str, subject: str, time_: str | None, data: dict[str, Any],
-            metrics: str, cause: CloudEvent | None) -> OutboundRecord:
-    envelope = _json({"specversion": "1.0", "id": event_id, "source": SOURCE,
+            metrics: bytes, cause: CloudEvent | None) -> OutboundRecord:
+    envelope = to_json({"specversion": "1.0", "id": event_id, "source": SOURCE,
                       "type": kind.model_fields["type"].default, "subject": subject, "time": time_,
                       "datacontenttype": "application/json", "dataschemaversion": 1})
     # The metrics JSON is shared by the customer's events, so it is spliced in rather than re-encoded.
-    value = f'{envelope[:-1]},"data":{_json(data)[:-1]},"metrics":{metrics}}}}}'
-    return OutboundRecord(kind.topic, subject.encode(), value.encode(), trace_headers(cause))
-
-
-_json = json.JSONEncoder(separators=(",", ":")).encode
+    value = b"".join((envelope[:-1], b',"data":', to_json(data)[:-1], b',"metrics":', metrics, b"}}"))
+    return OutboundRecord(kind.topic, subject.encode(), value, trace_headers(cause))
 
 
 def _money(minor: int) -> str:
