@@ -46,6 +46,9 @@ class Policy:
     default_locale: str = "zh-CN"
     default_country: str = "CN"
     webhook_enabled: bool = True
+    #: How long a message for a customer whose profile has not arrived yet waits for it: the
+    #: profile and the trigger come on different topics, and either may be read first.
+    profile_wait: timedelta = timedelta(hours=1)
 
 
 @dataclass(frozen=True)
@@ -65,6 +68,8 @@ class Profile:
     value_tier: str | None = None
     vip: str | None = None
     since: date | None = None
+    #: False while only a tier change has told of the customer: the profile has not arrived yet.
+    known: bool = True
 
 
 @dataclass(frozen=True)
@@ -80,6 +85,8 @@ class Request:
     params: Mapping[str, Any] = field(default_factory=dict)
     #: Not to be sent before this time (a survey a set time after resolution).
     not_before: datetime | None = None
+    #: When the request was first decided; None for a new one.
+    asked_at: datetime | None = None
 
     @property
     def transactional(self) -> bool:
@@ -201,8 +208,8 @@ def decide(request: Request, profile: Profile | None, *, now: datetime, policy: 
     ``recent_care`` is how many care messages this customer was sent (or has pending) in the
     frequency window, not counting this request.
     """
-    if profile is None:
-        return Suppress("no_contact")
+    if profile is None or not profile.known:
+        return _await_profile(request, now, policy)
     channels, reason = consented_channels(request, profile, policy)
     if reason:
         return Suppress(reason)
@@ -219,6 +226,22 @@ def decide(request: Request, profile: Profile | None, *, now: datetime, policy: 
     if not request.transactional and recent_care >= policy.frequency_cap:
         return Suppress("frequency_cap")
     return Send(ordered)
+
+
+#: The first and the longest wait between two looks for a profile that has not arrived.
+PROFILE_RETRY_FIRST = timedelta(minutes=1)
+PROFILE_RETRY_MAX = timedelta(minutes=15)
+
+
+def _await_profile(request: Request, now: datetime, policy: Policy) -> Decision:
+    """Look again later, each wait twice the last, until ``policy.profile_wait`` has passed since the
+    request; then there is nobody to reach."""
+    asked = request.asked_at or now
+    deadline = asked + policy.profile_wait
+    if now >= deadline:
+        return Suppress("no_contact")
+    step = min(max(now - asked, PROFILE_RETRY_FIRST), PROFILE_RETRY_MAX)
+    return Defer(min(now + step, deadline), reason="awaiting_profile")
 
 
 def decide_many(requests: Sequence[Request], profiles: Mapping[str, Profile], *, now: datetime, policy: Policy,

@@ -57,7 +57,8 @@ def build_router(settings: NotificationsSettings, repo: Repository, notifier: No
     @router.subscriber(CRM_TIER_CHANGES, **subscriber_options(settings, CRM_TIER_CHANGES),
                        title="crm.tier-changes.v1:notifications",
                        description="Upgrade congratulations, VIP welcome, downgrade notice with what is needed, "
-                                   "churn-risk win-back, welcome back on reactivation; bulk changes send nothing.")
+                                   "churn-risk win-back, welcome back on reactivation; bulk changes send nothing. "
+                                   "A change read before the customer's profile waits for it.")
     async def on_tier_change(event: CustomerTierChanged) -> None:
         if event.data.dimension in ("value_tier", "vip"):
             await repo.save_tier(event.subject, event.data.dimension, event.data.current)

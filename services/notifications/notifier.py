@@ -41,7 +41,8 @@ def policy_from(settings: NotificationsSettings) -> Policy:
                   frequency_cap=settings.frequency_cap, window=timedelta(days=settings.frequency_window_days),
                   fallback=settings.channel_fallback, default_timezone=settings.default_timezone,
                   default_locale=settings.default_locale, default_country=settings.default_country,
-                  webhook_enabled=bool(settings.webhook_url))
+                  webhook_enabled=bool(settings.webhook_url),
+                  profile_wait=timedelta(minutes=settings.profile_wait_minutes))
 
 
 def unsubscribe_token(secret: bytes, customer_id: str) -> str:

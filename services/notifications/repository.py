@@ -49,6 +49,7 @@ def profile_from_doc(doc: dict[str, Any]) -> Profile:
         birthday=date.fromisoformat(doc["birthday"]) if doc.get("birthday") else None,
         value_tier=doc.get("value_tier"), vip=doc.get("vip"),
         since=date.fromisoformat(doc["since"]) if doc.get("since") else None,
+        known="timezone" in doc,  # written with every profile, never by a tier change alone
     )
 
 
@@ -63,7 +64,8 @@ def request_doc(request: Request) -> dict[str, Any]:
 def request_from_doc(doc: dict[str, Any]) -> Request:
     return Request(customer_id=doc["customer_id"], family=doc["family"], trigger=doc["trigger"],
                    template=doc["template"], dedupe_key=doc["_id"], source_id=doc["source_id"],
-                   params=doc.get("params") or {}, not_before=doc.get("not_before"))
+                   params=doc.get("params") or {}, not_before=doc.get("not_before"),
+                   asked_at=doc.get("created_at"))
 
 
 class Repository:

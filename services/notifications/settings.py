@@ -67,6 +67,10 @@ class NotificationsSettings(ServiceSettings):
     #: A welcome is sent only to customers registered this recently (a new consumer reading the
     #: compacted topic from the start must not welcome everyone again).
     welcome_max_age_days: Annotated[int, Field(ge=0)] = 7
+    #: A message for a customer whose profile has not arrived (a tier change read before the
+    #: registration) waits this long for it, looked at again after 1, 2, 4 ... 15 minutes; then it is
+    #: suppressed as ``no_contact``.
+    profile_wait_minutes: Annotated[int, Field(ge=0)] = 60
     survey_delay_hours: Annotated[float, Field(ge=0)] = 24.0
     #: Follow-up cadence in days by tier (``vip`` is the VIP dimension, the others ``value_tier``).
     follow_up_days: dict[str, int] = Field(default_factory=lambda: {"vip": 30, "high": 90})

@@ -212,6 +212,50 @@ async def test_a_message_in_quiet_hours_is_deferred_to_the_morning_and_then_sent
     assert [e["type"] for e in events] == ["notification.suppressed", "notification.sent"]
 
 
+async def test_a_tier_change_read_before_the_profile_waits_for_it_and_is_sent_when_it_arrives(
+        infra: dict[str, str], unique: str, smtp_sink: tuple[SmtpSink, int], sms_provider: SmsProvider) -> None:
+    sink, port = smtp_sink
+    customer, address = f"C-{unique}", f"early-{unique}@example.com"
+    clock = FixedClock(BASE)
+    app = build_app(await settings_for(unique, port, sms_provider), clock=clock)
+    async with running(app) as client:
+        await send(infra, CRM_TIER_CHANGES, tier_change(customer, "value_tier", "low", "medium", "upgrade"))
+        [waiting] = await eventually(lambda: _history(client, customer))
+        assert (waiting["status"], waiting["reason"]) == ("deferred", "awaiting_profile")
+        await send(infra, CRM_CUSTOMERS, profile(customer, email=address, version=2))
+        await eventually(lambda: _async_known(app, customer))
+        await app.state.scheduler.tick()
+        assert sink.to(address) == []  # it waits for its time to look again
+        clock.set(BASE + timedelta(minutes=1))
+        await app.state.scheduler.tick()
+        history = await _sent(client, customer)
+    assert [m["Subject"] for m in sink.to(address)] == ["恭喜您升级为medium等级会员"]
+    assert [h["template"] for h in history] == ["tier_upgrade"]
+    events = await outcomes(infra, customer, 1)
+    assert [e["type"] for e in events] == ["notification.sent"]
+
+
+async def test_a_message_whose_profile_never_arrives_ends_as_no_contact_after_the_wait(
+        infra: dict[str, str], unique: str, smtp_sink: tuple[SmtpSink, int], sms_provider: SmsProvider) -> None:
+    _, port = smtp_sink
+    customer = f"C-{unique}"
+    clock = FixedClock(BASE)
+    app = build_app(await settings_for(unique, port, sms_provider, profile_wait_minutes=30), clock=clock)
+    async with running(app) as client:
+        await send(infra, CRM_TIER_CHANGES, tier_change(customer, "vip", "regular", "vip", "upgrade"))
+        await eventually(lambda: _history(client, customer))
+        clock.set(BASE + timedelta(minutes=29))
+        await app.state.scheduler.tick()
+        [waiting] = await _history(client, customer)
+        assert (waiting["status"], waiting["reason"]) == ("deferred", "awaiting_profile")
+        clock.set(BASE + timedelta(minutes=30))
+        await app.state.scheduler.tick()
+        [ended] = await _history(client, customer)
+        events = await outcomes(infra, customer, 1)
+    assert (ended["status"], ended["reason"]) == ("suppressed", "no_contact")
+    assert [(e["type"], e["data"]["reason"]) for e in events] == [("notification.suppressed", "no_contact")]
+
+
 async def test_on_spring_festival_the_scheduler_greets_consenting_chinese_customers_once(
         infra: dict[str, str], unique: str, smtp_sink: tuple[SmtpSink, int], sms_provider: SmsProvider) -> None:
     sink, port = smtp_sink
@@ -355,6 +399,11 @@ async def test_the_unsubscribe_link_of_a_care_message_stops_the_next_one(
 
 async def _async(value: Any) -> Any:
     return value
+
+
+async def _async_known(app: Any, customer: str) -> bool:
+    profile = await app.state.repo.profile(customer)
+    return profile is not None and profile.known
 
 
 async def _async_not(awaitable: Any) -> bool:

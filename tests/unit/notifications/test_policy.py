@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
@@ -58,7 +59,33 @@ def test_a_complaint_message_is_transactional_and_needs_no_consent() -> None:
 def test_a_customer_without_any_contact_is_suppressed_for_no_contact() -> None:
     profile = customer(email=None, phone=None)
     assert decide(complaint(), profile, now=NOON_SHANGHAI, policy=POLICY) == Suppress("no_contact")
-    assert decide(care(), None, now=NOON_SHANGHAI, policy=POLICY) == Suppress("no_contact")
+    assert decide(care(), profile, now=NOON_SHANGHAI, policy=POLICY) == Suppress("no_contact")
+
+
+def test_a_message_for_a_customer_whose_profile_has_not_arrived_waits_for_it() -> None:
+    awaiting = Defer(NOON_SHANGHAI + timedelta(minutes=1), reason="awaiting_profile")
+    assert decide(care(), None, now=NOON_SHANGHAI, policy=POLICY) == awaiting
+    assert decide(complaint(), None, now=NOON_SHANGHAI, policy=POLICY) == awaiting
+    # Known from a tier change alone: its contact details are still to come.
+    assert decide(care(), customer(known=False), now=NOON_SHANGHAI, policy=POLICY) == awaiting
+
+
+def test_the_wait_for_a_profile_doubles_up_to_a_limit_and_ends_in_no_contact() -> None:
+    asked = NOON_SHANGHAI
+    request = replace(care(), asked_at=asked)
+    now, looks = asked, []
+    while isinstance(decision := decide(request, None, now=now, policy=POLICY), Defer):
+        looks.append(int((decision.until - asked).total_seconds() // 60))
+        now = decision.until
+    assert looks == [1, 2, 4, 8, 16, 31, 46, 60]
+    assert decision == Suppress("no_contact")
+    assert now == asked + POLICY.profile_wait
+
+
+def test_once_the_profile_has_arrived_the_waiting_message_is_sent() -> None:
+    request = replace(care(), asked_at=NOON_SHANGHAI)
+    assert decide(request, customer(), now=NOON_SHANGHAI + timedelta(minutes=2), policy=POLICY) == \
+        Send(("email", "sms"))
 
 
 def test_the_suppression_list_stops_care_messages_but_not_complaint_messages() -> None:
