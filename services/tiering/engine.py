@@ -700,8 +700,8 @@ class Engine:
 def _record(kind: type[CloudEvent], event_id: str, subject: str, time_: str | None, data: dict[str, Any],
             metrics: bytes, cause: CloudEvent | None) -> OutboundRecord:
     envelope = to_json({"specversion": "1.0", "id": event_id, "source": SOURCE,
-                      "type": kind.model_fields["type"].default, "subject": subject, "time": time_,
-                      "datacontenttype": "application/json", "dataschemaversion": 1})
+                        "type": kind.model_fields["type"].default, "subject": subject, "time": time_,
+                        "datacontenttype": "application/json", "dataschemaversion": 1})
     # The metrics JSON is shared by the customer's events, so it is spliced in rather than re-encoded.
     value = b"".join((envelope[:-1], b',"data":', to_json(data)[:-1], b',"metrics":', metrics, b"}}"))
     return OutboundRecord(kind.topic, subject.encode(), value, trace_headers(cause))
