@@ -45,7 +45,7 @@ from services.tiering.settings import TieringSettings
 from shared.clock import FixedClock
 from shared.contract import PurchaseCompleted, PurchaseRefunded, parse_event
 from shared.contract.topics import CRM_TIER_CHANGES, ORDERS_PURCHASES
-from shared.kafka import admin_kwargs, ensure_topics, subscriber_options
+from shared.kafka import PRODUCER_OPTIONS, admin_kwargs, ensure_topics, subscriber_options
 from shared.mongo import Store
 from shared.service import with_heap_settled
 from deploy.local.infra import RUN_DIR
@@ -147,8 +147,7 @@ async def floor_loop(settings: TieringSettings, start: dict, end: dict) -> float
     record with the contract's parser (what sends a bad purchase to the DLQ), and produce one small
     record per event with the services' producer settings. No ledger, no rules, no store."""
     await create_topic(admin_kwargs(settings), FLOOR_TOPIC, partitions=6)
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers, acks="all",
-                                enable_idempotence=True, linger_ms=5)
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers, **PRODUCER_OPTIONS)
     await producer.start()
 
     async def answer(records: list[Any]) -> None:

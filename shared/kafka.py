@@ -323,6 +323,10 @@ class KeyHashCache:
         return all_partitions[hashed % len(all_partitions)]
 
 
+#: How every service produces: idempotent, acknowledged by all in-sync replicas, batched for 5 ms.
+PRODUCER_OPTIONS: dict[str, Any] = {"acks": "all", "enable_idempotence": True, "linger_ms": 5}
+
+
 def build_broker(
     settings: ServiceSettings,
     *,
@@ -337,9 +341,7 @@ def build_broker(
         settings.kafka_bootstrap_servers,
         client_id=f"carecrm-{settings.service_name}",
         security=security(settings),
-        acks="all",
-        enable_idempotence=True,
-        linger_ms=5,
+        **PRODUCER_OPTIONS,
         partitioner=KeyHashCache(),
         compression_type=None,
         ack_policy=AckPolicy.NACK_ON_ERROR,
