@@ -4,18 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import socket
-import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
-from deploy.local.infra import FerretDB
+from deploy.local.infra import RUN_DIR, FerretDB
 
 
 def free_port() -> int:
@@ -37,23 +38,22 @@ def wait_for_port(port: int, timeout: float = 30.0) -> None:
 
 @contextmanager
 def private_store() -> Iterator[str]:
-    """A FerretDB of the benchmark's own in a temporary directory, so that hundreds of thousands of
+    """A FerretDB (on a PostgreSQL cluster) of the benchmark's own, so that hundreds of thousands of
     writes do not land on the store other work shares; ``BENCH_MONGODB_URL`` names an existing one."""
     if os.environ.get("BENCH_MONGODB_URL"):
         yield os.environ["BENCH_MONGODB_URL"]
         return
-    port = free_port()
-    with tempfile.TemporaryDirectory(prefix="bench-ferretdb-") as home:
-        os.mkdir(os.path.join(home, "data"))
-        server = subprocess.Popen([str(FerretDB().binary), f"-sqlite-url=file:{home}/data/",
-                                   f"-listen-addr=127.0.0.1:{port}", "-log-level=error"], cwd=home,
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        try:
-            wait_for_port(port)
-            yield f"mongodb://127.0.0.1:{port}/"
-        finally:
-            server.terminate()
-            server.wait(60)
+    # Under the run directory, not /tmp: as root the cluster belongs to the postgres user, who must
+    # be able to reach it.
+    RUN_DIR.mkdir(parents=True, exist_ok=True)
+    home = Path(tempfile.mkdtemp(prefix="bench-store-", dir=RUN_DIR))
+    home.chmod(0o755)
+    server = FerretDB(port=free_port(), run_dir=home, postgres_port=free_port())
+    try:
+        yield server.up()
+    finally:
+        server.down()
+        shutil.rmtree(home, ignore_errors=True)
 
 
 async def create_topic(kwargs: dict, name: str, partitions: int = 6) -> None:

@@ -1,7 +1,7 @@
 """Session fixtures: the real broker and store, started once.
 
 Unless ``KAFKA_BOOTSTRAP_SERVERS`` / ``MONGODB_URL`` point at servers, the tests start their own
-Kafka and FerretDB in ``.run/test`` on their own ports (so a running ``make up`` is left alone) and
+Kafka and FerretDB (on its PostgreSQL) in ``.run/test`` on their own ports (so a running ``make up`` is left alone) and
 wipe them first, so every run starts from empty topics. There is no skip: a missing server fails.
 """
 
@@ -24,6 +24,9 @@ os.environ.setdefault("CARECRM_RUN_DIR", str(TEST_RUN_DIR))
 os.environ.setdefault("CARECRM_KAFKA_PORT", "19092")
 os.environ.setdefault("CARECRM_KAFKA_CONTROLLER_PORT", "19093")
 os.environ.setdefault("CARECRM_FERRETDB_PORT", "27019")
+os.environ.setdefault("CARECRM_POSTGRES_PORT", "27439")
+if os.environ.get("MONGODB_URL"):
+    os.environ["CARECRM_EXTERNAL_STORE"] = "1"  # no embedded PostgreSQL whose counters tests could read
 
 
 def _start_infra() -> dict[str, str]:
@@ -38,6 +41,7 @@ def _start_infra() -> dict[str, str]:
 
         shutil.rmtree(infra.RUN_DIR / "kafka", ignore_errors=True)
         shutil.rmtree(infra.RUN_DIR / "ferretdb", ignore_errors=True)
+        shutil.rmtree(infra.RUN_DIR / "postgres", ignore_errors=True)
     return infra.up()
 
 

@@ -27,7 +27,7 @@ FAULTS_DIR = infra.RUN_DIR / "faults"
 RUN_DIR = FAULTS_DIR / str(os.getpid())
 
 
-def _kill(server: infra.Kafka | infra.FerretDB, run_dir: Path) -> None:
+def _kill(server: infra.Kafka | infra.FerretDB | infra.Postgres, run_dir: Path) -> None:
     """SIGKILL a server of this run directory: its data is thrown away, so there is nothing to wait
     for. Only a pid that is still a process started on this very run directory is touched."""
     try:
@@ -48,6 +48,7 @@ def _remove_leftovers() -> None:
             continue
         _kill(infra.Kafka(run_dir=run_dir), run_dir)
         _kill(infra.FerretDB(run_dir=run_dir), run_dir)
+        _kill(infra.Postgres(run_dir=run_dir), run_dir)
         shutil.rmtree(run_dir, ignore_errors=True)
 
 
@@ -66,7 +67,7 @@ def faults() -> Iterator[FaultInfra]:
     _remove_leftovers()
     shutil.rmtree(RUN_DIR, ignore_errors=True)
     kafka = infra.Kafka(port=free_port(), controller_port=free_port(), run_dir=RUN_DIR)
-    ferretdb = infra.FerretDB(port=free_port(), run_dir=RUN_DIR)
+    ferretdb = infra.FerretDB(port=free_port(), run_dir=RUN_DIR, postgres_port=free_port())
     servers = FaultInfra(kafka=kafka, ferretdb=ferretdb, log_root=RUN_DIR / "logs")
     try:
         kafka.up()
@@ -76,7 +77,8 @@ def faults() -> Iterator[FaultInfra]:
     finally:
         _kill(kafka, RUN_DIR)
         _kill(ferretdb, RUN_DIR)
-        for data in (kafka.home / "data", ferretdb.home / "data"):
+        _kill(ferretdb.postgres, RUN_DIR)
+        for data in (kafka.home / "data", ferretdb.postgres.home):
             shutil.rmtree(data, ignore_errors=True)
 
 
