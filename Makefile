@@ -1,6 +1,6 @@
 # The operator interface. Every target works on a fresh machine with Python 3.11+, Java 17+,
-# Maven and Go: the virtual environment, Kafka's jars and FerretDB are fetched and built on first use
-# and cached in .cache/ (data, logs and pid files live in .run/).
+# Maven, Go and PostgreSQL's server programs: the virtual environment, Kafka's jars and FerretDB are
+# fetched and built on first use and cached in .cache/ (data, logs and pid files live in .run/).
 
 PYTHON ?= python3
 VENV   := .venv
@@ -23,7 +23,7 @@ $(STAMP): pyproject.toml requirements.lock
 
 install: $(STAMP) ## Create the virtual environment from the lock file
 
-infra-up: ## Start the embedded Kafka and FerretDB (or use KAFKA_BOOTSTRAP_SERVERS / MONGODB_URL)
+infra-up: ## Start the embedded Kafka and FerretDB on PostgreSQL (or use KAFKA_BOOTSTRAP_SERVERS / MONGODB_URL)
 	$(PYTHON) deploy/local/infra.py up
 
 infra-down: ## Stop the embedded Kafka and FerretDB

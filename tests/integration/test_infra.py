@@ -1,0 +1,73 @@
+"""The embedded store on the real PostgreSQL: every declared index is served where FerretDB queries.
+
+FerretDB v1 filters with ``_jsonb -> 'field' @> value`` (``_jsonb #> '{a,b}' @> value`` for a dotted
+path), which its own btree indexes cannot serve; ``deploy/local/postgres/mirror_gin.sql`` adds a GIN
+index on that expression for every key FerretDB indexes. These tests hold the mirror to it and show
+that the scan counter the hot-path tests rely on does see a query FerretDB cannot push down.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from deploy.local import infra
+from shared.mongo import Store, index
+from shared.settings import ServiceSettings
+from tests.scans import scanned, settled
+
+pytestmark = pytest.mark.integration
+
+
+def _store(unique: str) -> tuple[Store, str]:
+    database = f"test_infra_{unique}"
+    settings = ServiceSettings(service_name="infra-test", mongodb_database=database)
+    indexes = [index("things", "owner"), index("things", "meta.kind", "status"), index("things", "code", unique=True)]
+    return Store.connect(settings, indexes), database
+
+
+def _gin_expressions(database: str) -> set[str]:
+    rows = infra.Postgres().psql(
+        f"SELECT indexdef FROM pg_indexes WHERE schemaname = '{database}' AND indexdef LIKE '%USING gin%'")
+    return {line.split("USING gin ", 1)[1] for line in rows.splitlines() if line}
+
+
+async def test_every_key_of_every_declared_index_gets_a_gin_index_on_the_expression_ferretdb_filters_with(
+        infra: dict[str, str], unique: str) -> None:
+    store, database = _store(unique)
+    try:
+        await store.ensure_indexes()
+        await store.ensure_indexes()  # a restart declares them again: nothing doubles
+        assert _gin_expressions(database) == {
+            "(((_jsonb -> '_id'::text)))",
+            "(((_jsonb -> 'owner'::text)))",
+            "(((_jsonb #> '{meta,kind}'::text[])))",
+            "(((_jsonb -> 'status'::text)))",
+            "(((_jsonb -> 'code'::text)))",
+        }
+    finally:
+        await store.client.drop_database(database)
+        await store.close()
+
+
+async def test_equality_lookups_read_no_whole_table_and_a_filter_ferretdb_keeps_to_itself_does(
+        infra: dict[str, str], unique: str) -> None:
+    store, database = _store(unique)
+    things = store["things"]
+    try:
+        await store.ensure_indexes()
+        await things.insert_many([{"_id": f"t{i}", "owner": f"o{i % 50}", "code": i, "status": "open",
+                                   "meta": {"kind": f"k{i % 7}"}} for i in range(2000)])
+        before = settled(database)
+        assert await things.find_one({"_id": "t1234"}) is not None
+        assert len(await things.find({"owner": "o7"}).to_list(None)) == 40
+        assert len(await things.find({"meta.kind": "k3", "status": "open"}).to_list(None)) == 286
+        await things.update_one({"_id": "t5"}, {"$set": {"status": "closed"}})
+        await things.delete_one({"code": 6})
+        assert scanned(before, settled(database)) == {}
+
+        before = settled(database)
+        assert len(await things.find({"owner": {"$in": ["o1", "o2"]}}).to_list(None)) == 80
+        assert scanned(before, settled(database)) == {"things": 1}
+    finally:
+        await store.client.drop_database(database)
+        await store.close()
