@@ -24,7 +24,7 @@ from shared.kafka import publish_event
 from . import domain
 from .channels import Channel, DeliveryError, Recipient, with_retries
 from .domain import Defer, Policy, Profile, Request, Suppress
-from .repository import Repository, request_doc, request_from_doc
+from .repository import Repository, due_slot, request_doc, request_from_doc
 from .settings import NotificationsSettings
 from .templates import Templates, TemplateError
 
@@ -74,21 +74,23 @@ class Notifier:
         return f"{self.settings.unsubscribe_base_url}?{query}"
 
     async def submit(self, requests: Sequence[Request], *, cause: CloudEvent | None = None,
-                     resumed: bool = False, known: Mapping[str, Profile] | None = None,
-                     recent_care: Mapping[str, int] | None = None) -> None:
+                     resumed: bool = False, known: Mapping[str, Profile] | None = None) -> None:
         """Decide, record, deliver and publish the outcome of each request (idempotently).
 
         ``resumed`` is set by the deferred-message loop: a deferred record is then due, not a repeat.
-        The daily fan-out passes the profiles it read and the care counts of the whole run
-        (``known``, ``recent_care``): FerretDB v1 answers an ``$in`` query by scanning the whole
-        collection, which per batch would make a fan-out quadratic. Its requests are new by
-        construction; should a run be repeated, the insert under the dedupe key still refuses a
-        second record, so nothing is sent or reported twice.
+        The daily fan-out passes the profiles it read (``known``); its requests are new by
+        construction, so their records are not looked up: should a run be repeated, the insert under
+        the dedupe key still refuses a second record, so nothing is sent or reported twice.
+        Independent reads go to the store together: per event, two round trips of reads.
         """
         if not requests:
             return
         now = self.clock.now()
-        existing = await self.repo.by_keys([r.dedupe_key for r in requests]) if known is None else {}
+        if known is None:
+            existing, profiles = await asyncio.gather(self.repo.by_keys([r.dedupe_key for r in requests]),
+                                                      self.repo.profiles({r.customer_id for r in requests}))
+        else:
+            existing, profiles = {}, dict(known)
         todo: list[Request] = []
         repeats: list[CloudEvent] = []
         for request in requests:
@@ -104,15 +106,18 @@ class Notifier:
         await self._publish(repeats, cause)
         if not todo:
             return
-        profiles = dict(known) if known is not None else await self.repo.profiles(r.customer_id for r in todo)
-        suppressions = await self.repo.suppressions_for(profiles.values())
-        counts = recent_care if recent_care is not None else await self.repo.care_counts(
-            profiles, now - self.policy.window, [r.dedupe_key for r in todo])
+        customers = {r.customer_id for r in todo}
+        care = {r.customer_id for r in todo if not r.transactional}
+        suppressions, counts = await asyncio.gather(
+            self.repo.suppressions_for(p for c, p in profiles.items() if c in customers),
+            self.repo.care_counts(care, now - self.policy.window, [r.dedupe_key for r in todo])
+            if care else _nothing())
         decided = domain.decide_many(todo, profiles, now=now, policy=self.policy, suppressions=suppressions,
                                      recent_care=counts)
         events: list[CloudEvent] = []
         sends: list[tuple[Request, Profile, tuple[str, ...]]] = []
         new_docs: list[dict[str, Any]] = []
+        moved: dict[str, dict[str, Any]] = {}
         for request, decision in decided:
             doc = existing.get(request.dedupe_key)
             fields = {**request_doc(request), "created_at": doc["created_at"] if doc else now}
@@ -120,7 +125,8 @@ class Notifier:
                 fields.update(status="suppressed", reason=decision.reason, event_time=now)
                 events.append(self._event("suppressed", request, now, reason=decision.reason))
             elif isinstance(decision, Defer):
-                fields.update(status="deferred", reason=decision.reason, due_at=decision.until)
+                fields.update(status="deferred", reason=decision.reason, due_at=decision.until,
+                              due_slot=due_slot(decision.until))
                 if decision.reason == "quiet_hours_deferred":
                     events.append(self._event("deferred", request, now, reason=decision.reason,
                                               scheduled_for=decision.until))
@@ -130,13 +136,12 @@ class Notifier:
             if doc is None:
                 new_docs.append({"_id": request.dedupe_key, **fields})
             elif doc["status"] == "deferred":
-                if not await self.repo.claim_deferred(request.dedupe_key, fields):
-                    # Another worker moved it on first: it owns the outcome.
-                    sends = [s for s in sends if s[0] is not request]
-                    events = [e for e in events if e.data.dedupe_key != request.dedupe_key]  # type: ignore[attr-defined]
-        claimed = await self.repo.claim(new_docs)
-        lost = {d["_id"] for d in new_docs} - claimed
-        if lost:  # a concurrent delivery of the same trigger won the insert: it sends and reports
+                moved[request.dedupe_key] = fields
+        claimed, moves = await asyncio.gather(
+            self.repo.claim(new_docs), asyncio.gather(*(self.repo.claim_deferred(k, f) for k, f in moved.items())))
+        # A deferred record another worker moved on first is its own: that worker owns the outcome.
+        lost = ({d["_id"] for d in new_docs} - claimed) | {k for k, won in zip(moved, moves, strict=True) if not won}
+        if lost:  # a concurrent delivery of the same trigger won the record: it sends and reports
             sends = [s for s in sends if s[0].dedupe_key not in lost]
             events = [e for e in events if e.data.dedupe_key not in lost]  # type: ignore[attr-defined]
         await self._publish(events, cause)
@@ -210,11 +215,13 @@ class Notifier:
         if events:
             await asyncio.gather(*(publish_event(self.publisher, e, cause=cause) for e in events))
 
-    async def resume_due(self, limit: int) -> int:
-        """Send deferred messages whose time has come; how many were due."""
-        docs = await self.repo.due(self.clock.now(), limit)
-        await self.submit([request_from_doc(d) for d in docs], resumed=True)
-        return len(docs)
+    async def resume(self, docs: Sequence[Mapping[str, Any]]) -> None:
+        """Send deferred messages whose time has come (their stored records)."""
+        await self.submit([request_from_doc(dict(d)) for d in docs], resumed=True)
+
+
+async def _nothing() -> dict[str, int]:
+    return {}
 
 
 def build_event(outcome: str, *, customer_id: str, key: str, trigger: str, template: str, time: datetime,

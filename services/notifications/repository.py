@@ -4,13 +4,22 @@ Collections: ``customers`` (this service's copy of what it needs of a profile), 
 (one document per dedupe key: the request and its state; no personal data), ``outcomes`` (sent or
 failed, per dedupe key: written in one insert per batch, because FerretDB commits every single
 update on its own and a fan-out of updates crawls),
-``suppressions`` (the suppression list) and ``scheduler_runs`` (daily runs per time zone done).
+``suppressions`` (the suppression list) and ``scheduler_runs`` (daily runs per time zone done, and
+the list of time zones customers live in).
+
+Every query on a hot path holds an equality on ``_id`` or on a declared index field that selects
+few rows: FerretDB v1 hands PostgreSQL only top-level scalar equalities and filters everything else
+(``$in``, ``$or``, ranges, ...) in Go after reading every row the equalities select, so a query
+without one reads the whole collection. Several keys are therefore looked up one ``find_one`` each,
+concurrently; ranges stay beside a per-customer equality; deferred records are found by the minute
+they are due (``due_slot``).
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Iterable, Sequence
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from pymongo.errors import BulkWriteError, DuplicateKeyError
@@ -22,15 +31,32 @@ from .domain import Profile, Request, SuppressionEntry
 INDEXES: list[Index] = [
     index("customers", "timezone"),
     index("notifications", "customer_id", "created_at"),
-    index("notifications", "status", "due_at"),
+    index("notifications", "due_slot"),
     index("suppressions", "customer_id"),
     index("outcomes", "customer_id", "created_at"),
 ]
 #: States that count against the frequency cap: sent, being sent, or planned.
-COUNTED = ["sent", "sending", "deferred"]
+COUNTED = ("sent", "sending", "deferred")
+#: The ``scheduler_runs`` document listing every time zone customers were stored with.
+TIMEZONES = "timezones"
+
+
+def due_slot(at: datetime) -> str:
+    """The minute (UTC) a deferred record is due in: the equality key the scheduler finds it by."""
+    return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M")
+
+
+def _text(value: Any) -> Any:
+    """Strings without NUL: the embedded store (PostgreSQL jsonb) cannot hold one, and a name is
+    still delivered rather than the event dead-lettered."""
+    return value.replace("\x00", "") if isinstance(value, str) else value
 
 
 def profile_doc(profile: Profile, timezone: str) -> dict[str, Any]:
+    return {k: _text(v) for k, v in _profile_fields(profile, timezone).items()}
+
+
+def _profile_fields(profile: Profile, timezone: str) -> dict[str, Any]:
     return {
         "_id": profile.customer_id, "name": profile.name, "email": profile.email, "phone": profile.phone,
         "locale": profile.locale, "timezone": timezone, "own_timezone": profile.timezone,
@@ -56,7 +82,8 @@ def profile_from_doc(doc: dict[str, Any]) -> Profile:
 def request_doc(request: Request) -> dict[str, Any]:
     return {
         "customer_id": request.customer_id, "family": request.family, "trigger": request.trigger,
-        "template": request.template, "source_id": request.source_id, "params": dict(request.params),
+        "template": request.template, "source_id": request.source_id,
+        "params": {k: _text(v) for k, v in request.params.items()},
         "not_before": request.not_before, "transactional": request.transactional,
     }
 
@@ -76,6 +103,7 @@ class Repository:
         self.suppressions = store["suppressions"]
         self.runs = store["scheduler_runs"]
         self.outcomes = store["outcomes"]
+        self._zones_noted: set[str] = set()
 
     # --- customers --------------------------------------------------------------------------------
 
@@ -84,7 +112,7 @@ class Repository:
         return profile_from_doc(doc) if doc else None
 
     async def profiles(self, customer_ids: Iterable[str]) -> dict[str, Profile]:
-        docs = await self.customers.find({"_id": {"$in": list(set(customer_ids))}}).to_list(None)
+        docs = await _each(self.customers, set(customer_ids))
         return {d["_id"]: profile_from_doc(d) for d in docs}
 
     async def save_profile(self, profile: Profile, timezone: str) -> None:
@@ -92,6 +120,7 @@ class Repository:
         # Tiers come from another topic, concurrently: a profile update leaves them alone.
         fields = {k: v for k, v in doc.items() if k not in ("_id", "value_tier", "vip")}
         await self.customers.update_one({"_id": doc["_id"]}, {"$set": fields}, upsert=True)
+        await self.note_timezones([timezone])
 
     async def save_tier(self, customer_id: str, dimension: str, value: str) -> None:
         # Upsert: a tier change may arrive before the profile does.
@@ -99,64 +128,68 @@ class Repository:
 
     async def erase(self, customer_id: str) -> None:
         # The profile goes last: once it is gone, everything else about the customer is too.
-        await self.notifications.delete_many({"customer_id": customer_id})
-        await self.outcomes.delete_many({"customer_id": customer_id})
-        await self.suppressions.delete_many({"customer_id": customer_id})
+        await asyncio.gather(self.notifications.delete_many({"customer_id": customer_id}),
+                             self.outcomes.delete_many({"customer_id": customer_id}),
+                             self.suppressions.delete_many({"customer_id": customer_id}))
         await self.customers.delete_one({"_id": customer_id})
 
     async def timezones(self) -> list[str]:
+        doc = await self.runs.find_one({"_id": TIMEZONES})
+        return sorted(doc.get("zones") or []) if doc else []
+
+    async def note_timezones(self, zones: Iterable[str]) -> None:
+        """Add time zones to the stored list; each process writes a zone once (``$addToSet``)."""
+        new = sorted(set(zones) - self._zones_noted)
+        if new:
+            await self.runs.update_one({"_id": TIMEZONES}, {"$addToSet": {"zones": {"$each": new}}}, upsert=True)
+            self._zones_noted.update(new)
+
+    async def rebuild_timezones(self) -> None:
+        """At start, one read of all customers: the list then also holds zones stored by a version
+        that did not keep it, or by a writer that stopped between its two writes."""
         groups = await (await self.customers.aggregate(
             [{"$group": {"_id": "$timezone", "n": {"$sum": 1}}}])).to_list(None)
-        return sorted(g["_id"] for g in groups if g["_id"])
+        self._zones_noted.clear()
+        await self.note_timezones(g["_id"] for g in groups if g["_id"])
 
     async def customers_in(self, timezone: str, batch: int) -> AsyncIterator[list[Profile]]:
         """Every customer of a time zone, a batch at a time (memory stays bounded by the batch).
 
         One cursor read to the end: paging with ``_id > last`` and a sort makes FerretDB v1 scan the
         whole collection for every page."""
-        chunk: list[Profile] = []
-        async for doc in self.customers.find({"timezone": timezone}, batch_size=batch):
-            chunk.append(profile_from_doc(doc))
-            if len(chunk) == batch:
-                yield chunk
-                chunk = []
-        if chunk:
-            yield chunk
+        async for chunk in _chunks(self.customers.find({"timezone": timezone}, batch_size=batch), batch):
+            yield [profile_from_doc(d) for d in chunk]
 
     # --- notifications ----------------------------------------------------------------------------
 
     async def by_keys(self, keys: Sequence[str]) -> dict[str, dict[str, Any]]:
-        docs = await self.notifications.find({"_id": {"$in": list(keys)}}).to_list(None)
-        return await self._with_outcomes(docs)
+        return await self._with_outcomes(await _each(self.notifications, set(keys)))
 
     async def _with_outcomes(self, docs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
         """The records with the outcome of those that were sent or failed merged in."""
         sending = [d["_id"] for d in docs if d["status"] == "sending"]
-        outcomes = {o["_id"]: o for o in await self.outcomes.find({"_id": {"$in": sending}}).to_list(None)} \
-            if sending else {}
+        outcomes = {o["_id"]: o for o in await _each(self.outcomes, sending)}
         return {d["_id"]: {**d, **outcomes.get(d["_id"], {})} for d in docs}
 
     async def care_counts(self, customer_ids: Iterable[str], since: datetime,
                           excluding: Sequence[str]) -> dict[str, int]:
-        docs = await self.notifications.find(
-            {"customer_id": {"$in": list(set(customer_ids))}, "created_at": {"$gte": since},
-             "transactional": False, "status": {"$in": COUNTED}, "_id": {"$nin": list(excluding)}},
-            {"customer_id": 1, "_id": 1}).to_list(None)
-        failed = {o["_id"] for o in await self.outcomes.find(
-            {"_id": {"$in": [d["_id"] for d in docs]}, "status": "failed"}, {"_id": 1}).to_list(None)} if docs else set()
-        counts: dict[str, int] = {}
-        for d in docs:
-            if d["_id"] not in failed:
-                counts[d["customer_id"]] = counts.get(d["customer_id"], 0) + 1
-        return counts
+        """Care messages sent, being sent or planned per customer since ``since``, failed ones and
+        ``excluding`` left out: one query per customer (``customer_id`` equality, the rest beside it)."""
+        skip = set(excluding)
+        counts = await asyncio.gather(*(self._care_count(c, since, skip) for c in set(customer_ids)))
+        return {c: n for c, n in counts if n}
 
-    async def care_counts_since(self, since: datetime) -> dict[str, int]:
-        """Care messages per customer since ``since``, for a whole daily run in one query."""
-        cursor = await self.notifications.aggregate([
-            {"$match": {"created_at": {"$gte": since}, "transactional": False, "status": {"$in": COUNTED}}},
-            {"$group": {"_id": "$customer_id", "n": {"$sum": 1}}},
-        ])
-        return {row["_id"]: row["n"] for row in await cursor.to_list(None)}
+    async def _care_count(self, customer_id: str, since: datetime, excluding: set[str]) -> tuple[str, int]:
+        docs = await self.notifications.find(
+            {"customer_id": customer_id, "created_at": {"$gte": since}, "transactional": False},
+            {"status": 1}).to_list(None)
+        docs = [d for d in docs if d["status"] in COUNTED and d["_id"] not in excluding]
+        if any(d["status"] == "sending" for d in docs):  # sent or failed: the outcome tells
+            failed = {o["_id"] for o in await self.outcomes.find(
+                {"customer_id": customer_id, "status": "failed", "created_at": {"$gte": since}},
+                {"_id": 1}).to_list(None)}
+            docs = [d for d in docs if d["_id"] not in failed]
+        return customer_id, len(docs)
 
     async def claim(self, docs: Sequence[dict[str, Any]]) -> set[str]:
         """Insert new records; the keys of those this call wrote (the others already existed)."""
@@ -179,9 +212,9 @@ class Repository:
     async def retry_later(self, keys: Sequence[str], due_at: datetime) -> None:
         """Back to deferred records that the scheduler resumes at ``due_at``: their providers could
         not be reached. Only records still being sent: the outcome of another worker stands."""
-        await self.notifications.update_many({"_id": {"$in": list(keys)}, "status": "sending"},
-                                             {"$set": {"status": "deferred", "reason": "provider_unreachable",
-                                                       "due_at": due_at}})
+        fields = {"status": "deferred", "reason": "provider_unreachable", "due_at": due_at, "due_slot": due_slot(due_at)}
+        await asyncio.gather(*(self.notifications.update_one({"_id": key, "status": "sending"}, {"$set": fields})
+                               for key in set(keys)))
 
     async def insert_once(self, doc: dict[str, Any]) -> bool:
         try:
@@ -200,9 +233,21 @@ class Repository:
             if any(e.get("code") != 11000 for e in exc.details.get("writeErrors", [])):
                 raise
 
-    async def due(self, now: datetime, limit: int) -> list[dict[str, Any]]:
-        return await self.notifications.find({"status": "deferred", "due_at": {"$lte": now}}) \
-            .sort("due_at", 1).limit(limit).to_list(None)
+    async def due_in(self, slot: str, now: datetime, batch: int) -> AsyncIterator[list[dict[str, Any]]]:
+        """Deferred records due by ``now`` in the minute ``slot``, a batch at a time."""
+        async for chunk in _chunks(self.notifications.find(
+                {"due_slot": slot, "status": "deferred", "due_at": {"$lte": now}}, batch_size=batch), batch):
+            yield chunk
+
+    async def all_deferred(self, batch: int) -> AsyncIterator[list[dict[str, Any]]]:
+        """Every deferred record, a batch at a time: the scheduler's one pass at start."""
+        async for chunk in _chunks(self.notifications.find({"status": "deferred"}, batch_size=batch), batch):
+            yield chunk
+
+    async def set_due_slots(self, docs: Iterable[dict[str, Any]]) -> None:
+        """Give records deferred by an earlier version the key the scheduler finds them by."""
+        await asyncio.gather(*(self.notifications.update_one(
+            {"_id": d["_id"], "status": "deferred"}, {"$set": {"due_slot": due_slot(d["due_at"])}}) for d in docs))
 
     async def cancel_pending(self, key: str) -> None:
         await self.notifications.delete_one({"_id": key, "status": "deferred"})
@@ -225,19 +270,17 @@ class Repository:
     # --- suppression list -------------------------------------------------------------------------
 
     async def suppressions_for(self, profiles: Iterable[Profile]) -> dict[str, list[SuppressionEntry]]:
+        """Entries naming each customer (by ``customer_id``) or their address or number (by ``_id``)."""
         profiles = list(profiles)
-        ids = [f"customer:{p.customer_id}" for p in profiles]
-        ids += [f"email:{p.email}" for p in profiles if p.email] + [f"phone:{p.phone}" for p in profiles if p.phone]
-        ids_by_customer = {p.customer_id: p for p in profiles}
-        docs = await self.suppressions.find({"$or": [{"_id": {"$in": ids}},
-                                                     {"customer_id": {"$in": list(ids_by_customer)}}]}).to_list(None)
-        out: dict[str, list[SuppressionEntry]] = {}
-        for p in profiles:
-            for d in docs:
-                if d.get("customer_id") == p.customer_id or (d["kind"], d["value"]) in (
-                        ("email", p.email), ("phone", p.phone)):
-                    out.setdefault(p.customer_id, []).append(suppression_from_doc(d))
-        return out
+        found = await asyncio.gather(*(self._suppressions_of(p) for p in profiles))
+        return {p.customer_id: entries for p, entries in zip(profiles, found, strict=True) if entries}
+
+    async def _suppressions_of(self, p: Profile) -> list[SuppressionEntry]:
+        ids = [f"email:{p.email}"] if p.email else []
+        ids += [f"phone:{p.phone}"] if p.phone else []
+        by_customer, by_contact = await asyncio.gather(
+            self.suppressions.find({"customer_id": p.customer_id}).to_list(None), _each(self.suppressions, ids))
+        return [suppression_from_doc(d) for d in by_customer + by_contact]
 
     async def add_suppression(self, entry: SuppressionEntry, reason: str, at: datetime) -> dict[str, Any]:
         doc = {"_id": suppression_id(entry), "kind": entry.kind, "value": entry.value, "channel": entry.channel,
@@ -259,6 +302,24 @@ class Repository:
 
     async def mark_run(self, run_id: str, at: datetime, count: int) -> None:
         await self.runs.replace_one({"_id": run_id}, {"_id": run_id, "done_at": at, "requests": count}, upsert=True)
+
+
+async def _each(collection: Any, ids: Iterable[str]) -> list[dict[str, Any]]:
+    """The documents under ``ids``, one ``find_one`` each, concurrently: FerretDB v1 answers an
+    ``_id`` ``$in`` by reading the whole collection."""
+    docs = await asyncio.gather(*(collection.find_one({"_id": i}) for i in ids))
+    return [d for d in docs if d is not None]
+
+
+async def _chunks(cursor: Any, size: int) -> AsyncIterator[list[dict[str, Any]]]:
+    chunk: list[dict[str, Any]] = []
+    async for doc in cursor:
+        chunk.append(doc)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
 
 
 def suppression_id(entry: SuppressionEntry) -> str:

@@ -4,12 +4,18 @@ Every tick, each time zone whose local clock has passed the daily send hour and 
 local date is not recorded yet is fanned out: its customers are read a batch at a time (memory stays
 bounded by the batch size) and each batch goes to the notifier. The run is recorded at the end; a
 run cut short is simply done again, and the dedupe keys make the repeat send nothing twice.
+
+Deferred messages are found by the minute they are due (``due_slot``): each pass looks up the slots
+since the last one, a few minutes back, since a record may be written just after its slot was read.
+At start one pass reads every deferred record instead, so a restart loses none (and records deferred
+by an earlier version get their slot). Claiming a deferred record is conditional, so a slot read
+twice, or by two workers, sends nothing twice.
 """
 
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime
+from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import structlog
@@ -17,10 +23,14 @@ import structlog
 from . import domain
 from .calendar import holidays_on
 from .notifier import Notifier
-from .repository import Repository
+from .repository import Repository, due_slot
 from .settings import NotificationsSettings
 
 log = structlog.get_logger(__name__)
+#: How far back each pass looks again for deferred records written after their slot was read.
+OVERLAP = timedelta(minutes=5)
+#: Slots looked up at once when a pass has many (the clock moved on while the service was busy).
+SLOT_LOOKUPS = 32
 
 
 class Scheduler:
@@ -28,16 +38,29 @@ class Scheduler:
         self.settings = settings
         self.repo = repo
         self.notifier = notifier
+        #: The first minute slot the next pass looks up; None until the start pass has run.
+        self._next: datetime | None = None
+        self.primed = asyncio.Event()
 
     async def run_forever(self) -> None:
+        await self.prime()
         while True:
             await self.tick()
             await asyncio.sleep(self.settings.scheduler_interval_s)
 
+    async def prime(self) -> None:
+        """The start pass: the one read of every deferred record and of the customers' time zones."""
+        now = self.notifier.clock.now()
+        await self.repo.rebuild_timezones()
+        async for batch in self.repo.all_deferred(self.settings.fan_out_batch):
+            await self.repo.set_due_slots(d for d in batch if "due_slot" not in d)
+            await self.notifier.resume([d for d in batch if d["due_at"] <= now])
+        self._next = min(self._next or now, now - OVERLAP)
+        self.primed.set()
+
     async def tick(self) -> None:
         now = self.notifier.clock.now()
-        while await self.notifier.resume_due(self.settings.fan_out_batch) == self.settings.fan_out_batch:
-            pass
+        await self.resume_due(now)
         for timezone in await self.repo.timezones():
             local = now.astimezone(ZoneInfo(timezone))
             if local.hour < self.settings.daily_send_hour:
@@ -49,12 +72,23 @@ class Scheduler:
             await self.repo.mark_run(run_id, now, count)
             log.info("daily_run_done", timezone=timezone, day=local.date().isoformat(), requests=count)
 
+    async def resume_due(self, now: datetime) -> None:
+        """Send the deferred messages due by ``now``, looked up by the minutes since the last pass."""
+        start = (self._next or now - OVERLAP).replace(second=0, microsecond=0)
+        slots = [due_slot(start + timedelta(minutes=m)) for m in range(int((now - start).total_seconds() // 60) + 1)]
+        for i in range(0, len(slots), SLOT_LOOKUPS):
+            await asyncio.gather(*(self._resume_slot(slot, now) for slot in slots[i:i + SLOT_LOOKUPS]))
+        self._next = max(self._next or start, now - OVERLAP)
+
+    async def _resume_slot(self, slot: str, now: datetime) -> None:
+        async for batch in self.repo.due_in(slot, now, self.settings.fan_out_batch):
+            await self.notifier.resume(batch)
+
     async def fan_out(self, timezone: str, local: datetime, run_id: str) -> int:
         """Hand each batch to the notifier; a few batches are in flight at once, so reading and
         deciding the next overlaps with mailing the last, while memory stays bounded."""
         day = local.date()
         count = 0
-        recent = await self.repo.care_counts_since(self.notifier.clock.now() - self.notifier.policy.window)
         in_flight: set[asyncio.Task[None]] = set()
         async for batch in self.repo.customers_in(timezone, self.settings.fan_out_batch):
             requests = []
@@ -70,7 +104,7 @@ class Scheduler:
                 for task in done:
                     task.result()
             known = {p.customer_id: p for p in batch}
-            in_flight.add(asyncio.create_task(self.notifier.submit(requests, known=known, recent_care=recent)))
+            in_flight.add(asyncio.create_task(self.notifier.submit(requests, known=known)))
         for task in asyncio.as_completed(in_flight):
             await task
         return count

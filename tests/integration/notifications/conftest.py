@@ -12,6 +12,7 @@ import pytest
 
 from services.notifications.handlers import SUBSCRIBED
 from services.notifications.settings import NotificationsSettings
+from shared.kafka import ensure_topics
 from tests import helpers
 from tests.doubles import SmtpSink, smtp_server
 
@@ -61,4 +62,6 @@ def sms_provider() -> Iterator[SmsProvider]:
 
 
 async def skip_backlog(settings: NotificationsSettings) -> None:
+    # The session wipes the broker: these tests may be the first to need the topics.
+    await ensure_topics(settings)
     await helpers.skip_backlog(settings, SUBSCRIBED)
