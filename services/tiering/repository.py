@@ -1,13 +1,14 @@
 """MongoDB access of the tiering service.
 
-FerretDB v1 on SQLite inserts tens of thousands of documents per second, but it updates only a few
-hundred and answers any filter other than ``_id`` equality with a scan of the collection. So the hot
-path only inserts and reads by ``_id``: a customer's state (ledger lines keyed by natural id, the
-snapshot and the metrics) is one document per revision, ``<customer>#<rev>``; a new revision is
-inserted, and superseded ones are deleted in bulk now and then (until then, and after a crash, the
-highest revision wins). The
-service keeps the directory of customers and their current revision in memory, built by one scan at
-start, so that it never has to search.
+Every query on a hot path (a batch, the write-behind flush, the scheduler, a customer's
+classification, history and audit) is an equality on ``_id`` or on an indexed field, the one kind of
+filter FerretDB v1 hands to PostgreSQL, where an index serves it; any other filter reads the whole
+collection. A customer's state (ledger lines keyed by natural id, the snapshot and the metrics) is
+one document per revision, ``<customer>#<rev>``: a new revision is inserted, and superseded ones are
+deleted by ``_id`` now and then (until then, and after a crash, the highest revision wins). The
+service keeps the directory of customers and their current revision in memory, built by the one
+read of the whole collection it allows itself, at start; population-wide work (reclassification,
+the segments report) reads it whole too, by nature.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from collections.abc import AsyncIterator, Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
-from pymongo import DESCENDING, InsertOne
+from pymongo import DESCENDING, DeleteOne, InsertOne
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from shared.mongo import Index, Store, index
@@ -28,12 +29,14 @@ from .policy import Policy
 
 INDEXES: list[Index] = [
     index("customers", "customer_id", ("rev", DESCENDING)),
-    index("customers", "next_eval_at"),
     index("history", "customer_id"),
     index("override_audit", "customer_id", "at"),
-    index("policies", "created_at"),
 ]
 DUPLICATE_KEY = 11000
+#: Revisions per delete command, and commands in flight: each ``DeleteOne`` is an ``_id`` lookup,
+#: and FerretDB runs the commands of several connections side by side.
+DELETE_CHUNK = 500
+DELETES_IN_FLIGHT = 4
 
 
 class CustomerState:
@@ -207,10 +210,16 @@ class Repository:
         await insert_all(self.history, history)
         await insert_all(self.customers, states, replace_duplicates=True)
 
-    async def delete_revisions(self, ids: list[str], chunk: int = 20_000) -> None:
-        """One ``$in`` delete costs about one pass over the collection, so they are batched."""
-        for start in range(0, len(ids), chunk):
-            await self.customers.delete_many({"_id": {"$in": ids[start:start + chunk]}})
+    async def delete_revisions(self, ids: list[str]) -> None:
+        """One ``DeleteOne`` per revision: FerretDB filters an ``$in`` itself, after reading the
+        whole collection, while an ``_id`` equality is an index lookup (on MongoDB both are)."""
+        slots = asyncio.Semaphore(DELETES_IN_FLIGHT)
+
+        async def chunk(part: list[str]) -> None:
+            async with slots:
+                await self.customers.bulk_write([DeleteOne({"_id": i}) for i in part], ordered=False)
+
+        await asyncio.gather(*(chunk(ids[s:s + DELETE_CHUNK]) for s in range(0, len(ids), DELETE_CHUNK)))
 
     async def state(self, customer_id: str, rev: int) -> dict[str, Any] | None:
         return await self.customers.find_one({"_id": doc_id(customer_id, rev)}, {"ledger": 0})
@@ -265,8 +274,21 @@ class Repository:
         await self.store["meta"].replace_one({"_id": "active_policy"}, {"version": version, "at": at}, upsert=True)
 
     async def latest_cutoffs(self) -> Cutoffs | None:
-        docs = await self.cutoffs.find({}).sort("version", DESCENDING).limit(1).to_list(1)
-        return Cutoffs.from_doc(docs[0]) if docs else None
+        """The cut-offs ``meta`` points at: every refresh adds a version, so finding the newest by
+        sorting would read them all."""
+        pointer = await self.store["meta"].find_one({"_id": "cutoffs"})
+        if pointer is not None:
+            doc = await self.cutoffs.find_one({"_id": pointer["version"]})
+        else:  # a store written before the pointer: one sorted read, then the pointer
+            found = await self.cutoffs.find({}).sort("version", DESCENDING).limit(1).to_list(1)
+            doc = found[0] if found else None
+            if doc is not None:  # unless a refresh elsewhere set it meanwhile
+                await self.store["meta"].update_one({"_id": "cutoffs"}, {"$setOnInsert": {"version": doc["_id"]}},
+                                                    upsert=True)
+        return Cutoffs.from_doc(doc) if doc else None
 
     async def store_cutoffs(self, cutoffs: Cutoffs) -> None:
-        await self.cutoffs.insert_one({"_id": cutoffs.version, **cutoffs.to_doc()})
+        # A replace: a version stored by an attempt that stopped before moving the pointer is taken again.
+        await self.cutoffs.replace_one({"_id": cutoffs.version}, {"_id": cutoffs.version, **cutoffs.to_doc()},
+                                       upsert=True)
+        await self.store["meta"].replace_one({"_id": "cutoffs"}, {"version": cutoffs.version}, upsert=True)

@@ -12,6 +12,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from services.tiering.handlers import SUBSCRIBED
 from services.tiering.settings import TieringSettings
 from shared.contract.topics import CRM_TIER_CHANGES
+from shared.kafka import ensure_topics
 from tests import helpers
 from tests.helpers import api_key, envelope, known_partitions, produce
 
@@ -31,6 +32,8 @@ async def settings_for(unique: str, **kw: Any) -> TieringSettings:
 
 
 async def skip_backlog(settings: TieringSettings) -> None:
+    # On a fresh broker nothing has created the topics yet (the service does so only when it starts).
+    await ensure_topics(settings)
     await helpers.skip_backlog(settings, SUBSCRIBED)
 
 
