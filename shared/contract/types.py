@@ -86,6 +86,14 @@ def _representable(value: datetime) -> datetime:
     return value
 
 
+def _no_nul(value: str) -> str:
+    # MongoDB takes U+0000 in a string, FerretDB on PostgreSQL (jsonb) does not: refused at the edge
+    # rather than half-stored.
+    if "\x00" in value:
+        raise ValueError("text must not contain U+0000 (NUL)")
+    return value
+
+
 _serialize_decimal = PlainSerializer(lambda d: format(d, "f"), return_type=str, when_used="always")
 
 #: A decimal carried as a JSON string, e.g. ``"199.90"``.
@@ -98,6 +106,7 @@ CustomerId = Annotated[str, Field(min_length=1, max_length=64), AfterValidator(_
 EventTime = Annotated[datetime, BeforeValidator(_naive_refused), AfterValidator(_event_time)]
 #: A timezone-aware timestamp without the future rule (due times, expiries).
 AwareTime = Annotated[datetime, BeforeValidator(_naive_refused), AfterValidator(_representable)]
-ShortText = Annotated[str, Field(max_length=200)]
-LongText = Annotated[str, Field(max_length=5000)]
+#: Free text: any character but U+0000.
+ShortText = Annotated[str, Field(max_length=200), AfterValidator(_no_nul)]
+LongText = Annotated[str, Field(max_length=5000), AfterValidator(_no_nul)]
 Identifier = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[\w.:\-/#]+$")]

@@ -38,11 +38,11 @@ async def test_every_key_of_every_declared_index_gets_a_gin_index_on_the_express
         await store.ensure_indexes()
         await store.ensure_indexes()  # a restart declares them again: nothing doubles
         assert _gin_expressions(database) == {
-            "(((_jsonb -> '_id'::text)))",
-            "(((_jsonb -> 'owner'::text)))",
-            "(((_jsonb #> '{meta,kind}'::text[])))",
-            "(((_jsonb -> 'status'::text)))",
-            "(((_jsonb -> 'code'::text)))",
+            "(((_jsonb -> '_id'::text))) WITH (fastupdate=off)",
+            "(((_jsonb -> 'owner'::text))) WITH (fastupdate=off)",
+            "(((_jsonb #> '{meta,kind}'::text[]))) WITH (fastupdate=off)",
+            "(((_jsonb -> 'status'::text))) WITH (fastupdate=off)",
+            "(((_jsonb -> 'code'::text))) WITH (fastupdate=off)",
         }
     finally:
         await store.client.drop_database(database)
