@@ -30,7 +30,7 @@ from shared.settings import ApiKey
 
 from . import domain
 from .records import SOURCE, AlreadyExists, Cause, Conflict, CustomerRecords, Erased, NotFound
-from .repository import Repository, Stored
+from .repository import LIST_BUCKETS, Repository, Stored, list_bucket
 
 router = APIRouter(prefix="/customers", tags=["customers"])
 
@@ -136,7 +136,8 @@ async def create_customer(request: Request, body: NewCustomer,
     return _view(customer_id, profile, key)
 
 
-@router.get("", summary="List customers by tier, lifecycle, tag or needs, a page at a time")
+@router.get("", summary="List customers by tier, lifecycle, tag or needs, a page at a time (in an order of "
+                        "their own, stable across pages)")
 async def list_customers(
     request: Request,
     tier: ValueTier | None = None,
@@ -149,13 +150,18 @@ async def list_customers(
 ) -> dict[str, Any]:
     limit = min(limit, request.app.state.settings.max_page_size)
     after = _decode_cursor(cursor) if cursor else None
-    if after is not None and not isinstance(after, str):
-        raise _invalid("query", "cursor", "cursor is not one this API returned")
+    if after is not None:
+        # [list bucket, customer id] of the last customer of the page before
+        if not (isinstance(after, list) and len(after) == 2 and type(after[0]) is int
+                and 0 <= after[0] < LIST_BUCKETS and isinstance(after[1], str)):
+            raise _invalid("query", "cursor", "cursor is not one this API returned")
+        after = (after[0], after[1])
     page = await _repo(request).list(tier=tier, lifecycle=lifecycle, tag=tag, needs=needs, after=after,
                                      limit=limit + 1)
     items = [_view(s.customer_id, s.profile, key) for s in page[:limit] if s.profile]
     more = len(page) > limit
-    return {"items": items, "next_cursor": _encode_cursor(page[limit - 1].customer_id) if more else None}
+    last = page[limit - 1].customer_id if more else None
+    return {"items": items, "next_cursor": _encode_cursor([list_bucket(last), last]) if last else None}
 
 
 @router.get("/lookup", summary="Find customers by exact phone or e-mail (blind index)")

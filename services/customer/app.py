@@ -36,7 +36,8 @@ def build_app(settings: CustomerSettings | None = None, *, clock: Clock | None =
         broker=runtime.broker,
     )
     records = CustomerRecords(repo, publishers, runtime.clock)
-    runtime.include(handlers.build_router(settings, records, Activity(records, repo)))
+    activity = Activity(records, repo, concurrency=settings.concurrency, max_attempts=settings.handler_max_attempts)
+    runtime.include(handlers.build_router(settings, activity, runtime.dead_letters))
     runtime.include(outbound)
     return runtime.http_app(title=TITLE, description=DESCRIPTION, routers=[api.router],
                             state={"repo": repo, "records": records})

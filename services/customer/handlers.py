@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any, Union
+
 from faststream.kafka import KafkaRouter
 
+from shared.contract import CloudEvent
 from shared.contract.events import (
     ComplaintEvent,
     CustomerClassification,
@@ -24,53 +27,59 @@ from shared.contract.topics import (
     CRM_NOTIFICATIONS,
     ORDERS_PURCHASES,
 )
-from shared.kafka import Rejected, subscriber_options
+from shared.kafka import DeadLetterMiddleware, Rejected, dead_letter_event, subscriber_options
 
 from .activity import Activity
-from .records import CustomerRecords, NotFound
 from .settings import CustomerSettings
 
 
-
-def build_router(settings: CustomerSettings, records: CustomerRecords, activity: Activity) -> KafkaRouter:
+def build_router(settings: CustomerSettings, activity: Activity, dead_letters: DeadLetterMiddleware) -> KafkaRouter:
+    """Every input is read in batches, committed once the whole batch is applied (a batch read again
+    is applied again, to the same effect); an event the service rejects goes to the DLQ on its own
+    and the rest of its batch is applied."""
     router = KafkaRouter()
 
-    @router.subscriber(CRM_CUSTOMER_INTAKE, **subscriber_options(settings, CRM_CUSTOMER_INTAKE), title="customer-intake",
+    def batch(topic: str) -> dict[str, Any]:
+        return subscriber_options(settings, topic, batch=True, max_records=settings.batch_max_records,
+                                  batch_timeout_ms=settings.batch_timeout_ms)
+
+    async def reject(event: CloudEvent, exc: Rejected) -> None:
+        await dead_letter_event(dead_letters, event, exc)
+
+    @router.subscriber(CRM_CUSTOMER_INTAKE, **batch(CRM_CUSTOMER_INTAKE), title="customer-intake",
                        description="Registrations and profile updates from upstream become the profile; each "
                                    "change is published on crm.customers.v1. An update of an unknown customer "
                                    "is dead-lettered with x-error=unknown_customer.")
-    async def on_intake(event: CustomerRegistered | CustomerUpdated) -> None:
-        try:
-            await activity.intake(event)
-        except NotFound:
-            raise Rejected("unknown_customer", f"no customer {event.subject} to update") from None
+    async def on_intake(events: list[Union[CustomerRegistered, CustomerUpdated]]) -> None:
+        await activity.intakes(events, reject)
 
-    @router.subscriber(ORDERS_PURCHASES, **subscriber_options(settings, ORDERS_PURCHASES), title="purchases",
+    @router.subscriber(ORDERS_PURCHASES, **batch(ORDERS_PURCHASES), title="purchases",
                        description="Purchases and refunds join the timeline (once per order_id / refund_id); "
                                    "a purchase of an unknown customer creates a prospect marked by its source.")
-    async def on_purchase(event: PurchaseCompleted | PurchaseRefunded) -> None:
-        await activity.purchase(event)
+    async def on_purchase(events: list[Union[PurchaseCompleted, PurchaseRefunded]]) -> None:
+        await activity.purchases(events, reject)
 
-    @router.subscriber(CRM_INTERACTIONS, **subscriber_options(settings, CRM_INTERACTIONS), title="interactions",
+    @router.subscriber(CRM_INTERACTIONS, **batch(CRM_INTERACTIONS), title="interactions",
                        description="Interactions join the timeline once per interaction_id; summaries are "
                                    "encrypted at rest.")
-    async def on_interaction(event: InteractionRecorded) -> None:
-        await activity.interaction(event)
+    async def on_interaction(events: list[InteractionRecorded]) -> None:
+        await activity.interactions(events, reject)
 
-    @router.subscriber(CRM_CUSTOMER_TIERS, **subscriber_options(settings, CRM_CUSTOMER_TIERS), title="classifications",
+    @router.subscriber(CRM_CUSTOMER_TIERS, **batch(CRM_CUSTOMER_TIERS), title="classifications",
                        description="The newest classification snapshot is kept for the 360-degree view and "
                                    "list filters; a change of a dimension joins the timeline.")
-    async def on_classification(event: CustomerClassification) -> None:
-        await activity.classification(event)
+    async def on_classification(events: list[CustomerClassification]) -> None:
+        await activity.classifications(events, reject)
 
-    @router.subscriber(CRM_COMPLAINTS, **subscriber_options(settings, CRM_COMPLAINTS), title="complaints",
+    @router.subscriber(CRM_COMPLAINTS, **batch(CRM_COMPLAINTS), title="complaints",
                        description="Complaint lifecycle events join the timeline and the complaint summary.")
-    async def on_complaint(event: ComplaintEvent) -> None:
-        await activity.complaint(event)
+    async def on_complaint(events: list[ComplaintEvent]) -> None:
+        await activity.complaints(events, reject)
 
-    @router.subscriber(CRM_NOTIFICATIONS, **subscriber_options(settings, CRM_NOTIFICATIONS), title="notifications",
+    @router.subscriber(CRM_NOTIFICATIONS, **batch(CRM_NOTIFICATIONS), title="notifications",
                        description="Every message sent, failed or suppressed becomes part of the contact record.")
-    async def on_notification(event: NotificationSent | NotificationFailed | NotificationSuppressed) -> None:
-        await activity.notification(event)
+    async def on_notification(events: list[Union[NotificationSent, NotificationFailed, NotificationSuppressed]]
+                              ) -> None:
+        await activity.notifications(events, reject)
 
     return router

@@ -35,6 +35,7 @@ from .repository import Repository, Stored
 log = structlog.get_logger(__name__)
 SOURCE = "carecrm/customer"
 _ATTEMPTS = 5
+_KNOWN_MAX = 200_000
 
 
 class NotFound(LookupError):
@@ -80,6 +81,9 @@ class CustomerRecords:
         self.publishers = publishers
         self.clock = clock
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+        # Customers that have a profile or were erased: a purchase of theirs needs no read. Safe to
+        # remember and to share between instances, since neither ever goes back to "unknown".
+        self._known: set[str] = set()
 
     @contextlib.asynccontextmanager
     async def _serialised(self, customer_id: str) -> AsyncIterator[None]:
@@ -123,22 +127,36 @@ class CustomerRecords:
                                     cause=cause.id):
             return None
         await self._publish_profile(customer_id, updated, cause)
+        self._remember(customer_id)
         log.info("customer_profile_changed", customer_id=customer_id, version=updated.version,
                  status=updated.status, fields=sorted(changes))
         return updated
 
     async def ensure_prospect(self, customer_id: str, cause: Cause) -> None:
         """A purchase of an unknown customer: create a stub marked by the purchase's source."""
+        if customer_id in self._known:
+            return
         async with self._serialised(customer_id):
-            stored = await self.repo.load(customer_id)
-            if stored is not None and (stored.erased or stored.profile is not None):
-                if stored.profile is not None and stored.last_cause == cause.id:
-                    await self._publish_profile(customer_id, stored.profile, cause)
+            seen = await self.repo.peek(customer_id)
+            status = seen.get("status") if seen else None
+            if status is not None:
+                if status != "erased" and seen and seen.get("last_cause") == cause.id:
+                    # This purchase made the stub; its publication may not have happened.
+                    stored = await self.repo.load(customer_id)
+                    if stored is not None and stored.profile is not None:
+                        await self._publish_profile(customer_id, stored.profile, cause)
+                self._remember(customer_id)
                 return
             stub = domain.new_prospect(source=cause.source, at=cause.at)
             if await self.repo.save(customer_id, stub, expected_version=None, cause=cause.id):
                 await self._publish_profile(customer_id, stub, cause)
                 log.info("prospect_created", customer_id=customer_id)
+                self._remember(customer_id)
+
+    def _remember(self, customer_id: str) -> None:
+        if len(self._known) >= _KNOWN_MAX:
+            self._known.clear()
+        self._known.add(customer_id)
 
     async def erase(self, customer_id: str, *, at: datetime, reason: str | None) -> None:
         """Remove the personal data, announce it, then drop the key from the compacted topic."""

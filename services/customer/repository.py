@@ -7,13 +7,15 @@ are findable only through their blind indexes.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import asyncio
+import hashlib
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from pymongo import DESCENDING
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from shared.contract.events import CustomerProfile
 from shared.mongo import Index, Store, index, insert_once
@@ -29,6 +31,12 @@ INBOX = "inbox"
 #: Collections whose documents may hold sealed values (``pii`` and ``pii_kid``).
 SEALED_COLLECTIONS: tuple[str, ...] = (CUSTOMERS, TIMELINE)
 LISTED_STATUSES = ["prospect", "active"]
+#: The list walks customers bucket by bucket: each page reads a bucket or a few through an equality the
+#: store serves from an index, never the whole collection (a range on ``_id`` is filtered after reading
+#: every row in FerretDB v1). 256 buckets keep a bucket at ~400 customers at 100,000.
+LIST_BUCKETS = 256
+_BUCKETS_AT_ONCE = 16
+_DUPLICATE_KEY = 11000
 
 INDEXES: list[Index] = [
     index(CUSTOMERS, "phone_bidx"),
@@ -37,6 +45,7 @@ INDEXES: list[Index] = [
     index(CUSTOMERS, "lifecycle"),
     index(CUSTOMERS, "tags"),
     index(CUSTOMERS, "pii_kid"),
+    index(CUSTOMERS, "list_bucket"),
     index(TIMELINE, "customer_id", ("at", DESCENDING), ("_id", DESCENDING)),
     index(TIMELINE, "pii_kid"),
     index(CONSENTS, "customer_id", "at"),
@@ -71,6 +80,11 @@ class Repository:
         doc = await self.store[CUSTOMERS].find_one({"_id": customer_id})
         return self._stored(doc) if doc else None
 
+    async def peek(self, customer_id: str) -> dict[str, Any] | None:
+        """Status, last cause and classification only: no personal value is read or opened."""
+        return await self.store[CUSTOMERS].find_one(
+            {"_id": customer_id}, {"status": 1, "last_cause": 1, "classification": 1, "classified_at": 1})
+
     def _stored(self, doc: Mapping[str, Any]) -> Stored:
         status = doc.get("status")
         profile = self._profile(doc) if status in LISTED_STATUSES else None
@@ -92,6 +106,7 @@ class Repository:
         doc["pii_kid"] = self.cipher.active_key_id if doc["pii"] else None
         doc["phone_bidx"] = self.phone_index(profile.phone) if profile.phone else None
         doc["email_bidx"] = self.email_index(profile.email) if profile.email else None
+        doc["list_bucket"] = list_bucket(customer_id)
         return doc
 
     async def save(self, customer_id: str, profile: CustomerProfile, *, expected_version: int | None,
@@ -123,13 +138,28 @@ class Repository:
         return [self._stored(doc) for doc in docs]
 
     async def list(self, *, tier: str | None, lifecycle: str | None, tag: str | None, needs: str | None,
-                   after: str | None, limit: int) -> list[Stored]:
+                   after: tuple[int, str] | None, limit: int) -> list[Stored]:
+        """Up to ``limit`` listed customers in (bucket, id) order, after the ``after`` cursor."""
         query: dict[str, Any] = {"status": {"$in": LISTED_STATUSES}}
         for field, value in (("tier", tier), ("lifecycle", lifecycle), ("tags", tag), ("needs", needs)):
             if value is not None:
                 query[field] = value
-        if after is not None:
-            query["_id"] = {"$gt": after}
+        first, after_id = after if after is not None else (0, None)
+        found: list[Stored] = []
+        for start in range(first, LIST_BUCKETS, _BUCKETS_AT_ONCE):
+            buckets = range(start, min(start + _BUCKETS_AT_ONCE, LIST_BUCKETS))
+            pages = await asyncio.gather(*(self._bucket(query, b, after_id if b == first else None, limit)
+                                           for b in buckets))
+            for page in pages:
+                found += page
+                if len(found) >= limit:
+                    return found[:limit]
+        return found
+
+    async def _bucket(self, query: dict[str, Any], bucket: int, after_id: str | None, limit: int) -> list[Stored]:
+        query = {**query, "list_bucket": bucket}
+        if after_id is not None:
+            query["_id"] = {"$gt": after_id}
         docs = await self.store[CUSTOMERS].find(query).sort("_id").limit(limit).to_list(None)
         return [self._stored(doc) for doc in docs]
 
@@ -145,28 +175,37 @@ class Repository:
 
     # --- classification and complaints -----------------------------------------------------------
 
-    async def set_classification(self, customer_id: str, snapshot: dict[str, Any], updated_at: datetime) -> None:
-        """Keep the newest snapshot: a replay of an older one changes nothing."""
+    async def set_classification(self, customer_id: str, snapshot: dict[str, Any], updated_at: datetime, *,
+                                 classified: bool) -> None:
+        """Keep the newest snapshot: a replay of an older one changes nothing.
+
+        ``classified`` says whether the document read before held a snapshot: then one conditional
+        update; else an upsert that fails on a document a concurrent writer classified meanwhile.
+        """
         fields = {"classification": snapshot, "classified_at": updated_at, "tier": snapshot.get("value_tier"),
                   "lifecycle": snapshot.get("lifecycle")}
-        result = await self.store[CUSTOMERS].update_one(
+        if not classified:
+            try:
+                await self.store[CUSTOMERS].update_one(
+                    {"_id": customer_id, "classified_at": {"$exists": False}}, {"$set": fields}, upsert=True)
+                return
+            except DuplicateKeyError:
+                pass  # classified meanwhile: keep whichever is newer
+        await self.store[CUSTOMERS].update_one(
             {"_id": customer_id, "classified_at": {"$lt": updated_at}}, {"$set": fields})
-        if result.matched_count:
-            return
-        try:
-            await self.store[CUSTOMERS].update_one(
-                {"_id": customer_id, "classified_at": {"$exists": False}}, {"$set": fields}, upsert=True)
-        except DuplicateKeyError:
-            pass  # a newer snapshot is already there
 
     async def set_complaint(self, customer_id: str, complaint_id: str, fields: dict[str, Any], at: datetime) -> None:
         key = f"{customer_id}|{complaint_id}"
-        # The newest event decides the status, whatever order the events arrive in.
-        result = await self.store[COMPLAINTS].update_one({"_id": key, "at": {"$lt": at}},
-                                                         {"$set": {**fields, "at": at}})
-        if not result.matched_count:
-            await insert_once(self.store[COMPLAINTS], {"_id": key, "customer_id": customer_id,
-                                                       "complaint_id": complaint_id, **fields, "at": at})
+        # The newest event decides the status, whatever order the events arrive in: an older one
+        # matches nothing and its upsert collides with the document that is there.
+        try:
+            await self.store[COMPLAINTS].update_one(
+                {"_id": key, "at": {"$lt": at}},
+                {"$set": {**fields, "at": at}, "$setOnInsert": {"customer_id": customer_id,
+                                                                "complaint_id": complaint_id}},
+                upsert=True)
+        except DuplicateKeyError:
+            pass
 
     async def complaints(self, customer_id: str) -> list[dict[str, Any]]:
         return await self.store[COMPLAINTS].find({"customer_id": customer_id}).to_list(None)
@@ -175,11 +214,21 @@ class Repository:
 
     async def add_entry(self, entry: dict[str, Any], *, summary: str | None = None) -> bool:
         """Record one timeline entry under its natural ``_id``; False when it was already there."""
+        return await self.insert_entry(self.sealed_entry(entry, summary))
+
+    async def insert_entry(self, doc: dict[str, Any]) -> bool:
+        return await insert_once(self.store[TIMELINE], doc)
+
+    def sealed_entry(self, entry: dict[str, Any], summary: str | None) -> dict[str, Any]:
         doc = dict(entry)
         if summary:
             doc["pii"] = {"summary": self.cipher.seal(summary, context=_context(TIMELINE, doc["_id"], "summary"))}
             doc["pii_kid"] = self.cipher.active_key_id
-        return await insert_once(self.store[TIMELINE], doc)
+        return doc
+
+    async def add_entries(self, docs: Iterable[dict[str, Any]]) -> None:
+        """Insert many timeline entries at once; those already there (a redelivery) stay as they are."""
+        await insert_all(self.store[TIMELINE], list(docs))
 
     async def timeline(self, customer_id: str, *, before: tuple[datetime, str] | None, limit: int,
                        kinds: list[str] | None = None) -> list[dict[str, Any]]:
@@ -245,6 +294,22 @@ class Repository:
     async def count_unrotated(self, collection: str) -> int:
         return await self.store[collection].count_documents(
             {"pii_kid": {"$nin": [None, self.cipher.active_key_id]}})
+
+
+def list_bucket(customer_id: str) -> int:
+    return int.from_bytes(hashlib.blake2b(customer_id.encode(), digest_size=2).digest()) % LIST_BUCKETS
+
+
+async def insert_all(collection: Any, docs: list[dict[str, Any]]) -> None:
+    """``insert_many`` that takes an ``_id`` already there as done (idempotent writes)."""
+    if not docs:
+        return
+    try:
+        await collection.insert_many(docs, ordered=False)
+    except BulkWriteError as exc:
+        if any(error.get("code") != _DUPLICATE_KEY for error in exc.details.get("writeErrors", ())) or \
+                exc.details.get("writeConcernErrors"):
+            raise
 
 
 def _context(collection: str, doc_id: str, field: str) -> str:

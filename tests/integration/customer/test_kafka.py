@@ -291,3 +291,32 @@ async def test_a_bad_record_on_every_consumed_topic_goes_to_that_topics_dlq(
 async def _status(client: Any, customer: str, key: str, status: str) -> bool:
     response = await client.get(f"/customers/{customer}", headers=headers(key))
     return response.status_code == 200 and response.json()["status"] == status
+
+
+async def test_an_entry_the_store_refuses_goes_to_the_dlq_alone_and_its_batch_is_applied(
+    infra: dict[str, str], unique: str, keys: dict[str, Any]
+) -> None:
+    customer, bootstrap = f"C-{unique}", infra["KAFKA_BOOTSTRAP_SERVERS"]
+    key = customer.encode()
+
+    def message(n: int, template: str) -> dict[str, Any]:
+        return envelope("notification.sent", customer, {"notification_id": f"N{n}-{unique}", "trigger": "birthday",
+                                                         "channel": "sms", "template": template})
+
+    app = build_app(customer_settings(unique, keys["entries"], handler_max_attempts=2))
+    async with running(app) as client:
+        await consuming(app)
+        await client.post("/customers", json={"customer_id": customer}, headers=headers(keys["writer"]))
+        # A NUL is valid JSON but PostgreSQL's jsonb (under FerretDB) refuses it; MongoDB takes it.
+        await produce(bootstrap, CRM_NOTIFICATIONS, [(key, message(1, "birthday")), (key, message(2, "A\x00B")),
+                                                     (key, message(3, "birthday"))])
+
+        async def applied() -> list[str] | None:
+            items = (await client.get(f"/customers/{customer}/timeline", headers=headers(keys["reader"]))).json()
+            ids = sorted(e["notification_id"] for e in items["items"])
+            return ids if f"N1-{unique}" in ids and f"N3-{unique}" in ids else None
+
+        ids = await eventually(applied, timeout=60)
+    assert f"N2-{unique}" not in ids or len(ids) == 3
+    if len(ids) == 2:  # the store refused it: parked on its own
+        assert (await dead_letters(bootstrap, CRM_NOTIFICATIONS, customer))[0]["x-error"] == "processing_failed"
