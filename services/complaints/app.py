@@ -19,10 +19,10 @@ DESCRIPTION = "Complaint intake, state machine, SLAs on a business calendar, esc
 def build_app(settings: ComplaintsSettings | None = None, *, clock: Clock | None = None) -> FastAPI:
     settings = settings or ComplaintsSettings()
     runtime = Runtime.create(settings, clock=clock, indexes=repository.INDEXES, description=DESCRIPTION)
-    repo = repository.Repository(runtime.store)
+    repo = repository.Repository(runtime.store, runtime.clock)
     workflow = Workflow(repo, settings.rules(), runtime.clock)
-    runtime.include(handlers.build_router(settings, workflow))
-    scheduler = Scheduler(workflow, settings.scheduler_interval_s)
+    runtime.include(handlers.build_router(settings, workflow, runtime.dead_letters))
+    scheduler = Scheduler(workflow, settings.scheduler_interval_s, settings.scheduler_concurrency)
     runtime.add_task(scheduler.run)
     return runtime.http_app(title=TITLE, description=DESCRIPTION, routers=[api.router],
                             state={"repo": repo, "workflow": workflow, "scheduler": scheduler})

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Union
+from typing import Any, Union
 
 import structlog
 from faststream.kafka import KafkaRouter
@@ -16,18 +16,18 @@ from shared.contract import (
 )
 from shared.contract.events import COMPLAINT_EVENTS
 from shared.contract.topics import CRM_COMPLAINT_INTAKE, CRM_COMPLAINTS, CRM_CUSTOMER_TIERS, CRM_CUSTOMERS, CRM_INTERACTIONS
-from shared.kafka import Rejected, subscriber_options
+from shared.kafka import TRANSIENT_ERRORS, DeadLetterMiddleware, Rejected, dead_letter_event, subscriber_options
 
 from . import domain
 from .domain import DomainError
 from .policy import customer_tier
 from .settings import ComplaintsSettings
-from .workflow import NotFound, Workflow
+from .workflow import NotFound, Submission, Workflow
 
 log = structlog.get_logger(__name__)
 
 
-def build_router(settings: ComplaintsSettings, workflow: Workflow) -> KafkaRouter:
+def build_router(settings: ComplaintsSettings, workflow: Workflow, dead_letters: DeadLetterMiddleware) -> KafkaRouter:
     router = KafkaRouter()
     repo = workflow.repo
     workflow.publisher = router.publisher(
@@ -37,15 +37,26 @@ def build_router(settings: ComplaintsSettings, workflow: Workflow) -> KafkaRoute
         schema=Union[COMPLAINT_EVENTS],  # type: ignore[valid-type]
     )
 
-    @router.subscriber(CRM_COMPLAINT_INTAKE, **subscriber_options(settings, CRM_COMPLAINT_INTAKE), title="complaint intake",
+    # In batches: the complaints of a batch are opened with one insert, one outbox clearing and
+    # their events published together; the records are committed once all of them are stored.
+    @router.subscriber(CRM_COMPLAINT_INTAKE, **subscriber_options(
+                           settings, CRM_COMPLAINT_INTAKE, batch=True, max_records=settings.intake_batch_max_records,
+                           batch_timeout_ms=settings.intake_batch_timeout_ms),
+                       title="complaint intake",
                        description="Opens one complaint per complaint_id (or per event id when none is given).")
-    async def on_submitted(event: ComplaintSubmitted) -> None:
-        fields = event.data.model_dump(exclude={"complaint_id"})
+    async def on_submitted(events: list[ComplaintSubmitted]) -> None:
+        submissions = [Submission(e.subject, e.data.model_dump(exclude={"complaint_id"}), e.data.complaint_id,
+                                  e.id, e.time, e) for e in events]
         try:
-            await workflow.submit(event.subject, fields, complaint_id=event.data.complaint_id, source=event.id,
-                                  opened_at=event.time, cause=event)
-        except DomainError as exc:
-            raise Rejected(exc.code, exc.detail) from None
+            results = await workflow.submit_many(submissions)
+        except TRANSIENT_ERRORS:
+            raise
+        except Exception:
+            # A record the store refuses must not hold back, or send to the DLQ, the batch around it.
+            results = [await _alone(workflow, submission) for submission in submissions]
+        for event, result in zip(events, results, strict=True):
+            if isinstance(result, DomainError):
+                await dead_letter_event(dead_letters, event, Rejected(result.code, result.detail))
 
     @router.subscriber(CRM_CUSTOMER_TIERS, **subscriber_options(settings, CRM_CUSTOMER_TIERS), title="customer tiers",
                        description="Keeps each customer's current tier (vip, else value tier) for priorities.")
@@ -82,3 +93,14 @@ def build_router(settings: ComplaintsSettings, workflow: Workflow) -> KafkaRoute
             raise Rejected(exc.code, exc.detail) from None
 
     return router
+
+
+async def _alone(workflow: Workflow, submission: Submission) -> tuple[Any, bool] | DomainError:
+    try:
+        [result] = await workflow.submit_many([submission])
+    except TRANSIENT_ERRORS:
+        raise
+    except Exception as exc:
+        log.warning("intake_failed", error=type(exc).__name__)
+        return DomainError("processing_failed", f"{type(exc).__name__}: {str(exc)[:300]}")
+    return result

@@ -3,15 +3,24 @@
 A complaint is one document keyed by its id. Writes replace it only at the revision it was read at
 (optimistic concurrency, no transactions), together with its outbox: the lifecycle events the
 change causes, kept until they are published so that a crash between write and publish loses none.
+
+Every query of a hot path is an equality on ``_id`` or on an indexed field that selects few
+documents: FerretDB v1 pushes only such equalities down to PostgreSQL and reads every document of
+the collection for anything else (ranges, ``$in``, sorts). Hence the SLA timers are found by their
+``due_slot`` (the minute of the next check, an equality key) rather than by a range on the time.
 """
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from pymongo import DESCENDING
+from pymongo import DESCENDING, UpdateOne
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
+from shared.clock import Clock, WallClock
 from shared.mongo import Index, Store, index, insert_once
 
 from .domain import Complaint
@@ -19,71 +28,143 @@ from .domain import Complaint
 INDEXES: list[Index] = [
     index("complaints", "customer_id", ("opened_at", DESCENDING)),
     index("complaints", "status", ("opened_at", DESCENDING)),
-    index("complaints", "next_check_at"),
+    index("complaints", "assignee", ("opened_at", DESCENDING)),
+    index("complaints", "breached", ("opened_at", DESCENDING)),
+    index("complaints", "due_slot"),
     index("complaints", "pending"),
     index("complaints", "opened_at"),
     index("tiers", "updated_at"),
 ]
+SLOT_S = 60
+#: Statements per update command. FerretDB v1 holds a PostgreSQL connection for each statement of an
+#: update command until the command ends: about fifty in one command exhaust its pool and hang it.
+UPDATES_PER_COMMAND = 16
+#: Documents per insert command; a batch's commands run side by side (an insert holds one connection).
+INSERTS_PER_COMMAND = 100
+SCHEDULER_STATE = "sla"
+DUPLICATE_KEY = 11000
 
 
-def _document(complaint: Complaint, outbox: list[str]) -> dict[str, Any]:
-    doc = complaint.model_dump()
-    doc["_id"] = complaint.complaint_id
-    doc["outbox"] = outbox
-    doc["pending"] = bool(outbox)
-    return doc
+def slot_of(moment: datetime) -> int:
+    """The due-time bucket of a moment: whole minutes since the epoch."""
+    return int(moment.timestamp()) // SLOT_S
+
+
+def due_slot(next_check_at: datetime | None, written_at: datetime) -> int | None:
+    """Where the scheduler finds a complaint: the minute of its next check, but never a minute
+    before the write, which a pass may already have left behind (an intake of an old event)."""
+    if next_check_at is None:
+        return None
+    return max(slot_of(next_check_at), slot_of(written_at))
 
 
 class Repository:
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, clock: Clock | None = None) -> None:
         self.store = store
+        self.clock = clock or WallClock()
         self.complaints = store["complaints"]
         self.tiers = store["tiers"]
+        self.state = store["scheduler"]
+
+    def _document(self, complaint: Complaint, outbox: list[str]) -> dict[str, Any]:
+        doc = complaint.model_dump()
+        doc["_id"] = complaint.complaint_id
+        doc["outbox"] = outbox
+        doc["pending"] = bool(outbox)
+        doc["due_slot"] = due_slot(complaint.next_check_at, self.clock.now())
+        return doc
 
     async def load(self, complaint_id: str) -> tuple[Complaint, list[str]] | None:
         doc = await self.complaints.find_one({"_id": complaint_id})
-        if doc is None:
-            return None
-        return Complaint.model_validate(doc), list(doc.get("outbox") or [])
+        return _loaded(doc) if doc is not None else None
 
     async def get(self, complaint_id: str) -> Complaint | None:
         loaded = await self.load(complaint_id)
         return loaded[0] if loaded else None
 
     async def insert(self, complaint: Complaint, outbox: list[str]) -> bool:
-        return await insert_once(self.complaints, _document(complaint, outbox))
+        return await insert_once(self.complaints, self._document(complaint, outbox))
+
+    async def insert_new(self, complaints: list[tuple[Complaint, list[str]]]) -> set[str]:
+        """Insert in a few commands side by side; the ids that were already there (left as they were)."""
+        chunks = [complaints[i:i + INSERTS_PER_COMMAND] for i in range(0, len(complaints), INSERTS_PER_COMMAND)]
+        taken: set[str] = set()
+        for found in await asyncio.gather(*map(self._insert_chunk, chunks)):
+            taken |= found
+        return taken
+
+    async def _insert_chunk(self, complaints: list[tuple[Complaint, list[str]]]) -> set[str]:
+        try:
+            await self.complaints.insert_many([self._document(c, o) for c, o in complaints], ordered=False)
+        except BulkWriteError as exc:
+            errors = exc.details.get("writeErrors", [])
+            if any(e.get("code") != DUPLICATE_KEY for e in errors):
+                raise
+            return {complaints[e["index"]][0].complaint_id for e in errors}
+        return set()
 
     async def replace(self, complaint: Complaint, outbox: list[str], *, expected_revision: int) -> bool:
         result = await self.complaints.replace_one(
-            {"_id": complaint.complaint_id, "revision": expected_revision}, _document(complaint, outbox))
+            {"_id": complaint.complaint_id, "revision": expected_revision}, self._document(complaint, outbox))
         return result.matched_count == 1
 
     async def clear_outbox(self, complaint_id: str, revision: int) -> None:
-        # A newer revision carries these events in its own outbox and publishes them itself.
-        await self.complaints.update_one({"_id": complaint_id, "revision": revision},
-                                         {"$set": {"outbox": [], "pending": False}})
+        await self.clear_outboxes([(complaint_id, revision)])
 
-    async def due(self, now: datetime, limit: int = 500) -> list[str]:
-        cursor = self.complaints.find({"next_check_at": {"$lte": now}}, {"_id": 1}).limit(limit)
-        return [doc["_id"] for doc in await cursor.to_list(None)]
+    async def clear_outboxes(self, sent: Iterable[tuple[str, int]]) -> None:
+        # A newer revision carries these events in its own outbox and publishes them itself.
+        updates = [UpdateOne({"_id": complaint_id, "revision": revision}, {"$set": {"outbox": [], "pending": False}})
+                   for complaint_id, revision in sent]
+        for start in range(0, len(updates), UPDATES_PER_COMMAND):  # one command at a time, see above
+            await self.complaints.bulk_write(updates[start:start + UPDATES_PER_COMMAND], ordered=False)
+
+    # --- What the scheduler reads ------------------------------------------------------------
+
+    async def due_in(self, slot: int) -> list[tuple[Complaint, list[str]]]:
+        """The complaints whose next check falls in one minute, whole: the pass needs no second read."""
+        return [_loaded(doc) for doc in await self.complaints.find({"due_slot": slot}).to_list(None)]
+
+    async def with_checks(self) -> list[tuple[Complaint, list[str], int | None]]:
+        """Every complaint with a next check, and the slot it is filed under. Reads the whole
+        collection: only for the catch-up of a scheduler that has no progress to resume from."""
+        cursor = self.complaints.find({"next_check_at": {"$ne": None}})
+        return [(*_loaded(doc), doc.get("due_slot")) async for doc in cursor]
+
+    async def move_to_slot(self, complaint_id: str, revision: int, slot: int) -> None:
+        await self.complaints.update_one({"_id": complaint_id, "revision": revision}, {"$set": {"due_slot": slot}})
+
+    async def progress(self) -> int | None:
+        """The last slot every pass has finished with, kept across restarts."""
+        doc = await self.state.find_one({"_id": SCHEDULER_STATE})
+        return doc.get("done_through") if doc else None
+
+    async def set_progress(self, slot: int) -> None:
+        await self.state.update_one({"_id": SCHEDULER_STATE}, {"$set": {"done_through": slot}}, upsert=True)
 
     async def pending(self, limit: int = 500) -> list[tuple[str, int]]:
         cursor = self.complaints.find({"pending": True}, {"_id": 1, "revision": 1}).limit(limit)
         return [(doc["_id"], doc["revision"]) for doc in await cursor.to_list(None)]
 
+    # --- What agents and handlers read -------------------------------------------------------
+
     async def search(self, *, status: str | None = None, breached: bool | None = None, customer: str | None = None,
-                     limit: int = 100) -> list[Complaint]:
+                     assignee: str | None = None, limit: int = 100) -> list[Complaint]:
+        """Newest first. With a customer, assignee, status or ``breached=true`` the store selects by an
+        indexed equality and sorts what it found; with none of them it reads every complaint."""
         query: dict[str, Any] = {}
+        if customer:
+            query["customer_id"] = customer
+        if assignee:
+            query["assignee"] = assignee
         if status:
             query["status"] = status
         if breached is not None:
             query["breached"] = breached
-        if customer:
-            query["customer_id"] = customer
         cursor = self.complaints.find(query).sort("opened_at", DESCENDING).limit(limit)
         return [Complaint.model_validate(doc) for doc in await cursor.to_list(None)]
 
     async def opened_between(self, start: datetime, end: datetime) -> list[Complaint]:
+        # The report reads a period by design (a range, so every complaint); it is not a hot path.
         cursor = self.complaints.find({"opened_at": {"$gte": start, "$lt": end}})
         return [Complaint.model_validate(doc) for doc in await cursor.to_list(None)]
 
@@ -92,6 +173,8 @@ class Repository:
         return [doc["_id"] for doc in await cursor.to_list(None)]
 
     async def latest_resolved(self, customer_id: str) -> str | None:
+        # The customer id is the equality the store selects by; the status and the order apply to
+        # that customer's complaints only.
         doc = await self.complaints.find_one({"customer_id": customer_id, "status": {"$in": ["resolved", "closed"]}},
                                              {"_id": 1}, sort=[("opened_at", DESCENDING)])
         return doc["_id"] if doc else None
@@ -103,11 +186,17 @@ class Repository:
         return doc.get("tier") if doc else None
 
     async def put_tier(self, customer_id: str, tier: str | None, updated_at: datetime) -> None:
-        """Keep the newest snapshot only: an older one read late changes nothing."""
-        await self.tiers.update_one({"_id": customer_id}, {"$setOnInsert": {"updated_at": updated_at, "tier": tier}},
-                                    upsert=True)
-        await self.tiers.update_one({"_id": customer_id, "updated_at": {"$lt": updated_at}},
-                                    {"$set": {"updated_at": updated_at, "tier": tier}})
+        """Keep the newest snapshot only: an older one read late changes nothing. One round trip: the
+        upsert matches an older snapshot or none; a newer one makes its insert a duplicate key."""
+        try:
+            await self.tiers.update_one({"_id": customer_id, "updated_at": {"$lt": updated_at}},
+                                        {"$set": {"updated_at": updated_at, "tier": tier}}, upsert=True)
+        except DuplicateKeyError:
+            pass
 
     async def delete_tier(self, customer_id: str) -> None:
         await self.tiers.delete_one({"_id": customer_id})
+
+
+def _loaded(doc: dict[str, Any]) -> tuple[Complaint, list[str]]:
+    return Complaint.model_validate(doc), list(doc.get("outbox") or [])

@@ -48,6 +48,13 @@ class ComplaintsSettings(ServiceSettings):
 
     #: Seconds between scheduler passes (warnings, breaches, auto-close, unsent events).
     scheduler_interval_s: Annotated[float, Field(gt=0, le=300)] = 5.0
+    #: Complaints the scheduler changes at once within a pass (each change holds up to two of
+    #: FerretDB v1's PostgreSQL connections until it ends: keep well below its pool).
+    scheduler_concurrency: Annotated[int, Field(ge=1, le=64)] = 16
+
+    # Intake: records of crm.complaint-intake.v1 handled together (one insert for all of them).
+    intake_batch_max_records: Annotated[int, Field(ge=1, le=5_000)] = 500
+    intake_batch_timeout_ms: Annotated[int, Field(ge=1, le=10_000)] = 100
 
     @field_validator("sla_policies")
     @classmethod

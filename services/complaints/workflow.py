@@ -1,9 +1,10 @@
 """Applies the domain's operations to stored complaints and publishes what they cause.
 
-Each change is: read the complaint, run a pure domain operation with the clock's ``now``, write the
-result and its events (the outbox) at the revision read, publish, clear the outbox. A lost race is
-retried from a fresh read. Event ids are uuid5 of complaint id, revision and position, so a retry
-or a republished outbox repeats the same ids.
+Each change is: read the complaint (or take the one the caller just read), run a pure domain
+operation with the clock's ``now``, write the result and its events (the outbox) at the revision
+read, publish, clear the outbox. A lost race is retried from a fresh read. Intake opens complaints in
+bulk the same way: insert with the outbox, publish, clear. Event ids are uuid5 of complaint id,
+revision and position, so a retry or a republished outbox repeats the same ids.
 
 Within one process, changes of one complaint also take turns on a lock: FerretDB v1 does not apply
 the revision filter of a replace atomically, so two concurrent writers (an HTTP transition and a
@@ -17,6 +18,7 @@ import json
 import uuid
 import weakref
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -43,6 +45,19 @@ class NotFound(LookupError):
     pass
 
 
+@dataclass(frozen=True)
+class Submission:
+    """One complaint to open; ``complaint_id`` None derives it from customer and source."""
+
+    customer_id: str
+    fields: dict[str, Any]
+    complaint_id: str | None
+    source: str
+    opened_at: datetime
+    cause: CloudEvent | None = None
+    linked_complaint_id: str | None = None
+
+
 class Workflow:
     def __init__(self, repo: Repository, rules: Rules, clock: Clock) -> None:
         self.repo = repo
@@ -65,36 +80,75 @@ class Workflow:
                      opened_at: datetime, cause: CloudEvent | None = None,
                      linked_complaint_id: str | None = None) -> tuple[Complaint, bool]:
         """Open a complaint once: the same complaint id, or the same source id, finds the first one."""
-        complaint_id = complaint_id or f"CMP-{uuid.uuid5(NAMESPACE, f'{customer_id}/{source}')}"
-        loaded = await self.repo.load(complaint_id)
-        if loaded is None:
-            tier = await self.repo.tier(customer_id)
+        [result] = await self.submit_many([Submission(customer_id, fields, complaint_id, source, opened_at, cause,
+                                                      linked_complaint_id)])
+        if isinstance(result, DomainError):
+            raise result
+        return result
+
+    async def submit_many(self, submissions: list[Submission]) -> list[tuple[Complaint, bool] | DomainError]:
+        """Open each complaint once, in bulk: per complaint one read of its id and, when it is new, of
+        its customer's tier (one per customer), all at once; then one insert for all new ones.
+
+        The opening events are published before the complaints are stored: an event's id depends only
+        on the complaint id, so a retry after a crash in between repeats the same event, and no second
+        write is needed to clear an outbox. An id already stored is checked to be the same
+        customer's, and an outbox it still holds is published.
+        """
+        ids = [s.complaint_id or f"CMP-{uuid.uuid5(NAMESPACE, f'{s.customer_id}/{s.source}')}" for s in submissions]
+        first: dict[str, int] = {}
+        for position, complaint_id in enumerate(ids):
+            first.setdefault(complaint_id, position)
+        stored = dict(zip(first, await asyncio.gather(*map(self.repo.load, first)), strict=True))
+        new = [complaint_id for complaint_id, loaded in stored.items() if loaded is None]
+        customers = sorted({submissions[first[k]].customer_id for k in new})
+        tiers = dict(zip(customers, await asyncio.gather(*map(self.repo.tier, customers)), strict=True))
+        opened: dict[str, Complaint] = {}
+        outboxes: list[tuple[list[str], CloudEvent | None]] = []
+        for complaint_id in new:
+            s = submissions[first[complaint_id]]
             complaint, emits = domain.open_complaint(
-                complaint_id=complaint_id, customer_id=customer_id, fields=fields, tier=tier, opened_at=opened_at,
-                rules=self.rules, source=source, linked_complaint_id=linked_complaint_id)
-            # Published before the complaint is stored: the opening event's id depends only on the
-            # complaint id, so a retry after a crash in between repeats the same event, and no second
-            # write is needed to clear an outbox.
-            await self._send(self._render(complaint, emits), cause)
-            if await self.repo.insert(complaint, []):
-                log.info("complaint_opened", complaint_id=complaint_id, priority=complaint.priority,
-                         sla_policy=complaint.sla_policy)
-                return complaint, True
-            loaded = await self.repo.load(complaint_id)
-            assert loaded is not None
-        existing, outbox = loaded
-        if existing.customer_id != customer_id:
-            raise DomainError("complaint_id_taken", "the complaint id belongs to another customer")
-        await self._publish(existing, outbox, cause)  # a retry after a crash between write and publish
-        return existing, False
+                complaint_id=complaint_id, customer_id=s.customer_id, fields=s.fields, tier=tiers[s.customer_id],
+                opened_at=s.opened_at, rules=self.rules, source=s.source, linked_complaint_id=s.linked_complaint_id)
+            opened[complaint_id] = complaint
+            outboxes.append((self._render(complaint, emits), s.cause))
+        await asyncio.gather(*(self._send(outbox, cause) for outbox, cause in outboxes))
+        for complaint_id in await self.repo.insert_new([(c, []) for c in opened.values()]):
+            del opened[complaint_id]  # opened meanwhile by another writer: read below like any stored one
+        for complaint in opened.values():
+            log.info("complaint_opened", complaint_id=complaint.complaint_id, priority=complaint.priority,
+                     sla_policy=complaint.sla_policy)
+        results: list[tuple[Complaint, bool] | DomainError] = []
+        for position, (s, complaint_id) in enumerate(zip(submissions, ids, strict=True)):
+            if complaint_id in opened and first[complaint_id] == position:
+                results.append((opened[complaint_id], True))
+            else:  # stored before (read above), or a repeat within these submissions (read again)
+                read = stored.get(complaint_id) if first[complaint_id] == position else None
+                results.append(await self._existing(complaint_id, s.customer_id, s.cause, read))
+        return results
 
-    async def change(self, complaint_id: str, operation: Operation, *, cause: CloudEvent | None = None) -> Complaint:
+    async def _existing(self, complaint_id: str, customer_id: str, cause: CloudEvent | None,
+                        loaded: tuple[Complaint, list[str]] | None) -> tuple[Complaint, bool] | DomainError:
         async with self._lock(complaint_id):
-            return await self._change(complaint_id, operation, cause)
+            loaded = loaded or await self.repo.load(complaint_id)
+            assert loaded is not None, "complaints are never deleted"
+            existing, outbox = loaded
+            if existing.customer_id != customer_id:
+                return DomainError("complaint_id_taken", "the complaint id belongs to another customer")
+            await self._publish(existing, outbox, cause)  # a retry after a crash between write and publish
+            return existing, False
 
-    async def _change(self, complaint_id: str, operation: Operation, cause: CloudEvent | None) -> Complaint:
+    async def change(self, complaint_id: str, operation: Operation, *, cause: CloudEvent | None = None,
+                     loaded: tuple[Complaint, list[str]] | None = None) -> Complaint:
+        """``loaded``: the complaint as just read by the caller, tried first (a stale one loses the
+        race at its revision and is read again)."""
+        async with self._lock(complaint_id):
+            return await self._change(complaint_id, operation, cause, loaded)
+
+    async def _change(self, complaint_id: str, operation: Operation, cause: CloudEvent | None,
+                      loaded: tuple[Complaint, list[str]] | None) -> Complaint:
         for _ in range(MAX_RACES):
-            loaded = await self.repo.load(complaint_id)
+            loaded = loaded or await self.repo.load(complaint_id)
             if loaded is None:
                 raise NotFound(complaint_id)
             before, outbox = loaded
@@ -106,6 +160,7 @@ class Workflow:
             if await self.repo.replace(after, pending, expected_revision=before.revision):
                 await self._publish(after, pending, cause)
                 return after
+            loaded = None
         raise RuntimeError(f"complaint {complaint_id} kept changing under {MAX_RACES} attempts")
 
     async def reopen_or_link(self, complaint_id: str, reason: str) -> tuple[Complaint, bool]:
@@ -163,7 +218,7 @@ class Workflow:
 
     async def _send(self, outbox: list[str], cause: CloudEvent | None) -> None:
         now = self.now()
-        for raw in outbox:
+        for raw in outbox:  # in order: one complaint's events keep their sequence
             event = EVENT_TYPES[_type_of(raw)].model_validate_json(raw, context={"now": now})
             await publish_event(self.publisher, event, cause=cause)
 
