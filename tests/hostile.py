@@ -19,9 +19,11 @@ from shared.contract import MAX_EVENT_BYTES
 
 #: Deep enough to exhaust any recursive decoder, small enough (100 KiB) to pass the size check.
 NESTING = 100_000
-#: Names that must stay text: template syntax, terminal escapes, NUL, bidi override, CR/LF.
+#: Names that must stay text: template syntax, terminal escapes, bidi override, CR/LF.
 TEMPLATE_NAMES = ("{{ 7*7 }}", "{% for i in range(10) %}x{% endfor %}", "{{ ''.__class__.__mro__ }}")
-CONTROL_NAME = "A\x00B\x07\x1b[31mC\u202eD\r\nBcc: x@example.com"
+CONTROL_NAME = "A\x07B\x1b[31mC\u202eD\r\nBcc: x@example.com"
+#: Text the contract refuses (``invalid_data``, or a 422): U+0000 cannot be stored everywhere.
+NUL_TEXT = "A\x00B"
 DELETE = object()
 
 #: One minimal valid ``data`` per event type used here.

@@ -8,8 +8,8 @@ Counters are flushed by the server's backends within ten seconds of going idle, 
 
 from __future__ import annotations
 
+import asyncio
 import os
-import time
 
 import pytest
 
@@ -33,10 +33,11 @@ def seq_scans(database: str) -> dict[str, int]:
     return {name: int(count) for name, count in (line.split("|") for line in rows.splitlines() if line)}
 
 
-def settled(database: str) -> dict[str, int]:
+async def settled(database: str) -> dict[str, int]:
+    """The counts once the server has reported them; the event loop (and a service in it) runs on."""
     _embedded()
-    time.sleep(FLUSH_S)
-    return seq_scans(database)
+    await asyncio.sleep(FLUSH_S)
+    return await asyncio.to_thread(seq_scans, database)
 
 
 def scanned(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:

@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from shared.auth import require
 from shared.contract.events import ComplaintStatus, ComplaintSubmittedData
-from shared.contract.types import CustomerId
+from shared.contract.types import CustomerId, TextModel
 
 from . import domain, reports
 from .policy import ESCALATION_LADDER
@@ -28,7 +28,7 @@ RootCause = Literal["product_defect", "process_error", "staff_behaviour", "logis
 Actor = Annotated[str, Field(min_length=1, max_length=128)]
 
 
-class Body(BaseModel):
+class Body(TextModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
 

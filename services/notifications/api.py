@@ -6,11 +6,11 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Path, Query, Request, status
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter, field_validator
+from pydantic import AwareDatetime, ConfigDict, Field, TypeAdapter
 
 from shared.auth import require
 from shared.contract.events import Timezone
-from shared.contract.types import CustomerId
+from shared.contract.types import CustomerId, TextModel
 
 from .domain import Profile, SuppressionEntry, template_context
 from .domain import Request as MessageRequest
@@ -25,16 +25,8 @@ HISTORY_FIELDS = ("trigger", "template", "status", "reason", "channel", "locale"
                   "due_at", "sent_at")
 
 
-class Body(BaseModel):
+class Body(TextModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
-
-    @field_validator("*", mode="after")
-    @classmethod
-    def _no_nul(cls, value: Any) -> Any:
-        # The embedded store (PostgreSQL jsonb) cannot hold a NUL character.
-        if isinstance(value, str) and "\x00" in value:
-            raise ValueError("must not contain a NUL character")
-        return value
 
 
 class PreviewBody(Body):

@@ -46,17 +46,7 @@ def due_slot(at: datetime) -> str:
     return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M")
 
 
-def _text(value: Any) -> Any:
-    """Strings without NUL: the embedded store (PostgreSQL jsonb) cannot hold one, and a name is
-    still delivered rather than the event dead-lettered."""
-    return value.replace("\x00", "") if isinstance(value, str) else value
-
-
 def profile_doc(profile: Profile, timezone: str) -> dict[str, Any]:
-    return {k: _text(v) for k, v in _profile_fields(profile, timezone).items()}
-
-
-def _profile_fields(profile: Profile, timezone: str) -> dict[str, Any]:
     return {
         "_id": profile.customer_id, "name": profile.name, "email": profile.email, "phone": profile.phone,
         "locale": profile.locale, "timezone": timezone, "own_timezone": profile.timezone,
@@ -83,7 +73,7 @@ def request_doc(request: Request) -> dict[str, Any]:
     return {
         "customer_id": request.customer_id, "family": request.family, "trigger": request.trigger,
         "template": request.template, "source_id": request.source_id,
-        "params": {k: _text(v) for k, v in request.params.items()},
+        "params": dict(request.params),
         "not_before": request.not_before, "transactional": request.transactional,
     }
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, HTTPException, Path, Query, Request, status
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
 from shared.auth import require
 from shared.contract.events import DIMENSIONS, Dimension
-from shared.contract.types import AwareTime, CustomerId
+from shared.contract.types import AwareTime, CustomerId, TextModel
 
 from . import reports
 from .domain import Override, validate_override_value
@@ -60,7 +60,7 @@ async def tier_history(request: Request, customer_id: Customer) -> dict[str, Any
             "overrides": await repo.override_audit(customer_id)}
 
 
-class OverrideRequest(BaseModel):
+class OverrideRequest(TextModel):
     model_config = ConfigDict(extra="forbid")
 
     value: Annotated[str, Field(min_length=1, max_length=32)]

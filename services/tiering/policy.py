@@ -8,10 +8,11 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from shared.contract.currencies import ISO_4217
 from shared.contract.events import DIMENSIONS
+from shared.contract.types import TextModel
 
 DEFAULT_POLICY_FILE = Path(__file__).with_name("policy.default.json")
 RFM_SEGMENTS = (
@@ -25,7 +26,7 @@ Score = Annotated[int, Field(ge=1, le=5)]
 CENT = Decimal("0.01")
 
 
-class _Part(BaseModel):
+class _Part(TextModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 

@@ -37,6 +37,7 @@ from .types import (
     LongText,
     PositiveAmount,
     ShortText,
+    TextModel,
 )
 
 SPEC_VERSION = "1.0"
@@ -44,8 +45,8 @@ SCHEMA_VERSION = 1
 _TRACEPARENT = r"^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$"
 
 
-class Model(BaseModel):
-    """Base of every data model: immutable, unknown fields refused."""
+class Model(TextModel):
+    """Base of every data model: immutable, unknown fields refused, no NUL in text."""
 
     model_config = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=True)
 

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BeforeValidator, Field, PlainSerializer, ValidationInfo
+from pydantic import AfterValidator, BaseModel, BeforeValidator, Field, PlainSerializer, ValidationInfo, field_validator
 
 from .currencies import ISO_4217
 
@@ -86,14 +86,6 @@ def _representable(value: datetime) -> datetime:
     return value
 
 
-def _no_nul(value: str) -> str:
-    # MongoDB takes U+0000 in a string, FerretDB on PostgreSQL (jsonb) does not: refused at the edge
-    # rather than half-stored.
-    if "\x00" in value:
-        raise ValueError("text must not contain U+0000 (NUL)")
-    return value
-
-
 _serialize_decimal = PlainSerializer(lambda d: format(d, "f"), return_type=str, when_used="always")
 
 #: A decimal carried as a JSON string, e.g. ``"199.90"``.
@@ -106,7 +98,19 @@ CustomerId = Annotated[str, Field(min_length=1, max_length=64), AfterValidator(_
 EventTime = Annotated[datetime, BeforeValidator(_naive_refused), AfterValidator(_event_time)]
 #: A timezone-aware timestamp without the future rule (due times, expiries).
 AwareTime = Annotated[datetime, BeforeValidator(_naive_refused), AfterValidator(_representable)]
-#: Free text: any character but U+0000.
-ShortText = Annotated[str, Field(max_length=200), AfterValidator(_no_nul)]
-LongText = Annotated[str, Field(max_length=5000), AfterValidator(_no_nul)]
+ShortText = Annotated[str, Field(max_length=200)]
+LongText = Annotated[str, Field(max_length=5000)]
+
+
+class TextModel(BaseModel):
+    """Base of every model whose strings may be stored (events and request bodies alike): any
+    character but U+0000, which MongoDB takes and FerretDB on PostgreSQL (jsonb) cannot hold, so it
+    is refused at the edge rather than half-stored."""
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _no_nul(cls, value: Any) -> Any:
+        if isinstance(value, str) and "\x00" in value:
+            raise ValueError("text must not contain U+0000 (NUL)")
+        return value
 Identifier = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[\w.:\-/#]+$")]

@@ -24,7 +24,7 @@ from services.tiering.handlers import SUBSCRIBED
 from services.tiering.policy import DEFAULT_POLICY_FILE
 from shared.contract.topics import ORDERS_PURCHASES
 from tests.helpers import api_key, eventually, produce, skip_backlog
-from tests.hostile import CONTROL_NAME, TEMPLATE_NAMES, event, mutated
+from tests.hostile import CONTROL_NAME, NUL_TEXT, TEMPLATE_NAMES, event, mutated
 from tests.integration.service_apps import ALL_SCOPES, OPENAPI, SERVICES, build, operations, serving, settings_for
 
 pytestmark = pytest.mark.integration
@@ -66,7 +66,7 @@ VALID: dict[tuple[str, str, str], dict[str, Any]] = {
 #: Values no property should turn into a 5xx: wrong types, extremes, NaN, a lone surrogate, a MongoDB
 #: operator, template syntax and control characters, deep nesting.
 HOSTILE_VALUES: list[Any] = [
-    None, 10**30, 1e308, float("nan"), "x" * 100_000, "\ud800", TEMPLATE_NAMES[0], CONTROL_NAME, {"$gt": ""},
+    None, 10**30, 1e308, float("nan"), "x" * 100_000, "\ud800", TEMPLATE_NAMES[0], CONTROL_NAME, NUL_TEXT, {"$gt": ""},
     ["$where"], "1E+99999999999999", "9999-12-31T23:59:59-14:00", json.loads("[" * 500 + "]" * 500),
 ]
 #: Bodies that are not what any route takes, as raw bytes: each is refused with a 4xx.

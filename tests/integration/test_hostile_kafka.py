@@ -29,7 +29,7 @@ from shared.contract.topics import (
     ORDERS_PURCHASES,
 )
 from tests.helpers import api_key, eventually, skip_backlog
-from tests.hostile import CONTROL_NAME, TEMPLATE_NAMES, Hostile, amount_corpus, changed, dumps, envelope_corpus, event
+from tests.hostile import CONTROL_NAME, NUL_TEXT, TEMPLATE_NAMES, Hostile, amount_corpus, changed, dumps, envelope_corpus, event
 from tests.integration.service_apps import SERVICES, build, serving, settings_for
 
 pytestmark = pytest.mark.integration
@@ -82,6 +82,11 @@ def hostile(service: str, topic: str, customer: str, unique: str) -> list[Hostil
     if topic in TIME_FIELD:
         corpus.append(Hostile("time-not-representable", dumps(changed(base, **{
             f"data__{TIME_FIELD[topic]}": UNREPRESENTABLE})), "invalid_data", key=customer.encode()))
+    text_field = {CRM_CUSTOMER_INTAKE: "name", CRM_CUSTOMERS: "name", CRM_INTERACTIONS: "summary",
+                  CRM_COMPLAINT_INTAKE: "subject"}.get(topic)
+    if text_field:
+        corpus.append(Hostile("text-with-nul", dumps(changed(base, **{f"data__{text_field}": NUL_TEXT})),
+                              "invalid_data", key=customer.encode()))
     if topic == CRM_INTERACTIONS:
         corpus.append(Hostile("satisfaction-float", dumps(changed(base, data__satisfaction=4.5)), "invalid_data",
                               key=customer.encode()))

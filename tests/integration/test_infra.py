@@ -57,17 +57,17 @@ async def test_equality_lookups_read_no_whole_table_and_a_filter_ferretdb_keeps_
         await store.ensure_indexes()
         await things.insert_many([{"_id": f"t{i}", "owner": f"o{i % 50}", "code": i, "status": "open",
                                    "meta": {"kind": f"k{i % 7}"}} for i in range(2000)])
-        before = settled(database)
+        before = await settled(database)
         assert await things.find_one({"_id": "t1234"}) is not None
         assert len(await things.find({"owner": "o7"}).to_list(None)) == 40
         assert len(await things.find({"meta.kind": "k3", "status": "open"}).to_list(None)) == 286
         await things.update_one({"_id": "t5"}, {"$set": {"status": "closed"}})
         await things.delete_one({"code": 6})
-        assert scanned(before, settled(database)) == {}
+        assert scanned(before, await settled(database)) == {}
 
-        before = settled(database)
+        before = await settled(database)
         assert len(await things.find({"owner": {"$in": ["o1", "o2"]}}).to_list(None)) == 80
-        assert scanned(before, settled(database)) == {"things": 1}
+        assert scanned(before, await settled(database)) == {"things": 1}
     finally:
         await store.client.drop_database(database)
         await store.close()

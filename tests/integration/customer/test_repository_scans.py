@@ -7,7 +7,6 @@ routine API calls run here, and PostgreSQL's own counters must show no sequentia
 
 from __future__ import annotations
 
-import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -72,7 +71,7 @@ async def test_events_and_routine_api_calls_read_no_collection_whole(
     async with running(app) as client:
         await consuming(app)  # collections and indexes exist from here
         await _fill(infra["MONGODB_URL"], database, settings, unique)
-        before = await asyncio.to_thread(settled, database)  # the service keeps running meanwhile
+        before = await settled(database)  # the service keeps running meanwhile
 
         new, old = f"N-{unique}", f"F-7-{unique}"
         now = datetime.now(UTC)
@@ -131,7 +130,7 @@ async def test_events_and_routine_api_calls_read_no_collection_whole(
         routine.append(await client.get("/customers", params={"limit": 20, "cursor": listed["next_cursor"]},
                                         headers=reader))
         routine.append(await client.delete(f"/customers/F-9-{unique}", headers=full))
-        after = await asyncio.to_thread(settled, database)
+        after = await settled(database)
     assert scanned(before, after) == {}
     assert [r.status_code for r in routine] == [200] * 12 + [204]
     assert len(routine[3].json()["items"]) == 1 and len(listed["items"]) == 20

@@ -8,7 +8,6 @@ PostgreSQL's own count of whole-table reads must not move meanwhile (``tests/sca
 
 from __future__ import annotations
 
-import asyncio
 from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -101,7 +100,7 @@ async def test_events_a_scheduler_pass_and_the_api_read_no_collection_whole(
     newcomer, early, complainer = f"N-{unique}", f"E-{unique}", shanghai[30]
     async with running(app) as client:
         await eventually(lambda: _set(app.state.scheduler.primed))
-        before = await _settled(settings.database_name)
+        before = await settled(settings.database_name)
 
         # Events through Kafka: a registration, a profile update, an erasure, tier changes (one
         # capped, one for a customer not known yet) and a complaint's life.
@@ -138,7 +137,7 @@ async def test_events_a_scheduler_pass_and_the_api_read_no_collection_whole(
         unsubscribed = await client.post(f"/unsubscribe?{link.split('?', 1)[1]}")
         preview = await client.post("/preview", headers={"X-API-Key": READ_KEY}, json={"template": "birthday"})
 
-        assert scanned(before, await _settled(settings.database_name)) == {}
+        assert scanned(before, await settled(settings.database_name)) == {}
 
         resumed = await repo.by_keys(seeded["due_soon"])
         birthday = await repo.history(seeded["birthday"], 5)
@@ -151,10 +150,6 @@ async def test_events_a_scheduler_pass_and_the_api_read_no_collection_whole(
     assert unsubscribed.status_code == 204 and preview.status_code == 200
     assert len(sink.to(f"n-{unique}@example.com")) == 1
 
-
-async def _settled(database: str) -> dict[str, int]:
-    # In a thread: the wait must not stop the service's consumers from heartbeating.
-    return await asyncio.to_thread(settled, database)
 
 
 async def _outcomes(infra: dict[str, str], customer: str, at_least: int) -> list[dict[str, Any]]:

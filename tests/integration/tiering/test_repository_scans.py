@@ -11,7 +11,6 @@ whole-table reads must not move meanwhile (``tests/scans.py``).
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from datetime import timedelta
 from typing import Any
@@ -126,7 +125,7 @@ async def test_events_the_flush_the_scheduler_and_the_api_read_no_collection_who
             "complaint_id": f"KW-{unique}", "status": "received", "priority": "p2"}, time_=BASE))
         await eventually(lambda: _reached(engine, registered=1, purchase=1, survey=1, complaint=1), timeout=60)
         assert len(engine.directory) >= CUSTOMERS
-        before = await _settled(settings.database_name)
+        before = await settled(settings.database_name)
 
         # Events through Kafka: stored customers buy again or get a refund, new ones buy, one is erased.
         await send(infra, ORDERS_PURCHASES,
@@ -163,7 +162,7 @@ async def test_events_the_flush_the_scheduler_and_the_api_read_no_collection_who
         history = await client.get(f"/customers/{overridden}/tier-history", headers={"X-API-Key": READ_KEY})
         audited = await client.get(f"/customers/{ids[0]}/tier-history", headers={"X-API-Key": READ_KEY})
 
-        assert scanned(before, await _settled(settings.database_name)) == {}
+        assert scanned(before, await settled(settings.database_name)) == {}
 
         superseded = await repo.customers.find_one({"_id": doc_id(buyers[0], 1)})
     assert due > 0
@@ -175,10 +174,6 @@ async def test_events_the_flush_the_scheduler_and_the_api_read_no_collection_who
     assert [a["action"] for a in history.json()["overrides"]] == ["set"]
     assert history.json()["changes"] and audited.json()["overrides"][0]["actor"] == "seed"
 
-
-async def _settled(database: str) -> dict[str, int]:
-    # In a thread: the wait must not stop the service's consumers from heartbeating.
-    return await asyncio.to_thread(settled, database)
 
 
 async def _absent(client: Any, customer: str) -> bool:
