@@ -28,7 +28,7 @@ from bench._report import Section, machine
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUTPUT = ROOT / "docs" / "benchmarks.md"
 #: The issue's order; benchmarks added later follow in name order.
-ORDER = ("tiering", "notifications", "complaints", "memory")
+ORDER = ("tiering", "notifications", "complaints", "memory", "system")
 
 
 def available() -> list[str]:

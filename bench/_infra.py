@@ -105,3 +105,24 @@ def proc_status(pid: int | str = "self") -> dict[str, float]:
             if key in ("VmRSS", "VmHWM"):
                 found[key] = int(value.split()[0]) / 1024
     return found
+
+
+@contextmanager
+def private_servers(prefix: str = "bench-servers-") -> Iterator[tuple[str, str, Path]]:
+    """A Kafka and a FerretDB (on its PostgreSQL cluster) of the benchmark's own, on free ports, in a
+    directory under the run directory: (bootstrap, MongoDB URL, directory). Torn down and removed at
+    the end, so that nothing a whole-system run writes lands on the servers other work shares."""
+    from deploy.local.infra import Kafka
+
+    RUN_DIR.mkdir(parents=True, exist_ok=True)
+    home = Path(tempfile.mkdtemp(prefix=prefix, dir=RUN_DIR))
+    home.chmod(0o755)  # as root the cluster belongs to the postgres user, who must reach it
+    kafka = Kafka(port=free_port(), controller_port=free_port(), run_dir=home, sasl_port=None)
+    store = FerretDB(port=free_port(), run_dir=home, postgres_port=free_port())
+    try:
+        bootstrap = kafka.up()
+        yield bootstrap, store.up(), home
+    finally:
+        kafka.down()
+        store.down()
+        shutil.rmtree(home, ignore_errors=True)

@@ -115,7 +115,7 @@ def machine() -> list[tuple[str, str]]:
         ("operating system", platform.platform()),
         ("Python", f"{platform.python_implementation()} {platform.python_version()}"),
         ("Kafka", f"Apache Kafka {Kafka().version} (KRaft, one broker, run from its jars)"),
-        ("FerretDB", f"FerretDB {FERRETDB_VERSION} on SQLite"),
+        ("FerretDB", f"FerretDB {FERRETDB_VERSION} on PostgreSQL (its own cluster)"),
         ("date", datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")),
         ("load average at start (1, 5, 15 min)", load),
     ]
