@@ -39,6 +39,11 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
 FERRETDB_VERSION = "v1.24.2"  # keep in step with ferretdb/go.mod
+#: FerretDB's pool of PostgreSQL connections, and how many operations one MongoDB client of the
+#: embedded store (a service, a test, a tool) keeps in flight: a dozen clients together stay below
+#: half the pool, so an operation waiting for a second connection always finds one.
+POSTGRES_CONNECTIONS = 400
+CLIENT_OPERATIONS = 16
 SASL_MECHANISM = "SCRAM-SHA-512"
 SASL_LISTENER = "SASL_SSL"
 
@@ -472,7 +477,7 @@ class Postgres:
         log_file = self.data / "server.log"  # inside the cluster's directory: its owner can write it
         options = " ".join([
             f"-p {self.port}", f"-c listen_addresses={self.host}", "-c unix_socket_directories=''",
-            "-c synchronous_commit=off", "-c shared_buffers=256MB", "-c max_connections=200",
+            "-c synchronous_commit=off", "-c shared_buffers=256MB", f"-c max_connections={POSTGRES_CONNECTIONS + 20}",
             "-c wal_level=minimal", "-c max_wal_senders=0", "-c max_wal_size=1GB",
             # FerretDB names the field as a query parameter (`_jsonb -> $1 @> $2`): only a plan made
             # for the actual values can match the field's expression index.
@@ -530,7 +535,10 @@ class FerretDB:
 
     @property
     def url(self) -> str:
-        return f"mongodb://{self.host}:{self.port}/"
+        # FerretDB v1 can take a second PostgreSQL connection while it holds one: once every
+        # connection of its pool is held by such an operation it waits forever. Each client keeps
+        # its operations in flight well below the pool's share (see POSTGRES_CONNECTIONS).
+        return f"mongodb://{self.host}:{self.port}/?maxPoolSize={CLIENT_OPERATIONS}"
 
     def build(self) -> None:
         if self.binary.exists():
@@ -554,7 +562,8 @@ class FerretDB:
         self.build()
         backend = self.postgres.up()
         self.home.mkdir(parents=True, exist_ok=True)
-        cmd = [str(self.binary), f"-postgresql-url={backend}", f"-listen-addr={self.host}:{self.port}",
+        cmd = [str(self.binary), f"-postgresql-url={backend}?pool_max_conns={POSTGRES_CONNECTIONS}",
+               f"-listen-addr={self.host}:{self.port}",
                "-log-level=error"]
         pid = _spawn(cmd, log_file=self.home / "ferretdb.log", pid_file=self.pid_file, cwd=self.home)
         _log(f"ferretdb starting (pid {pid})")

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
+from typing import Any, Union
 
 from faststream.kafka import KafkaRouter
 
 from shared.clock import Clock
 from shared.contract import (
+    CloudEvent,
     ComplaintEvent,
     ComplaintReopened,
     CustomerErased,
@@ -27,6 +30,30 @@ from .settings import NotificationsSettings
 SUBSCRIBED = (CRM_CUSTOMERS, CRM_TIER_CHANGES, CRM_COMPLAINTS)
 
 
+async def submit_each(notifier: Notifier, asked: list[tuple[domain.Request, CloudEvent]]) -> None:
+    """Submit a batch's requests together, each with the event behind it. A key asked again in the
+    same batch (a redelivery, a republished change) waits for the next round, so that it meets the
+    record of the first as it would have one event later."""
+    while asked:
+        round_: dict[str, tuple[domain.Request, CloudEvent]] = {}
+        later = []
+        for request, event in asked:
+            if request.dedupe_key in round_:
+                later.append((request, event))
+            else:
+                round_[request.dedupe_key] = (request, event)
+        await notifier.submit([r for r, _ in round_.values()], causes={k: e for k, (_, e) in round_.items()})
+        asked = later
+
+
+def by_customer(events: list[Any]) -> dict[str, list[Any]]:
+    """A batch's events per customer, each customer's in the order read."""
+    groups: dict[str, list[Any]] = {}
+    for event in events:
+        groups.setdefault(event.subject, []).append(event)
+    return groups
+
+
 def build_router(settings: NotificationsSettings, repo: Repository, notifier: Notifier, clock: Clock) -> KafkaRouter:
     router = KafkaRouter()
     notifier.publisher = router.publisher(
@@ -40,30 +67,44 @@ def build_router(settings: NotificationsSettings, repo: Repository, notifier: No
     welcome_age = timedelta(days=settings.welcome_max_age_days)
     survey_delay = timedelta(hours=settings.survey_delay_hours)
 
-    @router.subscriber(CRM_CUSTOMERS, **subscriber_options(settings, CRM_CUSTOMERS),
+    def batch(topic: str) -> dict[str, Any]:
+        return subscriber_options(settings, topic, batch=True, max_records=settings.batch_max_records,
+                                  batch_timeout_ms=settings.batch_timeout_ms)
+
+    @router.subscriber(CRM_CUSTOMERS, **batch(CRM_CUSTOMERS),
                        title="crm.customers.v1:notifications",
                        description="Keeps this service's copy of contacts, locale, time zone, country, consents "
                                    "and birthday; welcomes a new registration; an erasure removes the copy.")
-    async def on_customer(event: CustomerProfileChanged | CustomerErased) -> None:
-        if isinstance(event, CustomerErased):
-            await repo.erase(event.subject)
-            return
-        previous = await repo.profile(event.subject)
-        profile = domain.profile_from_event(event, previous)
-        await repo.save_profile(profile, profile.timezone or settings.default_timezone)
-        welcome = domain.welcome_request(event, now=clock.now(), max_age=welcome_age)
-        await notifier.submit([welcome] if welcome else [], cause=event)
+    async def on_customers(events: list[Union[CustomerProfileChanged, CustomerErased]]) -> None:
+        asked: list[tuple[domain.Request, CloudEvent]] = []
 
-    @router.subscriber(CRM_TIER_CHANGES, **subscriber_options(settings, CRM_TIER_CHANGES),
+        async def apply(customer_events: list[CloudEvent]) -> None:
+            for event in customer_events:  # one customer's changes in the order they were made
+                if isinstance(event, CustomerErased):
+                    await repo.erase(event.subject)
+                    continue
+                previous = await repo.profile(event.subject)
+                profile = domain.profile_from_event(event, previous)  # type: ignore[arg-type]
+                await repo.save_profile(profile, profile.timezone or settings.default_timezone)
+                welcome = domain.welcome_request(event, now=clock.now(), max_age=welcome_age)  # type: ignore[arg-type]
+                if welcome:
+                    asked.append((welcome, event))
+
+        await asyncio.gather(*(apply(group) for group in by_customer(events).values()))
+        await submit_each(notifier, asked)
+
+    @router.subscriber(CRM_TIER_CHANGES, **batch(CRM_TIER_CHANGES),
                        title="crm.tier-changes.v1:notifications",
                        description="Upgrade congratulations, VIP welcome, downgrade notice with what is needed, "
                                    "churn-risk win-back, welcome back on reactivation; bulk changes send nothing. "
                                    "A change read before the customer's profile waits for it.")
-    async def on_tier_change(event: CustomerTierChanged) -> None:
-        if event.data.dimension in ("value_tier", "vip"):
-            await repo.save_tier(event.subject, event.data.dimension, event.data.current)
-        request = domain.tier_request(event)
-        await notifier.submit([request] if request else [], cause=event)
+    async def on_tier_changes(events: list[CustomerTierChanged]) -> None:
+        # The last change of a customer's tier in the batch is the one to keep; all are stored
+        # before the batch's messages are decided together (the frequency cap sees them all).
+        latest = {(e.subject, e.data.dimension): e for e in events if e.data.dimension in ("value_tier", "vip")}
+        await asyncio.gather(*(repo.save_tier(customer, dimension, e.data.current)
+                               for (customer, dimension), e in latest.items()))
+        await submit_each(notifier, [(r, e) for e in events if (r := domain.tier_request(e))])
 
     @router.subscriber(CRM_COMPLAINTS, **subscriber_options(settings, CRM_COMPLAINTS),
                        title="crm.complaints.v1:notifications",

@@ -74,9 +74,14 @@ class Notifier:
         return f"{self.settings.unsubscribe_base_url}?{query}"
 
     async def submit(self, requests: Sequence[Request], *, cause: CloudEvent | None = None,
-                     resumed: bool = False, known: Mapping[str, Profile] | None = None) -> None:
+                     causes: Mapping[str, CloudEvent] | None = None, resumed: bool = False,
+                     known: Mapping[str, Profile] | None = None) -> None:
         """Decide, record, deliver and publish the outcome of each request (idempotently).
 
+        ``causes`` names the event behind each request (by dedupe key) when a batch of events is
+        submitted at once, so that each outcome carries its own cause's trace; ``cause`` is the one
+        event behind them all. Requests of one batch are decided together: the frequency cap counts
+        the batch's own messages too.
         ``resumed`` is set by the deferred-message loop: a deferred record is then due, not a repeat.
         The daily fan-out passes the profiles it read (``known``); its requests are new by
         construction, so their records are not looked up: should a run be repeated, the insert under
@@ -103,7 +108,7 @@ class Notifier:
                                            event_key=request.source_id))
             elif doc["status"] in ("sent", "failed", "suppressed"):
                 repeats.append(event_from_doc(doc))  # a redelivery: the same event again, nothing sent
-        await self._publish(repeats, cause)
+        await self._publish(repeats, cause, causes)
         if not todo:
             return
         customers = {r.customer_id for r in todo}
@@ -144,7 +149,7 @@ class Notifier:
         if lost:  # a concurrent delivery of the same trigger won the record: it sends and reports
             sends = [s for s in sends if s[0].dedupe_key not in lost]
             events = [e for e in events if e.data.dedupe_key not in lost]  # type: ignore[attr-defined]
-        await self._publish(events, cause)
+        await self._publish(events, cause, causes)
         if sends:
             results = await asyncio.gather(*(self._deliver(r, p, c, now) for r, p, c in sends))
             first_tried = {key: doc["created_at"] for key, doc in existing.items()}
@@ -159,7 +164,7 @@ class Notifier:
             await self.repo.record_outcomes([
                 {"_id": key, "customer_id": r.customer_id, "created_at": now, "transactional": r.transactional,
                  **fields} for r, key, fields, _ in done])
-            await self._publish([event for _, _, _, event in done], cause)
+            await self._publish([event for _, _, _, event in done], cause, causes)
 
     async def _deliver(self, request: Request, profile: Profile, channels: tuple[str, ...],
                        now: datetime) -> tuple[str, dict[str, Any], CloudEvent, bool]:
@@ -211,9 +216,11 @@ class Notifier:
                            template=request.template, time=now, reason=reason, channel=channel, locale=locale,
                            attempts=attempts, scheduled_for=scheduled_for, event_key=event_key)
 
-    async def _publish(self, events: Sequence[CloudEvent], cause: CloudEvent | None) -> None:
+    async def _publish(self, events: Sequence[CloudEvent], cause: CloudEvent | None,
+                       causes: Mapping[str, CloudEvent] | None = None) -> None:
         if events:
-            await asyncio.gather(*(publish_event(self.publisher, e, cause=cause) for e in events))
+            await asyncio.gather(*(publish_event(self.publisher, e, cause=(causes or {}).get(
+                e.data.dedupe_key, cause)) for e in events))  # type: ignore[attr-defined]
 
     async def resume(self, docs: Sequence[Mapping[str, Any]]) -> None:
         """Send deferred messages whose time has come (their stored records)."""

@@ -8,7 +8,10 @@ that the scan counter the hot-path tests rely on does see a query FerretDB canno
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
+from pymongo import AsyncMongoClient
 
 from deploy.local import infra
 from shared.mongo import Store, index
@@ -71,3 +74,21 @@ async def test_equality_lookups_read_no_whole_table_and_a_filter_ferretdb_keeps_
     finally:
         await store.client.drop_database(database)
         await store.close()
+
+
+async def test_clients_with_hundreds_of_operations_in_flight_never_stall_the_store(
+        infra: dict[str, str], unique: str) -> None:
+    # FerretDB v1 deadlocks once every connection of its PostgreSQL pool is held by an operation
+    # waiting for a second one; the embedded store's URL keeps each client's share small.
+    database = f"test_infra_{unique}"
+    clients = [AsyncMongoClient(infra["MONGODB_URL"]) for _ in range(8)]
+    try:
+        things = clients[0][database]["things"]
+        await things.insert_many([{"_id": f"t{i}", "n": i} for i in range(200)])
+        lookups = [client[database]["things"].find_one({"_id": f"t{i}"}) for client in clients for i in range(200)]
+        found = await asyncio.wait_for(asyncio.gather(*lookups), timeout=120)
+        assert sum(doc is not None for doc in found) == len(lookups)
+    finally:
+        await clients[0].drop_database(database)
+        for client in clients:
+            await client.close()

@@ -33,9 +33,11 @@ def _kill(server: infra.Kafka | infra.FerretDB | infra.Postgres, run_dir: Path) 
     try:
         pid = int(server.pid_file.read_text().strip())
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+        # FerretDB's command line names no path of ours, but it runs in its home under the run directory.
+        cwd = os.readlink(f"/proc/{pid}/cwd")
     except (OSError, ValueError):
         return
-    if str(run_dir) in cmdline:
+    if str(run_dir) in cmdline or cwd.startswith(str(run_dir)):
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
         server.pid_file.unlink(missing_ok=True)
