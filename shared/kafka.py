@@ -214,6 +214,15 @@ async def dead_letter_event(middleware: DeadLetterMiddleware, event: CloudEvent,
     await middleware.dead_letter(record, exc.code, exc.detail)
 
 
+def by_subject(events: Iterable[Any]) -> dict[str, list[Any]]:
+    """A batch's events per subject (customer), each subject's in the order read: the unit a batch
+    handler may work on side by side while keeping one customer's changes in order."""
+    groups: dict[str, list[Any]] = {}
+    for event in events:
+        groups.setdefault(event.subject, []).append(event)
+    return groups
+
+
 def event_headers(event: CloudEvent, cause: CloudEvent | None = None) -> dict[str, str]:
     headers = {"content-type": CLOUDEVENTS_CONTENT_TYPE}
     traceparent = (cause.traceparent if cause else None) or event.traceparent or current_traceparent()

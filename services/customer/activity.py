@@ -31,7 +31,7 @@ from shared.contract.events import (
     PurchaseRefunded,
 )
 
-from shared.kafka import TRANSIENT_ERRORS, Rejected
+from shared.kafka import TRANSIENT_ERRORS, Rejected, by_subject
 
 from . import domain
 from .records import Cause, CustomerRecords, Erased, NotFound
@@ -157,10 +157,6 @@ class Activity:
     async def _per_customer(self, events: Sequence[CloudEvent], apply: Callable[[Any], Awaitable[None]],
                             reject: Reject) -> None:
         """``apply`` each event: a customer's events in order, customers side by side."""
-        by_customer: dict[str, list[CloudEvent]] = {}
-        for event in events:
-            by_customer.setdefault(event.subject, []).append(event)
-
         async def run(own: list[CloudEvent]) -> None:
             for event in own:
                 try:
@@ -175,7 +171,7 @@ class Activity:
                     # It keeps failing by itself: parked alone, as a record at a time was.
                     await reject(event, Rejected("processing_failed", f"{type(exc).__name__}: {exc}"))
 
-        await self._bounded(run(own) for own in by_customer.values())
+        await self._bounded(run(own) for own in by_subject(events).values())
 
     def _gave_up(self, event: CloudEvent) -> bool:
         """Whether ``event`` failed ``max_attempts`` times (each failure reads its batch again)."""

@@ -19,7 +19,7 @@ from shared.contract import (
     NotificationSent,
 )
 from shared.contract.topics import CRM_COMPLAINTS, CRM_CUSTOMERS, CRM_NOTIFICATIONS, CRM_TIER_CHANGES
-from shared.kafka import subscriber_options
+from shared.kafka import by_subject, subscriber_options
 
 from . import domain
 from .notifier import Notifier
@@ -44,14 +44,6 @@ async def submit_each(notifier: Notifier, asked: list[tuple[domain.Request, Clou
                 round_[request.dedupe_key] = (request, event)
         await notifier.submit([r for r, _ in round_.values()], causes={k: e for k, (_, e) in round_.items()})
         asked = later
-
-
-def by_customer(events: list[Any]) -> dict[str, list[Any]]:
-    """A batch's events per customer, each customer's in the order read."""
-    groups: dict[str, list[Any]] = {}
-    for event in events:
-        groups.setdefault(event.subject, []).append(event)
-    return groups
 
 
 def build_router(settings: NotificationsSettings, repo: Repository, notifier: Notifier, clock: Clock) -> KafkaRouter:
@@ -90,7 +82,7 @@ def build_router(settings: NotificationsSettings, repo: Repository, notifier: No
                 if welcome:
                     asked.append((welcome, event))
 
-        await asyncio.gather(*(apply(group) for group in by_customer(events).values()))
+        await asyncio.gather(*(apply(group) for group in by_subject(events).values()))
         await submit_each(notifier, asked)
 
     @router.subscriber(CRM_TIER_CHANGES, **batch(CRM_TIER_CHANGES),
