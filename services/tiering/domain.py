@@ -483,6 +483,18 @@ class Snapshot:
     reasons: dict[str, str] = field(default_factory=dict)
     pending: dict[str, Pending] = field(default_factory=dict)
     overrides: dict[str, Override] = field(default_factory=dict)
+    #: How many times each value was entered, per dimension and way (``entered_key``): what
+    #: numbers a change, so that its id does not depend on when or by which batch it was noticed.
+    entered: dict[str, int] = field(default_factory=dict)
+
+
+def entered_key(dimension: str, current: str, direction: str) -> str:
+    """A change is "the n-th time ``current`` was reached from below (or above, or beside)". An
+    initial classification counts as reached from below: re-read after a crash in other batches,
+    a new customer may be classified high at once where low and then high were published before,
+    and it is the same arrival at high."""
+    way = {"downgrade": "down", "lateral": "lateral"}.get(direction, "up")
+    return f"{dimension}:{current}:{way}"
 
 
 @dataclass(frozen=True)
@@ -494,11 +506,15 @@ class Change:
     reason: str
     override: bool
     effective_at: datetime
+    #: The how-many-th arrival at ``current`` this is (see ``entered_key``).
+    ordinal: int = 1
 
     def event_id(self, customer_id: str) -> str:
-        """Deterministic, so a retry republishes the same event rather than a second one."""
-        key = f"{customer_id}|{self.dimension}|{self.previous}|{self.current}|{self.effective_at.isoformat()}"
-        return stable_id(key)
+        """The transition's identity: the customer, and which arrival at which value it is. Neither
+        the batch that noticed it nor the moment does count: after a kill -9 the records not
+        committed are read again in other batches and at another clock, and the same transition
+        must come out under the same id (so nobody is congratulated twice), never a second one."""
+        return stable_id(f"{customer_id}|{entered_key(self.dimension, self.current, self.direction)}|{self.ordinal}")
 
 
 def rank(dimension: str, value: str | None) -> int:
@@ -561,6 +577,7 @@ def decide(previous: Snapshot, targets: Mapping[str, tuple[str, str]], metrics: 
             output[dim] = ov.value
             from_override.add(dim)
     changes: list[Change] = []
+    entered = dict(previous.entered)
     for dim in DIMENSIONS:
         old, new = previous.output.get(dim), output.get(dim)
         if new is None or old == new:
@@ -571,8 +588,12 @@ def decide(previous: Snapshot, targets: Mapping[str, tuple[str, str]], metrics: 
         waiting = previous.pending.get(dim)
         # A downgrade that waited out its grace takes effect at the planned moment, whoever noticed it.
         when = waiting.effective_at if waiting is not None and dim not in pending and not by_override else effective_at
-        changes.append(Change(dim, old, new, direction(dim, old, new), reason[:1000], by_override, when))
-    snapshot = Snapshot(held=held, output=output, reasons=reasons, pending=pending, overrides=overrides)
+        way = direction(dim, old, new)
+        key = entered_key(dim, new, way)
+        entered[key] = entered.get(key, 0) + 1
+        changes.append(Change(dim, old, new, way, reason[:1000], by_override, when, entered[key]))
+    snapshot = Snapshot(held=held, output=output, reasons=reasons, pending=pending, overrides=overrides,
+                        entered=entered)
     return snapshot, changes
 
 

@@ -95,6 +95,7 @@ def state_doc(state: CustomerState, policy_version: str, updated_at: datetime, *
         "reasons": s.reasons,
         "pending": {d: _pending_doc(p) for d, p in s.pending.items()},
         "overrides": {d: _override_doc(o) for d, o in s.overrides.items()},
+        "entered": s.entered,
         "metrics": m.to_doc(),
         # Top-level copies for population scans and reports.
         "spend_minor": m.spend_12m,
@@ -132,6 +133,7 @@ def snapshot_from_doc(doc: Mapping[str, Any]) -> Snapshot:
         reasons=dict(doc.get("reasons") or {}),
         pending={d: Pending(**p) for d, p in (doc.get("pending") or {}).items()},
         overrides={d: Override(**o) for d, o in (doc.get("overrides") or {}).items()},
+        entered=dict(doc.get("entered") or {}),
     )
 
 

@@ -91,6 +91,35 @@ async def test_a_prospect_buys_is_upgraded_refunds_and_is_downgraded_only_after_
 
 
 
+async def test_the_snapshot_moves_with_the_classification_and_holds_the_metrics_of_that_moment(
+        infra: dict[str, str], unique: str) -> None:
+    # The contract's promise: a snapshot is published when a dimension, a pending downgrade or an
+    # override changes, so its dimensions are always current; its metrics are those of its
+    # updated_at. A purchase that moves nothing publishes no snapshot (the API has the figures).
+    customer = f"C-{unique}"
+    dims = ("value_tier", "abc_class", "vip", "loyalty", "lifecycle", "rfm_segment", "potential")
+    clock = FixedClock(BASE + timedelta(hours=1))
+    app = build_app(await settings_for(unique), clock=clock)
+    async with Watch(infra["KAFKA_BOOTSTRAP_SERVERS"], CRM_CUSTOMER_TIERS) as watch, running(app) as client:
+        await send(infra, ORDERS_PURCHASES, purchase(customer, f"O1-{unique}", "6000.00", BASE + timedelta(minutes=5)),
+                   purchase(customer, f"O2-{unique}", "300.00", BASE + timedelta(minutes=10)))
+        before = await eventually(lambda: classified(client, customer, lifecycle="repeat"))
+        snapshots = await watch.events(customer, at_least=1)
+        await send(infra, ORDERS_PURCHASES, purchase(customer, f"O3-{unique}", "1.00", BASE + timedelta(minutes=15)))
+        after = await eventually(lambda: _orders_are(client, customer, 3))
+        again = await watch.events(customer, at_least=len(snapshots) + 1, timeout=5)
+    assert {d: after[d] for d in dims} == {d: before[d] for d in dims}, "the small purchase moved nothing"
+    assert len(again) == len(snapshots), "no snapshot for a purchase that moved nothing"
+    last = again[-1]["data"]
+    assert {d: last.get(d) for d in dims} == {d: after[d] for d in dims}
+    assert last["metrics"]["orders_12m"] == 2 and after["metrics"]["orders_12m"] == 3
+
+
+async def _orders_are(client: Any, customer: str, orders: int) -> dict[str, Any] | None:
+    doc = await classification(client, customer)
+    return doc if doc and doc["metrics"]["orders_12m"] == orders else None
+
+
 async def test_the_scheduler_marks_a_silent_customer_as_churn_risk_with_no_new_event(
         infra: dict[str, str], unique: str) -> None:
     customer = f"C-{unique}"

@@ -189,6 +189,35 @@ def test_change_event_ids_are_deterministic() -> None:
     assert len({c.event_id("C-1") for c in changes}) == len(changes)
 
 
+def value_tier_id(changes: list[domain.Change]) -> str:
+    return next(c for c in changes if c.dimension == "value_tier").event_id("C-1")
+
+
+def test_a_transition_noticed_in_other_batches_at_another_moment_keeps_its_id() -> None:
+    # Before a crash: two purchases in one batch; after it, read again one at a time and a day later.
+    _, together, _ = evaluate([buy("a", 6_000, 3), buy("b", 19_000, 2)])
+    medium, _, _ = evaluate([buy("a", 6_000, 3)])
+    _, apart, _ = evaluate([buy("a", 6_000, 3), buy("b", 19_000, 2)], medium, now=NOW + timedelta(days=1))
+    first = next(c for c in together if c.dimension == "value_tier")
+    second = next(c for c in apart if c.dimension == "value_tier")
+    assert (first.previous, second.previous, first.current, second.current) == (None, "medium", "high", "high")
+    assert first.effective_at != second.effective_at
+    assert first.event_id("C-1") == second.event_id("C-1")
+
+
+def test_a_second_arrival_at_a_tier_after_a_downgrade_is_a_new_transition() -> None:
+    high, first, _ = evaluate([buy("a", 25_000, 3)])
+    ledger = [buy("a", 25_000, 3), refund("r", 22_000, 2)]
+    low, down, _ = evaluate(ledger, high, now=NOW + timedelta(days=1), cutoffs=None)
+    low, down, _ = evaluate(ledger, low, now=NOW + timedelta(days=40))
+    assert low.output["value_tier"] == "low"
+    again, up, _ = evaluate([*ledger, buy("c", 30_000, -39)], low, now=NOW + timedelta(days=40))
+    assert again.output["value_tier"] == "high"
+    ids = {value_tier_id(first), value_tier_id(down), value_tier_id(up)}
+    assert len(ids) == 3
+    assert again.entered == {**again.entered, "value_tier:high:up": 2, "value_tier:low:down": 1}
+
+
 def test_the_next_evaluation_is_the_earliest_boundary_ahead() -> None:
     entries = [buy("a", 100, 10)]
     snapshot, _, metrics = evaluate(entries)
