@@ -39,7 +39,7 @@ from services.notifications.scheduler import Scheduler
 from services.notifications.settings import NotificationsSettings
 from services.notifications.templates import Templates
 from shared.clock import FixedClock
-from shared.kafka import admin_kwargs
+from shared.kafka import Publisher, admin_kwargs, outbound
 from shared.service import Runtime
 
 CUSTOMERS = int(os.environ.get("BENCH_NOTIFICATIONS_CUSTOMERS", "100000"))
@@ -56,11 +56,11 @@ OUTCOME_TOPIC = "bench.notifications.v1"
 class _TopicPublisher:
     """Publishes what the notifier publishes, but on the benchmark's own topic."""
 
-    def __init__(self, broker: Any) -> None:
-        self.broker = broker
+    def __init__(self, publisher: Publisher) -> None:
+        self.publisher = publisher
 
-    async def publish(self, value: bytes, **kwargs: Any) -> None:
-        await self.broker.publish(value, topic=OUTCOME_TOPIC, **kwargs)
+    async def publish(self, events: Any, **_: Any) -> None:
+        await (await self.publisher.send(outbound(e)._replace(topic=OUTCOME_TOPIC) for e in events))
 
 
 def _rss_mib() -> float:
@@ -120,13 +120,13 @@ async def run(mongodb_url: str, customers: int) -> dict[str, float]:
         await asyncio.to_thread(wait_for_port, port)
         await create_topic(admin_kwargs(settings), OUTCOME_TOPIC, settings.kafka_topic_partitions)
         await runtime.store.ensure_indexes()
-        await runtime.broker.start()
+        await runtime.publisher.start()
         repo = Repository(runtime.store)
         seed_s = await _seed(repo, run_id, customers, date(2026, 9, 1))
         bare = await bare_smtp(port, min(BARE_MESSAGES, customers), run_id)
         rss_before = _rss_mib()
-        notifier = Notifier(settings, repo, Templates(settings.default_locale), channels, clock)
-        notifier.publisher = _TopicPublisher(runtime.broker)
+        notifier = Notifier(settings, repo, Templates(settings.default_locale), channels, clock,
+                            _TopicPublisher(runtime.publisher))  # type: ignore[arg-type]
         scheduler = Scheduler(settings, repo, notifier)
         await scheduler.prime()  # the start pass: the seeded customers' time zones go on the service's list
         started = time.perf_counter()
@@ -140,7 +140,7 @@ async def run(mongodb_url: str, customers: int) -> dict[str, float]:
     finally:
         for channel in channels.values():
             await channel.close()
-        await runtime.broker.stop()
+        await runtime.publisher.stop()
         await runtime.store.close()
         sink.terminate()
         sink.wait(10)

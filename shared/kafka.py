@@ -18,6 +18,7 @@ from contextvars import ContextVar
 from typing import Any, NamedTuple
 
 import structlog
+from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError, for_code
 from aiokafka.partitioner import DefaultPartitioner, murmur2
@@ -61,10 +62,11 @@ class DeadLetterMiddleware:
     the per-message middleware.
     """
 
-    def __init__(self, settings: ServiceSettings, clock: Clock, registry: CollectorRegistry) -> None:
+    def __init__(self, settings: ServiceSettings, clock: Clock, registry: CollectorRegistry,
+                 publisher: Publisher) -> None:
         self.settings = settings
         self.clock = clock
-        self.broker: KafkaBroker | None = None
+        self.publisher = publisher
         #: Told of a message none of whose records reached the handler (dead-lettered, tombstones):
         #: a service whose subscribers commit by themselves (``AckPolicy.MANUAL``) commits it too.
         self.skipped: Callable[[Any], None] | None = None
@@ -80,7 +82,6 @@ class DeadLetterMiddleware:
         return _DeadLetterScope(msg, context=context, owner=self)
 
     async def dead_letter(self, record: Any, code: str, detail: str) -> None:
-        assert self.broker is not None, "DeadLetterMiddleware is not bound to a broker"
         headers = {
             "x-error": code,
             "x-error-detail": detail[:1000],
@@ -91,7 +92,7 @@ class DeadLetterMiddleware:
         for key, value in record.headers or ():
             if key.lower() not in headers:
                 headers[key] = value.decode("utf-8", errors="replace") if isinstance(value, bytes) else str(value)
-        await self.broker.publish(record.value or b"", topic=dlq(record.topic), key=record.key, headers=headers)
+        await self.publisher.raw(dlq(record.topic), record.value or b"", record.key, headers)
         self.dead_letters.labels(record.topic, code).inc()
         log.warning("message_dead_lettered", topic=record.topic, partition=record.partition,
                     offset=record.offset, error=code, detail=detail[:300])
@@ -223,27 +224,6 @@ def by_subject(events: Iterable[Any]) -> dict[str, list[Any]]:
     return groups
 
 
-def event_headers(event: CloudEvent, cause: CloudEvent | None = None) -> dict[str, str]:
-    headers = {"content-type": CLOUDEVENTS_CONTENT_TYPE}
-    traceparent = (cause.traceparent if cause else None) or event.traceparent or current_traceparent()
-    if traceparent:
-        headers["traceparent"] = traceparent
-    return headers
-
-
-async def publish_event(target: Any, event: CloudEvent, *, cause: CloudEvent | None = None,
-                        topic: str | None = None) -> None:
-    """Publish ``event`` in structured mode, keyed by customer id, on its own topic.
-
-    ``target`` is a broker or a FastStream publisher; ``cause`` is the event that led to this one,
-    whose trace is carried on.
-    """
-    kwargs: dict[str, Any] = {"key": event.subject.encode(), "headers": event_headers(event, cause)}
-    if not _is_publisher(target):
-        kwargs["topic"] = topic or event.topic
-    await target.publish(serialize_event(event), **kwargs)
-
-
 class OutboundRecord(NamedTuple):
     """An event ready for the producer: topic, key (the customer id), structured-mode value, headers."""
 
@@ -253,35 +233,71 @@ class OutboundRecord(NamedTuple):
     headers: list[tuple[str, bytes]]
 
 
-def trace_headers(cause: CloudEvent | None = None) -> list[tuple[str, bytes]]:
-    """The headers of an outbound record: the content type, and the trace of what caused it."""
+def trace_headers(cause: CloudEvent | None = None, own: str | None = None) -> list[tuple[str, bytes]]:
+    """The headers of an outbound record: the content type, and the trace of what caused it (else
+    the record's ``own``, else that of the event being handled)."""
     headers = [("content-type", CLOUDEVENTS_CONTENT_TYPE.encode())]
-    traceparent = (cause.traceparent if cause else None) or current_traceparent()
+    traceparent = (cause.traceparent if cause else None) or own or current_traceparent()
     if traceparent:
         headers.append(("traceparent", traceparent.encode()))
     return headers
 
 
-async def publish_many(broker: KafkaBroker, records: Iterable[OutboundRecord]) -> Awaitable[Any]:
-    """Hand ``records`` to the producer and return one awaitable for all their deliveries.
-
-    For a service that emits thousands of events per batch: FastStream's per-message publish path
-    (middlewares, a correlation id each) cost more than the events themselves. Waiting once for all
-    deliveries, rather than for each, lets the producer fill its batches.
-    """
-    producer = broker.config.producer._producer.producer  # noqa: SLF001 - the aiokafka producer underneath
-    deliveries = [await producer.send(r.topic, r.value, key=r.key, headers=r.headers) for r in records]
-    return asyncio.gather(*deliveries)
+def outbound(event: CloudEvent, cause: CloudEvent | None = None) -> OutboundRecord:
+    """``event`` in structured mode, keyed by customer id, for its own topic."""
+    return OutboundRecord(event.topic, event.subject.encode(), serialize_event(event),
+                          trace_headers(cause, event.traceparent))
 
 
-async def publish_tombstone(broker: KafkaBroker, topic: str, customer_id: str) -> None:
-    """Publish a null value for ``customer_id`` so compaction drops the key."""
-    producer = broker.config.producer  # FastStream cannot send a null value; aiokafka can.
-    await producer._producer.producer.send_and_wait(topic, value=None, key=customer_id.encode())
+class Publisher:
+    """The one way a service publishes: its events, tombstones and dead letters go through one
+    idempotent producer (acks from all in-sync replicas), built by the runtime and passed in to
+    what publishes. Every call hands all its records to the producer before waiting for any, so
+    that the producer fills its batches: a per-message publish path (middlewares, a correlation id
+    each) cost more than the events themselves where a service emits thousands per batch."""
 
+    def __init__(self, settings: ServiceSettings, registry: CollectorRegistry) -> None:
+        self.settings = settings
+        self._producer: AIOKafkaProducer | None = None
+        self._sent = Counter("carecrm_records_published", "Records handed to the producer", ["topic"],
+                             registry=registry)
 
-def _is_publisher(target: Any) -> bool:
-    return not isinstance(target, KafkaBroker)
+    async def start(self) -> None:
+        # Made here: aiokafka binds a producer to the running loop (apps are built before it runs).
+        self._producer = AIOKafkaProducer(
+            **admin_kwargs(self.settings), client_id=f"carecrm-{self.settings.service_name}", **PRODUCER_OPTIONS,
+            partitioner=KeyHashCache())
+        await self._producer.start()
+
+    async def stop(self) -> None:
+        if self._producer is not None:
+            await self._producer.stop()
+            self._producer = None
+
+    async def send(self, records: Iterable[OutboundRecord]) -> Awaitable[Any]:
+        """Hand ``records`` to the producer; return one awaitable for all their deliveries."""
+        if self._producer is None:
+            raise RuntimeError("the publisher is not started")
+        deliveries = []
+        for r in records:
+            deliveries.append(await self._producer.send(r.topic, r.value, key=r.key, headers=r.headers))
+            self._sent.labels(r.topic).inc()
+        return asyncio.gather(*deliveries)
+
+    async def publish(self, events: Iterable[CloudEvent], *, cause: CloudEvent | None = None,
+                      causes: Callable[[CloudEvent], CloudEvent | None] | None = None) -> None:
+        """Publish ``events`` and wait until every one is acknowledged. ``cause`` (or, per event,
+        ``causes``) names what led to them, whose trace they carry on."""
+        await (await self.send(outbound(e, causes(e) if causes else cause) for e in events))
+
+    async def tombstone(self, topic: str, customer_id: str) -> None:
+        """A null value for ``customer_id`` on a compacted topic, so compaction drops the key."""
+        await (await self.send([OutboundRecord(topic, customer_id.encode(), None, [])]))  # type: ignore[arg-type]
+
+    async def raw(self, topic: str, value: bytes, key: bytes | None, headers: dict[str, str]) -> None:
+        """A record as it is (a dead letter: the original bytes, the reason in the headers)."""
+        await (await self.send([OutboundRecord(topic, key, value,  # type: ignore[arg-type]
+                                               [(k, v.encode()) for k, v in headers.items()])]))
 
 
 def security(settings: ServiceSettings) -> BaseSecurity | None:
@@ -332,7 +348,8 @@ class KeyHashCache:
         return all_partitions[hashed % len(all_partitions)]
 
 
-#: How every service produces: idempotent, acknowledged by all in-sync replicas, batched for 5 ms.
+#: How every service produces (``Publisher``): idempotent, acknowledged by all in-sync replicas,
+#: batched for 5 ms.
 PRODUCER_OPTIONS: dict[str, Any] = {"acks": "all", "enable_idempotence": True, "linger_ms": 5}
 
 
@@ -341,18 +358,17 @@ def build_broker(
     *,
     clock: Clock,
     registry: CollectorRegistry,
+    publisher: Publisher,
     routers: Iterable[KafkaRouter] = (),
     description: str | None = None,
 ) -> tuple[KafkaBroker, DeadLetterMiddleware]:
-    """A broker with an idempotent producer, commit-after-handling consumers and the DLQ middleware."""
-    dead_letters = DeadLetterMiddleware(settings, clock, registry)
+    """The consumers: commit after handling, the DLQ middleware (dead letters go out through
+    ``publisher``). FastStream's own producer publishes nothing of ours."""
+    dead_letters = DeadLetterMiddleware(settings, clock, registry, publisher)
     broker = KafkaBroker(
         settings.kafka_bootstrap_servers,
         client_id=f"carecrm-{settings.service_name}",
         security=security(settings),
-        **PRODUCER_OPTIONS,
-        partitioner=KeyHashCache(),
-        compression_type=None,
         ack_policy=AckPolicy.NACK_ON_ERROR,
         middlewares=[
             KafkaPrometheusMiddleware(registry=registry, app_name=settings.service_name, metrics_prefix="carecrm"),
@@ -363,7 +379,6 @@ def build_broker(
         description=description,
         allow_auto_create_topics=False,
     )
-    dead_letters.broker = broker
     return broker, dead_letters
 
 

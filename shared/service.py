@@ -31,7 +31,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from .auth import refusal
 from .clock import Clock, clock_for
 from .heap import Heap
-from .kafka import DeadLetterMiddleware, build_broker, ensure_topics
+from .kafka import DeadLetterMiddleware, Publisher, build_broker, ensure_topics
 from .logging import configure_logging
 from .mongo import Index, Store
 from .settings import ServiceSettings
@@ -50,6 +50,8 @@ class Runtime:
     store: Store
     broker: KafkaBroker
     dead_letters: DeadLetterMiddleware
+    #: The one way the service publishes; passed in to whatever publishes.
+    publisher: Publisher
     tasks: list[Task] = field(default_factory=list)
     stop_hooks: list[Task] = field(default_factory=list)
 
@@ -58,9 +60,11 @@ class Runtime:
                description: str | None = None) -> Runtime:
         clock = clock or clock_for(settings.clock)
         registry = CollectorRegistry()
-        broker, dead_letters = build_broker(settings, clock=clock, registry=registry, description=description)
+        publisher = Publisher(settings, registry)
+        broker, dead_letters = build_broker(settings, clock=clock, registry=registry, publisher=publisher,
+                                            description=description)
         return cls(settings=settings, clock=clock, registry=registry, store=Store.connect(settings, indexes),
-                   broker=broker, dead_letters=dead_letters)
+                   broker=broker, dead_letters=dead_letters, publisher=publisher)
 
     def include(self, router: KafkaRouter) -> None:
         self.broker.include_router(router)
@@ -83,7 +87,12 @@ class Runtime:
         await self.store.ensure_indexes()
         if self.settings.kafka_create_topics:
             await ensure_topics(self.settings)
-        await self.broker.start()
+        await self.publisher.start()
+        try:
+            await self.broker.start()
+        except BaseException:
+            await self.publisher.stop()
+            raise
         runners = [asyncio.create_task(_supervise(task), name=getattr(task, "__name__", "task")) for task in self.tasks]
         log.info("service_started", service=self.settings.service_name)
         try:
@@ -98,6 +107,7 @@ class Runtime:
                 except Exception:
                     log.exception("stop_hook_failed", hook=getattr(hook, "__name__", "hook"))
             await self.broker.stop()
+            await self.publisher.stop()
             await self.store.close()
             log.info("service_stopped", service=self.settings.service_name)
 

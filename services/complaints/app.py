@@ -20,7 +20,7 @@ def build_app(settings: ComplaintsSettings | None = None, *, clock: Clock | None
     settings = settings or ComplaintsSettings()
     runtime = Runtime.create(settings, clock=clock, indexes=repository.INDEXES, description=DESCRIPTION)
     repo = repository.Repository(runtime.store, runtime.clock)
-    workflow = Workflow(repo, settings.rules(), runtime.clock)
+    workflow = Workflow(repo, settings.rules(), runtime.clock, runtime.publisher)
     runtime.include(handlers.build_router(settings, workflow, runtime.dead_letters))
     scheduler = Scheduler(workflow, settings.scheduler_interval_s, settings.scheduler_concurrency)
     runtime.add_task(scheduler.run)

@@ -30,7 +30,8 @@ log = structlog.get_logger(__name__)
 def build_router(settings: ComplaintsSettings, workflow: Workflow, dead_letters: DeadLetterMiddleware) -> KafkaRouter:
     router = KafkaRouter()
     repo = workflow.repo
-    workflow.publisher = router.publisher(
+    # What the workflow publishes (through the runtime's publisher), declared for the AsyncAPI document.
+    router.publisher(
         CRM_COMPLAINTS, title="complaint lifecycle",
         description="complaint.opened, .acknowledged, .assigned, .escalated, .sla_warning, .sla_breached, "
                     ".resolved, .closed, .reopened, .feedback_received; keyed by customer id, ids deterministic.",

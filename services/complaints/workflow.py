@@ -27,7 +27,7 @@ import structlog
 from shared.clock import Clock
 from shared.contract import EVENT_TYPES, CloudEvent
 from shared.contract.events import ComplaintEventData
-from shared.kafka import publish_event
+from shared.kafka import Publisher
 
 from . import domain
 from .domain import Complaint, DomainError, Emit, Rules
@@ -59,12 +59,11 @@ class Submission:
 
 
 class Workflow:
-    def __init__(self, repo: Repository, rules: Rules, clock: Clock) -> None:
+    def __init__(self, repo: Repository, rules: Rules, clock: Clock, publisher: Publisher) -> None:
         self.repo = repo
         self.rules = rules
         self.clock = clock
-        #: The ``crm.complaints.v1`` publisher, set when the Kafka router is built.
-        self.publisher: Any = None
+        self.publisher = publisher
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
 
     def _lock(self, complaint_id: str) -> asyncio.Lock:
@@ -218,9 +217,9 @@ class Workflow:
 
     async def _send(self, outbox: list[str], cause: CloudEvent | None) -> None:
         now = self.now()
-        for raw in outbox:  # in order: one complaint's events keep their sequence
-            event = EVENT_TYPES[_type_of(raw)].model_validate_json(raw, context={"now": now})
-            await publish_event(self.publisher, event, cause=cause)
+        # In order, one key: the producer keeps one complaint's events in their sequence.
+        await self.publisher.publish([EVENT_TYPES[_type_of(raw)].model_validate_json(raw, context={"now": now})
+                                      for raw in outbox], cause=cause)
 
 
 def _type_of(raw: str) -> str:

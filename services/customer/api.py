@@ -25,7 +25,6 @@ from shared.contract.events import (
     Tag,
 )
 from shared.contract.types import CustomerId, Identifier, ShortText
-from shared.kafka import publish_event
 from shared.settings import ApiKey
 
 from . import domain
@@ -292,7 +291,7 @@ async def record_interaction(request: Request, customer_id: CustomerId, body: Ne
     data = InteractionData(**{**body.model_dump(exclude={"interaction_id"}), "interaction_id": interaction_id})
     event = InteractionRecorded(id=domain.event_id("interaction", customer_id, interaction_id), source=SOURCE,
                                 subject=customer_id, time=_records(request).clock.now(), data=data)
-    await publish_event(_records(request).publishers.interactions, event)
+    await _records(request).publisher.publish([event])
     return {"interaction_id": interaction_id, "event_id": event.id}
 
 

@@ -13,7 +13,7 @@ from shared.service import Runtime
 from . import api, handlers, repository
 from .activity import Activity
 from .pii import PiiCipher
-from .records import CustomerRecords, Publishers
+from .records import CustomerRecords
 from .settings import CustomerSettings
 
 TITLE = "Customer service"
@@ -24,18 +24,16 @@ def build_app(settings: CustomerSettings | None = None, *, clock: Clock | None =
     settings = settings or CustomerSettings()
     runtime = Runtime.create(settings, clock=clock, indexes=repository.INDEXES, description=DESCRIPTION)
     repo = repository.Repository(runtime.store, PiiCipher.from_settings(settings))
+    # What the service publishes (through ``runtime.publisher``), declared for the AsyncAPI document.
     outbound = KafkaRouter()
-    publishers = Publishers(
-        profiles=outbound.publisher(
-            CRM_CUSTOMERS, title="customer-profiles", schema=CustomerProfileChanged,
-            description="customer.profile.changed with the full current profile after every change (compacted, "
-                        "keyed by customer id); on erasure customer.erased, then a tombstone for the key."),
-        interactions=outbound.publisher(
-            CRM_INTERACTIONS, title="recorded-interactions", schema=InteractionRecorded,
-            description="customer.interaction.recorded for follow-up calls and visits recorded through the API."),
-        broker=runtime.broker,
-    )
-    records = CustomerRecords(repo, publishers, runtime.clock)
+    outbound.publisher(
+        CRM_CUSTOMERS, title="customer-profiles", schema=CustomerProfileChanged,
+        description="customer.profile.changed with the full current profile after every change (compacted, "
+                    "keyed by customer id); on erasure customer.erased, then a tombstone for the key.")
+    outbound.publisher(
+        CRM_INTERACTIONS, title="recorded-interactions", schema=InteractionRecorded,
+        description="customer.interaction.recorded for follow-up calls and visits recorded through the API.")
+    records = CustomerRecords(repo, runtime.publisher, runtime.clock)
     activity = Activity(records, repo, concurrency=settings.concurrency, max_attempts=settings.handler_max_attempts)
     runtime.include(handlers.build_router(settings, activity, runtime.dead_letters))
     runtime.include(outbound)

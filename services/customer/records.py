@@ -16,7 +16,6 @@ from datetime import datetime
 from typing import Any
 
 import structlog
-from faststream.kafka import KafkaBroker
 
 from shared.clock import Clock
 from shared.contract.events import (
@@ -27,7 +26,7 @@ from shared.contract.events import (
     CustomerProfileChanged,
 )
 from shared.contract.topics import CRM_CUSTOMERS
-from shared.kafka import publish_event, publish_tombstone
+from shared.kafka import Publisher
 
 from . import domain
 from .repository import Repository, Stored
@@ -68,17 +67,10 @@ class Cause:
         object.__setattr__(self, "at", domain.store_precision(self.at))
 
 
-@dataclass
-class Publishers:
-    profiles: Any
-    interactions: Any
-    broker: KafkaBroker
-
-
 class CustomerRecords:
-    def __init__(self, repo: Repository, publishers: Publishers, clock: Clock) -> None:
+    def __init__(self, repo: Repository, publisher: Publisher, clock: Clock) -> None:
         self.repo = repo
-        self.publishers = publishers
+        self.publisher = publisher
         self.clock = clock
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
         # Customers that have a profile or were erased: a purchase of theirs needs no read. Safe to
@@ -170,8 +162,8 @@ class CustomerRecords:
                 await self.repo.erase(customer_id, at=erased_at, version=stored.profile.version + 1)
             event = CustomerErased(id=domain.erased_event_id(customer_id), source=SOURCE, subject=customer_id,
                                    time=erased_at, data=CustomerErasedData(erased_at=erased_at, reason=reason))
-            await publish_event(self.publishers.profiles, event)
-            await publish_tombstone(self.publishers.broker, CRM_CUSTOMERS, customer_id)
+            await self.publisher.publish([event])
+            await self.publisher.tombstone(CRM_CUSTOMERS, customer_id)
             log.info("customer_erased", customer_id=customer_id)
 
     async def _record_consents(self, customer_id: str, before: CustomerProfile | None, after: CustomerProfile,
@@ -189,7 +181,7 @@ class CustomerRecords:
         event = CustomerProfileChanged(
             id=domain.profile_event_id(customer_id, profile.version), source=SOURCE, subject=customer_id,
             time=profile.updated_at or cause.at, data=profile)
-        await publish_event(self.publishers.profiles, event, cause=cause.event)
+        await self.publisher.publish([event], cause=cause.event)
 
     async def load_active(self, customer_id: str) -> Stored:
         stored = await self.repo.load(customer_id)

@@ -38,7 +38,7 @@ def build_app(settings: NotificationsSettings | None = None, *, clock: Clock | N
     runtime = Runtime.create(settings, clock=clock, indexes=repository.INDEXES, description=DESCRIPTION)
     repo = repository.Repository(runtime.store)
     channels = build_channels(settings)
-    notifier = Notifier(settings, repo, Templates(settings.default_locale), channels, runtime.clock)
+    notifier = Notifier(settings, repo, Templates(settings.default_locale), channels, runtime.clock, runtime.publisher)
     runtime.include(handlers.build_router(settings, repo, notifier, runtime.clock))
     scheduler = Scheduler(settings, repo, notifier)
 

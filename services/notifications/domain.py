@@ -282,7 +282,7 @@ def tier_request(event: CustomerTierChanged) -> Request | None:
         return None
     # The event id is the transition's identity (which arrival at which tier), not the moment it was
     # noticed: a tiering restart that notices it again at another moment repeats the id.
-    key = f"{kind}:{event.id}:{event.subject}"
+    key = f"{kind}:{d.dimension}:{d.current}:{event.id}:{event.subject}"
     return Request(customer_id=event.subject, family="tier", trigger=kind, template=kind, dedupe_key=key,
                    source_id=event.id,
                    params={"tier": d.current, "previous": d.previous or "", "needed": d.reason})

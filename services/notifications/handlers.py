@@ -48,7 +48,8 @@ async def submit_each(notifier: Notifier, asked: list[tuple[domain.Request, Clou
 
 def build_router(settings: NotificationsSettings, repo: Repository, notifier: Notifier, clock: Clock) -> KafkaRouter:
     router = KafkaRouter()
-    notifier.publisher = router.publisher(
+    # What the notifier publishes (through the runtime's publisher), declared for the AsyncAPI document.
+    router.publisher(
         CRM_NOTIFICATIONS, title="crm.notifications.v1:publish",
         description="The outcome of every message: notification.sent, notification.failed, or "
                     "notification.suppressed with its reason (no_consent, suppression_list, frequency_cap, "

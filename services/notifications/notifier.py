@@ -19,7 +19,7 @@ import structlog
 
 from shared.clock import Clock
 from shared.contract import CloudEvent, NotificationFailed, NotificationSent, NotificationSuppressed
-from shared.kafka import publish_event
+from shared.kafka import Publisher
 
 from . import domain
 from .channels import Channel, DeliveryError, Recipient, with_retries
@@ -51,14 +51,14 @@ def unsubscribe_token(secret: bytes, customer_id: str) -> str:
 
 class Notifier:
     def __init__(self, settings: NotificationsSettings, repo: Repository, templates: Templates,
-                 channels: Mapping[str, Channel], clock: Clock) -> None:
+                 channels: Mapping[str, Channel], clock: Clock, publisher: Publisher) -> None:
         self.settings = settings
         self.policy = policy_from(settings)
         self.repo = repo
         self.templates = templates
         self.channels = channels
         self.clock = clock
-        self.publisher: Any = None  # the crm.notifications.v1 publisher, set when the router is built
+        self.publisher = publisher
         self._slots = asyncio.Semaphore(settings.send_concurrency)
         #: A message no provider could be reached for waits as a deferred record (the outbox the
         #: scheduler resumes) and is tried again, until it is this old; then it is reported failed.
@@ -219,8 +219,8 @@ class Notifier:
     async def _publish(self, events: Sequence[CloudEvent], cause: CloudEvent | None,
                        causes: Mapping[str, CloudEvent] | None = None) -> None:
         if events:
-            await asyncio.gather(*(publish_event(self.publisher, e, cause=(causes or {}).get(
-                e.data.dedupe_key, cause)) for e in events))  # type: ignore[attr-defined]
+            await self.publisher.publish(events, causes=lambda e: (causes or {}).get(
+                e.data.dedupe_key, cause))  # type: ignore[attr-defined]
 
     async def resume(self, docs: Sequence[Mapping[str, Any]]) -> None:
         """Send deferred messages whose time has come (their stored records)."""

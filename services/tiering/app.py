@@ -24,7 +24,7 @@ def build_app(settings: TieringSettings | None = None, *, clock: Clock | None = 
     settings = settings or TieringSettings()
     runtime = Runtime.create(settings, clock=clock, indexes=repository.INDEXES, description=DESCRIPTION)
     repo = repository.Repository(runtime.store)
-    engine = Engine(settings, repo, runtime.clock, runtime.registry, runtime.broker)
+    engine = Engine(settings, repo, runtime.clock, runtime.registry, runtime.publisher)
     runtime.include(handlers.build_router(settings, engine, runtime.dead_letters))
 
     async def scheduler() -> None:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import heapq
 import time
 import uuid
@@ -35,7 +34,7 @@ from shared.clock import Clock
 from shared.contract import CloudEvent
 from shared.contract.events import CustomerClassification, CustomerTierChanged
 from shared.contract.topics import CRM_CUSTOMER_TIERS
-from shared.kafka import OutboundRecord, publish_many, publish_tombstone, trace_headers
+from shared.kafka import OutboundRecord, Publisher, trace_headers
 
 from . import domain
 from .domain import Change, Cutoffs, Metrics, Override, RuleViolation
@@ -108,13 +107,11 @@ Position = tuple[Any, dict[Any, int]]
 
 class Engine:
     def __init__(self, settings: TieringSettings, repo: Repository, clock: Clock, registry: CollectorRegistry,
-                 broker: Any) -> None:
+                 publisher: Publisher) -> None:
         self.settings = settings
         self.repo = repo
         self.clock = clock
-        self.broker = broker
-        #: Hands outbound ``(event, cause)`` pairs to the producer; returns one awaitable for the deliveries.
-        self.send: Callable[[list[OutboundRecord]], Awaitable[Awaitable[Any]]] = functools.partial(publish_many, broker)
+        self.publisher = publisher
         self.cache: OrderedDict[str, CustomerState] = OrderedDict()
         #: Every stored customer's current revision, so that loading one is a single ``_id`` read.
         self.directory: dict[str, int] = {}
@@ -133,6 +130,10 @@ class Engine:
         self.writing_history: list[dict[str, Any]] = []
         #: Per consumer, the offsets to commit once what their batches led to is written.
         self.offsets: dict[Any, dict[Any, int]] = {}
+        #: Customers whose snapshot this process has published. After a kill -9 the snapshot topic
+        #: may hold a classification evaluated and published but never stored, which the records
+        #: read again need not reach: a customer's first evaluation here publishes its snapshot.
+        self.announced: set[str] = set()
         self._flushing = asyncio.Lock()
         self._many_waiting = asyncio.Event()
         self.lock = asyncio.Lock()
@@ -329,9 +330,10 @@ class Engine:
             await self.repo.erase(customer_id)
             self.directory.pop(customer_id, None)
             self.standings.pop(customer_id, None)
+            self.announced.discard(customer_id)
             self.planned.pop(customer_id, None)
             # The compacted snapshot topic must forget the customer too.
-            await publish_tombstone(self.broker, CRM_CUSTOMER_TIERS, customer_id)
+            await self.publisher.tombstone(CRM_CUSTOMER_TIERS, customer_id)
             self.handled(position)
             log.info("customer_erased_from_tiering")
 
@@ -510,7 +512,7 @@ class Engine:
                 outbound, chunk_changed = self._evaluate(work[start:start + APPLY_CHUNK], now, revisions, history,
                                                          bulk=bulk, force=force, immediate=immediate)
                 if outbound:
-                    deliveries.append(asyncio.ensure_future(await self.send(outbound)))
+                    deliveries.append(asyncio.ensure_future(await self.publisher.send(outbound)))
                 published += len(outbound)
                 changed += chunk_changed
         finally:
@@ -561,8 +563,9 @@ class Engine:
             state.rev += 1
             revisions.append((state, state.doc_ids))
             state.doc_ids = [doc_id(state.customer_id, state.rev)]
-            if not (changes or visible or force):
+            if not (changes or visible or force or state.customer_id not in self.announced):
                 continue  # a new revision with nothing to publish
+            self.announced.add(state.customer_id)
             tier_metrics = self._tier_metrics(metrics, now)
             if changes:
                 changed += 1

@@ -90,7 +90,7 @@ def build_router(settings: TieringSettings, engine: Engine, dead_letters: DeadLe
     async def reject(event: CloudEvent, exc: RuleViolation) -> None:
         await dead_letter_event(dead_letters, event, Rejected(exc.code, exc.detail))
 
-    # The engine sends its events in bulk (``publish_many``); these declare them for AsyncAPI.
+    # What the engine publishes (through the runtime's publisher, in bulk), declared for the AsyncAPI document.
     router.publisher(
         CRM_TIER_CHANGES, title="customer.tier.changed", schema=CustomerTierChanged,
         description="One event per changed dimension, with a deterministic id; `bulk` marks reclassifications "

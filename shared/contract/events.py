@@ -16,7 +16,6 @@ from zoneinfo import available_timezones
 import phonenumbers
 from pydantic import (
     AfterValidator,
-    BaseModel,
     ConfigDict,
     EmailStr,
     Field,

@@ -13,7 +13,7 @@ from faststream.kafka import KafkaRouter
 from shared.contract import CATALOGUE, TOPICS, PurchaseCompleted, PurchaseRefunded
 from shared.contract.events import CustomerErased, CustomerProfileChanged
 from shared.contract.topics import CRM_CUSTOMERS, ORDERS_PURCHASES
-from shared.kafka import ensure_topics, publish_event, publish_tombstone, subscriber_options
+from shared.kafka import ensure_topics, subscriber_options
 from shared.service import Runtime
 from shared.settings import ServiceSettings
 from tests.helpers import consume_all, envelope, eventually, produce, purchase, running, skip_backlog
@@ -106,7 +106,7 @@ async def test_a_tombstone_on_a_compacted_topic_is_skipped_without_a_dead_letter
     async with runtime.running():
         erased = envelope("customer.erased", customer, {"erased_at": "2026-11-23T10:00:00+00:00"})
         await produce(infra["KAFKA_BOOTSTRAP_SERVERS"], CRM_CUSTOMERS, [(customer.encode(), erased)])
-        await publish_tombstone(runtime.broker, CRM_CUSTOMERS, customer)
+        await runtime.publisher.tombstone(CRM_CUSTOMERS, customer)
         after = envelope("customer.profile.changed", customer, {"status": "active"})
         await produce(infra["KAFKA_BOOTSTRAP_SERVERS"], CRM_CUSTOMERS, [(customer.encode(), after)])
         await eventually(lambda: _async(len(seen) == 2))
@@ -122,7 +122,6 @@ async def test_an_event_caused_by_a_traced_event_carries_its_traceparent(infra: 
     runtime = Runtime.create(settings)
     router = KafkaRouter()
     out_topic = "crm.tier-changes.v1"
-    publisher = router.publisher(out_topic)
 
     @router.subscriber(ORDERS_PURCHASES, **subscriber_options(settings, ORDERS_PURCHASES))
     async def relay(event: PurchaseCompleted | PurchaseRefunded) -> None:
@@ -134,7 +133,7 @@ async def test_an_event_caused_by_a_traced_event_carries_its_traceparent(infra: 
             "metrics": {"currency": "CNY", "spend_12m": "1.00", "orders_12m": 1}})
         from shared.contract import parse_event
 
-        await publish_event(publisher, parse_event(json.dumps(tier).encode()))
+        await runtime.publisher.publish([parse_event(json.dumps(tier).encode())])
 
     runtime.include(router)
     customer = f"C-{unique}"

@@ -46,8 +46,8 @@ class Publisher:
     def __init__(self) -> None:
         self.sent: list[Any] = []
 
-    async def publish(self, value: Any, **_: Any) -> None:
-        self.sent.append(value)
+    async def publish(self, events: Any, **_: Any) -> None:
+        self.sent.extend(events)
 
 
 async def test_two_concurrent_changes_of_one_complaint_both_survive() -> None:
@@ -56,8 +56,7 @@ async def test_two_concurrent_changes_of_one_complaint_both_survive() -> None:
         fields={"channel": "phone", "category": "delivery", "severity": "normal", "complexity": "standard",
                 "subject": "Parcel late", "description": ""})
     repo = RacyRepository(complaint)
-    workflow = Workflow(repo, RULES, FixedClock(NOW))  # type: ignore[arg-type]
-    workflow.publisher = Publisher()
+    workflow = Workflow(repo, RULES, FixedClock(NOW), Publisher())  # type: ignore[arg-type]
 
     await asyncio.gather(
         workflow.change("K1", lambda c, t: domain.transition(c, "acknowledged", now=t, rules=RULES, actor="ann")),

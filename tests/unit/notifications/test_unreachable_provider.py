@@ -75,16 +75,15 @@ class Published:
     def __init__(self) -> None:
         self.events: list[Any] = []
 
-    async def publish(self, value: Any, **_: Any) -> None:
-        self.events.append(value)
+    async def publish(self, events: Any, **_: Any) -> None:
+        self.events.extend(events)
 
 
 def notifier(records: Records, mail: Mail, clock: FixedClock) -> tuple[Notifier, Published]:
     settings = NotificationsSettings(channel_backoff_s=0, channel_retry_interval_s=60, channel_retry_for_hours=1,
                                      webhook_url="")
     out = Published()
-    n = Notifier(settings, records, Templates("en-US"), {"email": mail}, clock)  # type: ignore[arg-type]
-    n.publisher = out
+    n = Notifier(settings, records, Templates("en-US"), {"email": mail}, clock, out)  # type: ignore[arg-type]
     return n, out
 
 

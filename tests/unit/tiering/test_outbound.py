@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -16,6 +17,7 @@ from services.tiering.settings import TieringSettings
 from shared.clock import FixedClock
 from shared.contract import CustomerClassification, CustomerTierChanged, parse_event
 from shared.kafka import OutboundRecord
+from tests.helpers import envelope
 
 NOW = datetime(2026, 6, 1, 12, tzinfo=UTC)
 
@@ -26,7 +28,7 @@ def parsed(record: OutboundRecord) -> object:
 
 def engine_with_customer() -> tuple[Engine, CustomerState, list[domain.Change]]:
     engine = Engine(TieringSettings(), repo=None, clock=FixedClock(NOW), registry=CollectorRegistry(),  # type: ignore[arg-type]
-                    broker=None)
+                    publisher=None)
     engine.policy = default_policy()
     state = CustomerState("C-outbound-1")
     for n, days in enumerate((200, 100, 40, 3)):
@@ -80,3 +82,23 @@ def test_history_of_a_retried_evaluation_has_the_same_id_and_a_larger_one_anothe
 def test_stable_ids_are_the_uuid5_of_the_name_so_ids_stay_what_earlier_versions_published() -> None:
     for name in ("", "C-1|vip|None|vip|2026-06-01T12:00:00+00:00", "客户|分类|3", "x" * 500):
         assert domain.stable_id(name) == str(uuid.uuid5(domain.NAMESPACE, name))
+
+
+def test_a_stored_customer_evaluated_first_after_a_start_has_its_snapshot_published_once() -> None:
+    # The snapshot topic may hold what a killed process published and never stored: the first
+    # evaluation after a start publishes the snapshot even though nothing visible moved.
+    engine, state, _ = engine_with_customer()
+    engine.cutoffs = None
+
+    def published(when: datetime) -> list[str]:
+        order = f"o-{when.timestamp():.0f}"
+        domain.add_entry(state.ledger, domain.Entry(f"p:{order}", "purchase", when, 100, order_id=order))
+        cause = parse_event(json.dumps(envelope("order.purchase.completed", state.customer_id, {
+            "order_id": order, "total_amount": "1.00", "currency": "CNY", "channel": "online"},
+            time_=when)).encode())
+        outbound, _ = engine._evaluate([(state, when, cause)], when, [], [], bulk=False, force=False,
+                                       immediate=False)
+        return [parsed(r).type for r in outbound]
+
+    assert published(NOW) == ["customer.classification"]
+    assert published(NOW + timedelta(minutes=1)) == []

@@ -45,7 +45,7 @@ class Store:
 
 def engine_on(store: Store) -> Engine:
     return Engine(TieringSettings(), repo=store, clock=FixedClock(NOW), registry=CollectorRegistry(),  # type: ignore[arg-type]
-                  broker=None)
+                  publisher=None)
 
 
 def held(engine: Engine, customer: str, rev: int) -> None:
