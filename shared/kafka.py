@@ -393,6 +393,12 @@ def subscriber_options(settings: ServiceSettings, topic: str, **overrides: Any) 
     return options
 
 
+def batch_options(settings: ServiceSettings, topic: str, **overrides: Any) -> dict[str, Any]:
+    """``subscriber_options`` of a batch subscriber: batches of the service's size and wait."""
+    return subscriber_options(settings, topic, batch=True, max_records=settings.batch_max_records,
+                              batch_timeout_ms=settings.batch_timeout_ms, **overrides)
+
+
 async def ensure_topics(settings: ServiceSettings, specs: Iterable[TopicSpec] | None = None) -> list[str]:
     """Create the topics of the catalogue that are missing, with their contract configuration."""
     specs = list(specs if specs is not None else TOPICS.values())

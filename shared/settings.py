@@ -66,6 +66,10 @@ class ServiceSettings(BaseSettings):
     kafka_create_topics: bool = True
     #: Retries for an error that is not the message's fault before it goes to the DLQ.
     handler_max_attempts: Annotated[int, Field(ge=1, le=100)] = 5
+    #: Records per batch a batch subscriber reads (its offsets committed once all of it is applied).
+    batch_max_records: Annotated[int, Field(ge=1, le=20_000)] = 500
+    #: Milliseconds a batch waits to fill before it is handled with what it has.
+    batch_timeout_ms: Annotated[int, Field(ge=1, le=10_000)] = 20
 
     # MongoDB
     mongodb_url: SecretStr = SecretStr("mongodb://127.0.0.1:27017/")

@@ -16,7 +16,13 @@ from shared.contract import (
 )
 from shared.contract.events import COMPLAINT_EVENTS
 from shared.contract.topics import CRM_COMPLAINT_INTAKE, CRM_COMPLAINTS, CRM_CUSTOMER_TIERS, CRM_CUSTOMERS, CRM_INTERACTIONS
-from shared.kafka import TRANSIENT_ERRORS, DeadLetterMiddleware, Rejected, dead_letter_event, subscriber_options
+from shared.kafka import (
+    TRANSIENT_ERRORS,
+    DeadLetterMiddleware,
+    Rejected,
+    batch_options,
+    dead_letter_event,
+)
 
 from . import domain
 from .domain import DomainError
@@ -40,9 +46,7 @@ def build_router(settings: ComplaintsSettings, workflow: Workflow, dead_letters:
 
     # In batches: the complaints of a batch are opened with one insert, one outbox clearing and
     # their events published together; the records are committed once all of them are stored.
-    @router.subscriber(CRM_COMPLAINT_INTAKE, **subscriber_options(
-                           settings, CRM_COMPLAINT_INTAKE, batch=True, max_records=settings.intake_batch_max_records,
-                           batch_timeout_ms=settings.intake_batch_timeout_ms),
+    @router.subscriber(CRM_COMPLAINT_INTAKE, **batch_options(settings, CRM_COMPLAINT_INTAKE),
                        title="complaint intake",
                        description="Opens one complaint per complaint_id (or per event id when none is given).")
     async def on_submitted(events: list[ComplaintSubmitted]) -> None:
@@ -59,41 +63,50 @@ def build_router(settings: ComplaintsSettings, workflow: Workflow, dead_letters:
             if isinstance(result, DomainError):
                 await dead_letter_event(dead_letters, event, Rejected(result.code, result.detail))
 
-    @router.subscriber(CRM_CUSTOMER_TIERS, **subscriber_options(settings, CRM_CUSTOMER_TIERS), title="customer tiers",
+    @router.subscriber(CRM_CUSTOMER_TIERS, **batch_options(settings, CRM_CUSTOMER_TIERS), title="customer tiers",
                        description="Keeps each customer's current tier (vip, else value tier) for priorities.")
-    async def on_classification(event: CustomerClassification) -> None:
-        await repo.put_tier(event.subject, customer_tier(event.data.vip, event.data.value_tier), event.data.updated_at)
+    async def on_classifications(events: list[CustomerClassification]) -> None:
+        newest = {e.subject: e for e in sorted(events, key=lambda e: e.data.updated_at)}
+        await repo.put_tiers((cid, customer_tier(e.data.vip, e.data.value_tier), e.data.updated_at)
+                             for cid, e in newest.items())
 
-    @router.subscriber(CRM_CUSTOMERS, **subscriber_options(settings, CRM_CUSTOMERS), title="customer erasure",
+    @router.subscriber(CRM_CUSTOMERS, **batch_options(settings, CRM_CUSTOMERS), title="customer erasure",
                        description="On customer.erased, removes the customer's personal text from complaints.")
-    async def on_customer(event: CustomerProfileChanged | CustomerErased) -> None:
-        if isinstance(event, CustomerErased):
-            erased = await workflow.erase_customer(event.subject)
-            await repo.delete_tier(event.subject)
-            log.info("customer_erased", complaints=erased)
+    async def on_customers(events: list[CustomerProfileChanged | CustomerErased]) -> None:
+        for event in events:
+            if isinstance(event, CustomerErased):
+                erased = await workflow.erase_customer(event.subject)
+                await repo.delete_tier(event.subject)
+                log.info("customer_erased", complaints=erased)
 
-    @router.subscriber(CRM_INTERACTIONS, **subscriber_options(settings, CRM_INTERACTIONS), title="survey responses",
+    @router.subscriber(CRM_INTERACTIONS, **batch_options(settings, CRM_INTERACTIONS), title="survey responses",
                        description="A survey_response with a satisfaction score is feedback on the complaint it "
                                    "names, else on the customer's latest resolved complaint.")
-    async def on_interaction(event: InteractionRecorded) -> None:
-        data = event.data
-        if data.kind != "survey_response" or data.satisfaction is None:
-            return
-        complaint_id = data.complaint_id or await repo.latest_resolved(event.subject)
-        if complaint_id is None:
-            return
-        try:
-            await workflow.change(complaint_id, lambda c, t: domain.record_feedback(
-                c, data.satisfaction, "", now=t, rules=workflow.rules, source=f"interaction/{data.interaction_id}",
-                customer_id=event.subject),
-                cause=event)
-        except NotFound:
-            # The intake of that complaint may still be on its way; a survey alone opens nothing.
-            log.info("survey_for_unknown_complaint", complaint_id=complaint_id)
-        except DomainError as exc:
-            raise Rejected(exc.code, exc.detail) from None
+    async def on_interactions(events: list[InteractionRecorded]) -> None:
+        for event in events:
+            try:
+                await _feedback(workflow, event)
+            except DomainError as exc:
+                await dead_letter_event(dead_letters, event, Rejected(exc.code, exc.detail))
 
     return router
+
+
+async def _feedback(workflow: Workflow, event: InteractionRecorded) -> None:
+    data = event.data
+    if data.kind != "survey_response" or data.satisfaction is None:
+        return
+    complaint_id = data.complaint_id or await workflow.repo.latest_resolved(event.subject)
+    if complaint_id is None:
+        return
+    try:
+        await workflow.change(complaint_id, lambda c, t: domain.record_feedback(
+            c, data.satisfaction, "", now=t, rules=workflow.rules, source=f"interaction/{data.interaction_id}",
+            customer_id=event.subject),
+            cause=event)
+    except NotFound:
+        # The intake of that complaint may still be on its way; a survey alone opens nothing.
+        log.info("survey_for_unknown_complaint", complaint_id=complaint_id)
 
 
 async def _alone(workflow: Workflow, submission: Submission) -> tuple[Any, bool] | DomainError:

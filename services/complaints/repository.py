@@ -18,7 +18,7 @@ from datetime import datetime
 from typing import Any
 
 from pymongo import DESCENDING, UpdateOne
-from pymongo.errors import BulkWriteError, DuplicateKeyError
+from pymongo.errors import BulkWriteError
 
 from shared.clock import Clock, WallClock
 from shared.mongo import Index, Store, index, insert_once
@@ -185,14 +185,19 @@ class Repository:
         doc = await self.tiers.find_one({"_id": customer_id})
         return doc.get("tier") if doc else None
 
-    async def put_tier(self, customer_id: str, tier: str | None, updated_at: datetime) -> None:
-        """Keep the newest snapshot only: an older one read late changes nothing. One round trip: the
-        upsert matches an older snapshot or none; a newer one makes its insert a duplicate key."""
+    async def put_tiers(self, tiers: Iterable[tuple[str, str | None, datetime]]) -> None:
+        """``(customer_id, tier, updated_at)``, at most one per customer, in one round trip. The newest
+        snapshot only is kept: an older one read late changes nothing, since the upsert matches an
+        older snapshot or none, and a newer one stored makes its insert a duplicate key."""
+        updates = [UpdateOne({"_id": cid, "updated_at": {"$lt": at}}, {"$set": {"updated_at": at, "tier": tier}},
+                             upsert=True) for cid, tier, at in tiers]
+        if not updates:
+            return
         try:
-            await self.tiers.update_one({"_id": customer_id, "updated_at": {"$lt": updated_at}},
-                                        {"$set": {"updated_at": updated_at, "tier": tier}}, upsert=True)
-        except DuplicateKeyError:
-            pass
+            await self.tiers.bulk_write(updates, ordered=False)
+        except BulkWriteError as exc:
+            if any(e.get("code") != DUPLICATE_KEY for e in exc.details.get("writeErrors", ())):
+                raise
 
     async def delete_tier(self, customer_id: str) -> None:
         await self.tiers.delete_one({"_id": customer_id})

@@ -53,8 +53,8 @@ class ComplaintsSettings(ServiceSettings):
     scheduler_concurrency: Annotated[int, Field(ge=1, le=64)] = 16
 
     # Intake: records of crm.complaint-intake.v1 handled together (one insert for all of them).
-    intake_batch_max_records: Annotated[int, Field(ge=1, le=5_000)] = 500
-    intake_batch_timeout_ms: Annotated[int, Field(ge=1, le=10_000)] = 100
+    #: Intake waits longer to fill a batch: one insert opens all of a batch's complaints.
+    batch_timeout_ms: Annotated[int, Field(ge=1, le=10_000)] = 100
 
     @field_validator("sla_policies")
     @classmethod

@@ -44,10 +44,6 @@ class CustomerSettings(ServiceSettings):
     blind_index_key: SecretStr = SecretStr(DEV_BLIND_INDEX_KEY)
     #: Documents re-encrypted per round by ``rotate-keys``.
     rotation_batch_size: Annotated[int, Field(ge=1, le=10_000)] = 200
-    #: Records per batch read from each consumed topic (committed together once applied).
-    batch_max_records: Annotated[int, Field(ge=1, le=10_000)] = 500
-    #: Milliseconds a batch waits to fill before it is handled with what it has.
-    batch_timeout_ms: Annotated[int, Field(ge=1, le=10_000)] = 20
     #: Customers of one batch whose events are applied side by side (each customer's in order).
     concurrency: Annotated[int, Field(ge=1, le=500)] = 64
     #: Largest page the list and timeline endpoints return.

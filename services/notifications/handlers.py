@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
-from typing import Any, Union
+from typing import Union
 
 from faststream.kafka import KafkaRouter
 
@@ -19,7 +19,7 @@ from shared.contract import (
     NotificationSent,
 )
 from shared.contract.topics import CRM_COMPLAINTS, CRM_CUSTOMERS, CRM_NOTIFICATIONS, CRM_TIER_CHANGES
-from shared.kafka import by_subject, subscriber_options
+from shared.kafka import batch_options, by_subject, subscriber_options
 
 from . import domain
 from .notifier import Notifier
@@ -60,11 +60,7 @@ def build_router(settings: NotificationsSettings, repo: Repository, notifier: No
     welcome_age = timedelta(days=settings.welcome_max_age_days)
     survey_delay = timedelta(hours=settings.survey_delay_hours)
 
-    def batch(topic: str) -> dict[str, Any]:
-        return subscriber_options(settings, topic, batch=True, max_records=settings.batch_max_records,
-                                  batch_timeout_ms=settings.batch_timeout_ms)
-
-    @router.subscriber(CRM_CUSTOMERS, **batch(CRM_CUSTOMERS),
+    @router.subscriber(CRM_CUSTOMERS, **batch_options(settings, CRM_CUSTOMERS),
                        title="crm.customers.v1:notifications",
                        description="Keeps this service's copy of contacts, locale, time zone, country, consents "
                                    "and birthday; welcomes a new registration; an erasure removes the copy.")
@@ -86,7 +82,7 @@ def build_router(settings: NotificationsSettings, repo: Repository, notifier: No
         await asyncio.gather(*(apply(group) for group in by_subject(events).values()))
         await submit_each(notifier, asked)
 
-    @router.subscriber(CRM_TIER_CHANGES, **batch(CRM_TIER_CHANGES),
+    @router.subscriber(CRM_TIER_CHANGES, **batch_options(settings, CRM_TIER_CHANGES),
                        title="crm.tier-changes.v1:notifications",
                        description="Upgrade congratulations, VIP welcome, downgrade notice with what is needed, "
                                    "churn-risk win-back, welcome back on reactivation; bulk changes send nothing. "

@@ -87,10 +87,6 @@ class NotificationsSettings(ServiceSettings):
     fan_out_batch: Annotated[int, Field(ge=1, le=5000)] = 500
     fan_out_parallel_batches: Annotated[int, Field(ge=1, le=16)] = 3
     send_concurrency: Annotated[int, Field(ge=1, le=512)] = 64
-    #: Records per batch read from crm.customers.v1 and crm.tier-changes.v1 (committed together).
-    batch_max_records: Annotated[int, Field(ge=1, le=10_000)] = 500
-    #: Milliseconds a batch waits to fill before it is handled with what it has.
-    batch_timeout_ms: Annotated[int, Field(ge=1, le=10_000)] = 20
 
     def _development_secrets(self) -> list[str]:
         defaults = {"smtp_password": DEV_SMTP_PASSWORD, "sms_api_key": DEV_SMS_API_KEY,

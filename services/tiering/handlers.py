@@ -35,7 +35,7 @@ from shared.contract.topics import (
     CRM_TIER_CHANGES,
     ORDERS_PURCHASES,
 )
-from shared.kafka import DeadLetterMiddleware, Rejected, dead_letter_event, subscriber_options
+from shared.kafka import DeadLetterMiddleware, Rejected, batch_options, dead_letter_event
 
 from .domain import RuleViolation
 from .engine import Engine, Position
@@ -77,12 +77,12 @@ def position(msg: KafkaMessage) -> Position:
 def build_router(settings: TieringSettings, engine: Engine, dead_letters: DeadLetterMiddleware) -> KafkaRouter:
     router = KafkaRouter()
 
-    def options(topic: str, **extra: object) -> dict[str, object]:
-        return subscriber_options(settings, topic, ack_policy=AckPolicy.MANUAL, listener=Ownership(engine), **extra)
+    def own() -> dict[str, object]:
+        # Committed by the engine once what a batch led to is written (``Engine.flush``).
+        return {"ack_policy": AckPolicy.MANUAL, "listener": Ownership(engine)}
 
     def batch(topic: str) -> dict[str, object]:
-        return options(topic, batch=True, max_records=settings.batch_max_records,
-                       batch_timeout_ms=settings.batch_timeout_ms)
+        return batch_options(settings, topic, **own())
 
     # Records that never reach a handler (dead-lettered, tombstones) are committed with the rest.
     dead_letters.skipped = lambda msg: engine.handled(position(msg))
@@ -117,14 +117,18 @@ def build_router(settings: TieringSettings, engine: Engine, dead_letters: DeadLe
     async def on_complaints(events: list[ComplaintEvent], msg: KafkaMessage) -> None:
         await engine.ingest(events, reject, position(msg))
 
-    @router.subscriber(CRM_CUSTOMERS, **options(CRM_CUSTOMERS),
-                       title="crm.customers.v1 (tiering)",
+    @router.subscriber(CRM_CUSTOMERS, **batch(CRM_CUSTOMERS), title="crm.customers.v1 (tiering)",
                        description="A profile makes the customer a prospect until the first purchase; "
                                    "`customer.erased` removes everything tiering holds about the customer.")
-    async def on_customer(event: Union[CustomerProfileChanged, CustomerErased], msg: KafkaMessage) -> None:
-        if isinstance(event, CustomerErased):
-            await engine.erase(event.subject, position(msg))
-        else:
-            await engine.ingest([event], reject, position(msg))
+    async def on_customers(events: list[Union[CustomerProfileChanged, CustomerErased]], msg: KafkaMessage) -> None:
+        profiles: list[CloudEvent] = []
+        for event in events:  # in order: an erasure comes after the profiles before it, before those after
+            if isinstance(event, CustomerErased):
+                await engine.ingest(profiles, reject)
+                profiles = []
+                await engine.erase(event.subject)
+            else:
+                profiles.append(event)
+        await engine.ingest(profiles, reject, position(msg))
 
     return router

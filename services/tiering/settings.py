@@ -17,9 +17,8 @@ class TieringSettings(ServiceSettings):
     http_port: int = 8002
     #: Customers kept in memory between events (least recently used leave first).
     cache_customers: Annotated[int, Field(ge=100)] = 50_000
-    #: Records per batch read from orders.purchases.v1 and the other inputs.
+    #: Larger batches than the other services: a batch is evaluated in memory and written later.
     batch_max_records: Annotated[int, Field(ge=1, le=20_000)] = 2_000
-    batch_timeout_ms: Annotated[int, Field(ge=1, le=10_000)] = 20
     #: How long evaluated state may wait in memory before it is written (and the offsets of the
     #: records behind it committed): longer writes a customer seen often fewer times, and leaves
     #: more to read again after a crash.

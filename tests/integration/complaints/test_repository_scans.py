@@ -47,7 +47,7 @@ async def test_intake_scheduler_and_agent_calls_read_no_collection_whole(infra: 
         taken = await repo.insert_new([(filler(unique, i, workflow.rules), []) for i in range(FILLED)])
         assert not taken
         for i in range(1000):
-            await repo.put_tier(f"F-{unique}-{i}", "high" if i % 3 else None, MONDAY)
+            await repo.put_tiers([(f"F-{unique}-{i}", "high" if i % 3 else None, MONDAY)])
         await scheduler.run_once()  # the first pass after filling: the scheduler resumes from here
         before = await settled(config.database_name)
 
