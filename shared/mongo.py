@@ -6,11 +6,11 @@ streams, no TTL or partial indexes, no aggregation beyond ``$match``/``$group`` 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from pymongo import ASCENDING, AsyncMongoClient, IndexModel
+from pymongo import ASCENDING, AsyncMongoClient, IndexModel, UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
@@ -69,6 +69,21 @@ class Store:
 
     async def close(self) -> None:
         await self.client.close()
+
+
+#: Statements per update command. FerretDB v1 holds a PostgreSQL connection for each statement of an
+#: update command until the command ends: about fifty in one command exhaust its pool and hang it
+#: (every client of the store with it, until FerretDB restarts).
+UPDATES_PER_COMMAND = 16
+DUPLICATE_KEY = 11000
+
+
+async def update_in_commands(collection: AsyncCollection[dict[str, Any]], updates: Sequence[UpdateOne]) -> None:
+    """``updates`` (unordered) in commands of at most ``UPDATES_PER_COMMAND``, one at a time. Not for
+    upserts that may meet a duplicate key: FerretDB v1's answer to such a command lacks ``nModified``
+    and PyMongo fails on it with a ``KeyError`` (``update_one`` raises ``DuplicateKeyError`` as it should)."""
+    for start in range(0, len(updates), UPDATES_PER_COMMAND):
+        await collection.bulk_write(list(updates[start:start + UPDATES_PER_COMMAND]), ordered=False)
 
 
 async def insert_once(collection: AsyncCollection[dict[str, Any]], document: Mapping[str, Any]) -> bool:

@@ -18,10 +18,10 @@ from datetime import datetime
 from typing import Any
 
 from pymongo import DESCENDING, UpdateOne
-from pymongo.errors import BulkWriteError
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from shared.clock import Clock, WallClock
-from shared.mongo import Index, Store, index, insert_once
+from shared.mongo import DUPLICATE_KEY, Index, Store, index, insert_once, update_in_commands
 
 from .domain import Complaint
 
@@ -36,13 +36,11 @@ INDEXES: list[Index] = [
     index("tiers", "updated_at"),
 ]
 SLOT_S = 60
-#: Statements per update command. FerretDB v1 holds a PostgreSQL connection for each statement of an
-#: update command until the command ends: about fifty in one command exhaust its pool and hang it.
-UPDATES_PER_COMMAND = 16
 #: Documents per insert command; a batch's commands run side by side (an insert holds one connection).
 INSERTS_PER_COMMAND = 100
+#: Tier upserts of a batch in flight at once.
+TIERS_IN_FLIGHT = 8
 SCHEDULER_STATE = "sla"
-DUPLICATE_KEY = 11000
 
 
 def slot_of(moment: datetime) -> int:
@@ -115,8 +113,7 @@ class Repository:
         # A newer revision carries these events in its own outbox and publishes them itself.
         updates = [UpdateOne({"_id": complaint_id, "revision": revision}, {"$set": {"outbox": [], "pending": False}})
                    for complaint_id, revision in sent]
-        for start in range(0, len(updates), UPDATES_PER_COMMAND):  # one command at a time, see above
-            await self.complaints.bulk_write(updates[start:start + UPDATES_PER_COMMAND], ordered=False)
+        await update_in_commands(self.complaints, updates)
 
     # --- What the scheduler reads ------------------------------------------------------------
 
@@ -186,18 +183,21 @@ class Repository:
         return doc.get("tier") if doc else None
 
     async def put_tiers(self, tiers: Iterable[tuple[str, str | None, datetime]]) -> None:
-        """``(customer_id, tier, updated_at)``, at most one per customer, in one round trip. The newest
+        """``(customer_id, tier, updated_at)``, at most one per customer, side by side. The newest
         snapshot only is kept: an older one read late changes nothing, since the upsert matches an
-        older snapshot or none, and a newer one stored makes its insert a duplicate key."""
-        updates = [UpdateOne({"_id": cid, "updated_at": {"$lt": at}}, {"$set": {"updated_at": at, "tier": tier}},
-                             upsert=True) for cid, tier, at in tiers]
-        if not updates:
-            return
-        try:
-            await self.tiers.bulk_write(updates, ordered=False)
-        except BulkWriteError as exc:
-            if any(e.get("code") != DUPLICATE_KEY for e in exc.details.get("writeErrors", ())):
-                raise
+        older snapshot or none, and a newer one stored makes its insert a duplicate key. One upsert
+        each: see ``update_in_commands`` for why not in bulk."""
+        slots = asyncio.Semaphore(TIERS_IN_FLIGHT)
+
+        async def put(customer_id: str, tier: str | None, at: datetime) -> None:
+            async with slots:
+                try:
+                    await self.tiers.update_one({"_id": customer_id, "updated_at": {"$lt": at}},
+                                                {"$set": {"updated_at": at, "tier": tier}}, upsert=True)
+                except DuplicateKeyError:
+                    pass
+
+        await asyncio.gather(*(put(*t) for t in tiers))
 
     async def delete_tier(self, customer_id: str) -> None:
         await self.tiers.delete_one({"_id": customer_id})

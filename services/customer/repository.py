@@ -18,7 +18,7 @@ from pymongo import DESCENDING
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from shared.contract.events import CustomerProfile
-from shared.mongo import Index, Store, index, insert_once
+from shared.mongo import DUPLICATE_KEY, Index, Store, index, insert_once
 
 from . import domain
 from .pii import PiiCipher
@@ -36,7 +36,6 @@ LISTED_STATUSES = ["prospect", "active"]
 #: every row in FerretDB v1). 256 buckets keep a bucket at ~400 customers at 100,000.
 LIST_BUCKETS = 256
 _BUCKETS_AT_ONCE = 16
-_DUPLICATE_KEY = 11000
 
 INDEXES: list[Index] = [
     index(CUSTOMERS, "phone_bidx"),
@@ -307,7 +306,7 @@ async def insert_all(collection: Any, docs: list[dict[str, Any]]) -> None:
     try:
         await collection.insert_many(docs, ordered=False)
     except BulkWriteError as exc:
-        if any(error.get("code") != _DUPLICATE_KEY for error in exc.details.get("writeErrors", ())) or \
+        if any(error.get("code") != DUPLICATE_KEY for error in exc.details.get("writeErrors", ())) or \
                 exc.details.get("writeConcernErrors"):
             raise
 

@@ -24,7 +24,7 @@ from typing import Any
 
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
-from shared.mongo import Index, Store, index
+from shared.mongo import DUPLICATE_KEY, Index, Store, index
 
 from .domain import Profile, Request, SuppressionEntry
 
@@ -188,7 +188,7 @@ class Repository:
         try:
             await self.notifications.insert_many(list(docs), ordered=False)
         except BulkWriteError as exc:
-            failed = {docs[e["index"]]["_id"] for e in exc.details.get("writeErrors", []) if e.get("code") == 11000}
+            failed = {docs[e["index"]]["_id"] for e in exc.details.get("writeErrors", []) if e.get("code") == DUPLICATE_KEY}
             if len(failed) != len(exc.details.get("writeErrors", [])):
                 raise
             return {d["_id"] for d in docs} - failed
@@ -220,7 +220,7 @@ class Repository:
         try:
             await self.outcomes.insert_many(list(docs), ordered=False)
         except BulkWriteError as exc:
-            if any(e.get("code") != 11000 for e in exc.details.get("writeErrors", [])):
+            if any(e.get("code") != DUPLICATE_KEY for e in exc.details.get("writeErrors", [])):
                 raise
 
     async def due_in(self, slot: str, now: datetime, batch: int) -> AsyncIterator[list[dict[str, Any]]]:

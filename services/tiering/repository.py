@@ -22,7 +22,7 @@ from typing import Any
 from pymongo import DESCENDING, DeleteOne, InsertOne
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
-from shared.mongo import Index, Store, index
+from shared.mongo import DUPLICATE_KEY, Index, Store, index
 
 from .domain import Change, Cutoffs, Entry, Metrics, Override, Pending, Snapshot, Standing, stable_id, standing
 from .policy import Policy
@@ -32,7 +32,6 @@ INDEXES: list[Index] = [
     index("history", "customer_id"),
     index("override_audit", "customer_id", "at"),
 ]
-DUPLICATE_KEY = 11000
 #: Revisions per delete command, and commands in flight: each ``DeleteOne`` is an ``_id`` lookup,
 #: and FerretDB runs the commands of several connections side by side.
 DELETE_CHUNK = 500

@@ -11,10 +11,10 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from pymongo import AsyncMongoClient
+from pymongo import AsyncMongoClient, UpdateOne
 
 from deploy.local import infra
-from shared.mongo import Store, index
+from shared.mongo import Store, index, update_in_commands
 from shared.settings import ServiceSettings
 from tests.scans import scanned, settled
 
@@ -92,3 +92,20 @@ async def test_clients_with_hundreds_of_operations_in_flight_never_stall_the_sto
         await clients[0].drop_database(database)
         for client in clients:
             await client.close()
+
+
+async def test_hundreds_of_updates_in_bulk_go_through_without_hanging_the_store(infra: dict[str, str],
+                                                                                 unique: str) -> None:
+    # One update command of a few hundred statements held a connection of FerretDB's pool for each
+    # until the command ended, and hung it for every client; ``update_in_commands`` splits them.
+    store, _ = _store(unique)
+    things = store.db["things"]
+    try:
+        await things.insert_many([{"_id": f"t{i}", "at": 1} for i in range(500)])
+        updates = [UpdateOne({"_id": f"t{i}", "at": 1}, {"$set": {"at": 5}}) for i in range(500)]
+        await asyncio.wait_for(update_in_commands(things, updates), timeout=60)
+        assert await things.count_documents({"at": 5}) == 500
+        assert await store.ping()
+    finally:
+        await store.client.drop_database(store.db.name)
+        await store.close()
