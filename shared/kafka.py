@@ -225,11 +225,12 @@ def by_subject(events: Iterable[Any]) -> dict[str, list[Any]]:
 
 
 class OutboundRecord(NamedTuple):
-    """An event ready for the producer: topic, key (the customer id), structured-mode value, headers."""
+    """A record ready for the producer: topic, key (the customer id), structured-mode value (None: a
+    tombstone), headers."""
 
     topic: str
-    key: bytes
-    value: bytes
+    key: bytes | None
+    value: bytes | None
     headers: list[tuple[str, bytes]]
 
 
@@ -292,12 +293,11 @@ class Publisher:
 
     async def tombstone(self, topic: str, customer_id: str) -> None:
         """A null value for ``customer_id`` on a compacted topic, so compaction drops the key."""
-        await (await self.send([OutboundRecord(topic, customer_id.encode(), None, [])]))  # type: ignore[arg-type]
+        await (await self.send([OutboundRecord(topic, customer_id.encode(), None, [])]))
 
     async def raw(self, topic: str, value: bytes, key: bytes | None, headers: dict[str, str]) -> None:
         """A record as it is (a dead letter: the original bytes, the reason in the headers)."""
-        await (await self.send([OutboundRecord(topic, key, value,  # type: ignore[arg-type]
-                                               [(k, v.encode()) for k, v in headers.items()])]))
+        await (await self.send([OutboundRecord(topic, key, value, [(k, v.encode()) for k, v in headers.items()])]))
 
 
 def security(settings: ServiceSettings) -> BaseSecurity | None:

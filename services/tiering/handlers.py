@@ -77,12 +77,9 @@ def position(msg: KafkaMessage) -> Position:
 def build_router(settings: TieringSettings, engine: Engine, dead_letters: DeadLetterMiddleware) -> KafkaRouter:
     router = KafkaRouter()
 
-    def own() -> dict[str, object]:
-        # Committed by the engine once what a batch led to is written (``Engine.flush``).
-        return {"ack_policy": AckPolicy.MANUAL, "listener": Ownership(engine)}
-
     def batch(topic: str) -> dict[str, object]:
-        return batch_options(settings, topic, **own())
+        # Committed by the engine once what a batch led to is written (``Engine.flush``).
+        return batch_options(settings, topic, ack_policy=AckPolicy.MANUAL, listener=Ownership(engine))
 
     # Records that never reach a handler (dead-lettered, tombstones) are committed with the rest.
     dead_letters.skipped = lambda msg: engine.handled(position(msg))
