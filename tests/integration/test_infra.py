@@ -99,13 +99,49 @@ async def test_hundreds_of_updates_in_bulk_go_through_without_hanging_the_store(
     # One update command of a few hundred statements held a connection of FerretDB's pool for each
     # until the command ended, and hung it for every client; ``update_in_commands`` splits them.
     store, _ = _store(unique)
-    things = store.db["things"]
+    things = store["things"]
     try:
         await things.insert_many([{"_id": f"t{i}", "at": 1} for i in range(500)])
         updates = [UpdateOne({"_id": f"t{i}", "at": 1}, {"$set": {"at": 5}}) for i in range(500)]
         await asyncio.wait_for(update_in_commands(things, updates), timeout=60)
         assert await things.count_documents({"at": 5}) == 500
         assert await store.ping()
+    finally:
+        await store.client.drop_database(store.db.name)
+        await store.close()
+
+
+async def test_writes_of_one_document_at_the_same_moment_all_take_effect_through_a_store(
+        infra: dict[str, str], unique: str) -> None:
+    # FerretDB v1 reads, updates in memory and writes the whole document back: side by side, the
+    # last write erases the others. A store's collection writes one document at a time.
+    store, _ = _store(unique)
+    raw, gated = store.db["things"], store["things"]
+
+    async def race(things: object, n: int) -> tuple[int, int]:
+        lost = 0
+        for i in range(n):
+            await raw.insert_one({"_id": f"{n}-{id(things)}-{i}", "version": 1})
+            key = f"{n}-{id(things)}-{i}"
+            results = await asyncio.gather(
+                things.update_one({"_id": key}, {"$set": {"a": 1}}),  # type: ignore[attr-defined]
+                things.update_one({"_id": key, "version": 1}, {"$set": {"b": 1, "version": 2}}),  # type: ignore[attr-defined]
+                things.update_one({"_id": key, "version": 1}, {"$set": {"c": 1, "version": 2}}),  # type: ignore[attr-defined]
+                things.update_many({"_id": {"$eq": key}}, {"$inc": {"n": 1}}))  # type: ignore[attr-defined]
+            doc = await raw.find_one({"_id": key})
+            assert doc is not None
+            conditional = sum(r.modified_count for r in results[1:3])
+            lost += conditional != 1 or "a" not in doc or doc.get("n") != 1 or ("b" in doc) == ("c" in doc)
+        counter = f"counter-{id(things)}"
+        await raw.insert_one({"_id": counter, "n": 0})
+        await asyncio.gather(*(things.update_one({"_id": counter}, {"$inc": {"n": 1}})  # type: ignore[attr-defined]
+                               for _ in range(100)))
+        return lost, (await raw.find_one({"_id": counter}) or {})["n"]
+
+    try:
+        assert await race(gated, 50) == (0, 100)
+        lost, counted = await race(raw, 50)
+        assert lost > 0 and counted < 100, "the store now applies updates atomically: the gate may go"
     finally:
         await store.client.drop_database(store.db.name)
         await store.close()
