@@ -214,6 +214,8 @@ class Cutoffs:
     f_bounds: tuple[int, ...] = ()
     m_bounds: tuple[int, ...] = ()
     policy_version: str = ""
+    #: The active population's net spend in the window, which a refresh compares drift with.
+    spend_total: int = 0
 
     def to_doc(self) -> dict[str, Any]:
         doc = asdict(self)
@@ -267,7 +269,7 @@ def compute_cutoffs(spends: list[int], orders: list[int], recencies: list[int], 
         version=version, computed_at=now, population=len(spending), abc_a_min=a_min, abc_b_min=b_min,
         vip_min=vip_min, vip_count=vip_count, r_bounds=quintile_bounds(list(recencies)),
         f_bounds=quintile_bounds(list(orders)), m_bounds=quintile_bounds(list(spends)),
-        policy_version=policy.version,
+        policy_version=policy.version, spend_total=total,
     )
 
 
@@ -278,7 +280,7 @@ def score(value: int, bounds: tuple[int, ...], *, lower_is_better: bool = False)
 
 
 def rfm_scores(metrics: Metrics, cutoffs: Cutoffs | None, now: datetime) -> tuple[int, int, int] | None:
-    if cutoffs is None or not cutoffs.r_bounds or metrics.orders_12m == 0:
+    if cutoffs is None or not cutoffs.r_bounds:
         return None
     recency = metrics.recency_days(now) or 0
     return (score(recency, cutoffs.r_bounds, lower_is_better=True), score(metrics.orders_12m, cutoffs.f_bounds),
@@ -366,25 +368,24 @@ def classify(metrics: Metrics, cutoffs: Cutoffs | None, policy: Policy, now: dat
         out["potential"] = (level, f"growth {growth:.0%}: {money(recent)} {cur} in the last 90 days against "
                                    f"{money(before)} in the 90 before")
 
-    abc = _abc(spend, cutoffs, policy)
-    if abc is not None:
-        level, reason = abc
-        if policy.potential.lift_abc and out["potential"][0] == "high" and level != "A":
-            level = "A" if level == "B" else "B"
-            reason += "; lifted one class for high potential"
-        out["abc_class"] = (level, reason)
-
-    if cutoffs is not None and cutoffs.vip_min is not None:
+    if cutoffs is None or not cutoffs.population or cutoffs.vip_min is None:
+        # Nobody to rank against yet (a new deployment, or nobody active at the last refresh): the
+        # middle of every population class, and no VIP, until the first cut-offs measure the customer.
+        out.update(_unranked(policy))
+        if policy.abc.mode == "absolute":
+            out["abc_class"] = _abc(spend, None, policy)
+    else:
+        out["abc_class"] = _abc(spend, cutoffs, policy)
         if spend >= cutoffs.vip_min:
             out["vip"] = ("vip", f"net spend {money(spend)} {cur} is in the top "
                                  f"{policy.vip.top_share:.0%} (at least {money(cutoffs.vip_min)})")
         else:
             out["vip"] = ("regular", f"net spend {money(spend)} {cur} is below the VIP line {money(cutoffs.vip_min)}")
-
-    scores = rfm_scores(metrics, cutoffs, now)
-    if scores is not None:
-        segment = policy.segment(scores[0], scores[1])
-        out["rfm_segment"] = (segment, f"RFM scores R{scores[0]} F{scores[1]} M{scores[2]}")
+        r, f, m = rfm_scores(metrics, cutoffs, now) or (1, 1, 1)
+        out["rfm_segment"] = (policy.segment(r, f), f"RFM scores R{r} F{f} M{m}")
+    level, reason = out["abc_class"]
+    if policy.potential.lift_abc and out["potential"][0] == "high" and level != "A":
+        out["abc_class"] = ("A" if level == "B" else "B", reason + "; lifted one class for high potential")
 
     loyalty = _loyalty(metrics, policy, recency or 0)
     out["loyalty"] = loyalty
@@ -392,14 +393,21 @@ def classify(metrics: Metrics, cutoffs: Cutoffs | None, policy: Policy, now: dat
     return out
 
 
-def _abc(spend: int, cutoffs: Cutoffs | None, policy: Policy) -> tuple[str, str] | None:
+UNRANKED = "no population to rank against yet: decided by the first population refresh"
+
+
+def _unranked(policy: Policy) -> dict[str, tuple[str, str]]:
+    return {"abc_class": ("B", UNRANKED), "vip": ("regular", UNRANKED),
+            "rfm_segment": (policy.segment(3, 3), f"R3 F3 M3, the middle: {UNRANKED}")}
+
+
+def _abc(spend: int, cutoffs: Cutoffs | None, policy: Policy) -> tuple[str, str]:
     cur = policy.base_currency
     if policy.abc.mode == "absolute":
         a_min, b_min = Policy.minor(policy.abc.a_min_spend), Policy.minor(policy.abc.b_min_spend)
         how = "absolute threshold"
     else:
-        if cutoffs is None or cutoffs.abc_a_min is None:
-            return None
+        assert cutoffs is not None and cutoffs.abc_a_min is not None  # a population with spend
         a_min, b_min = cutoffs.abc_a_min, cutoffs.abc_b_min or cutoffs.abc_a_min
         how = f"Pareto cut-off v{cutoffs.version}"
     if spend >= a_min:
@@ -541,19 +549,24 @@ def _needed(dimension: str, held: str, metrics: Metrics, cutoffs: Cutoffs | None
     return f"stay at {held}"
 
 
+#: Dimensions that skip the grace period (``True``: all of them).
+Immediate = bool | frozenset[str]
+
+
 def decide(previous: Snapshot, targets: Mapping[str, tuple[str, str]], metrics: Metrics, cutoffs: Cutoffs | None,
-           policy: Policy, now: datetime, effective_at: datetime, *, immediate: bool = False,
+           policy: Policy, now: datetime, effective_at: datetime, *, immediate: Immediate = False,
            ) -> tuple[Snapshot, list[Change]]:
     """Apply hysteresis and overrides to ``targets``; return the new snapshot and what changed.
 
     ``immediate`` skips the grace period: a new policy is a decision, not a dip in spend.
     """
-    grace = timedelta(days=0 if immediate else policy.hysteresis.grace_days)
     held: dict[str, str] = {}
     reasons: dict[str, str] = {}
     pending: dict[str, Pending] = {}
     for dim, (target, reason) in targets.items():
         before = previous.held.get(dim)
+        grace = timedelta(days=0 if immediate is True or (immediate and dim in immediate)
+                          else policy.hysteresis.grace_days)
         if (dim in policy.hysteresis.dimensions and before is not None
                 and rank(dim, target) < rank(dim, before)):
             waiting = previous.pending.get(dim)

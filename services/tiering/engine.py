@@ -140,6 +140,10 @@ class Engine:
         self._loading = asyncio.Lock()
         self.policy: Policy | None = None
         self.cutoffs: Cutoffs | None = None
+        #: Since the cut-offs: customers who joined the active population and spend moved (base cents).
+        self.joined = 0
+        self.spend_moved = 0
+        self._population_moved = asyncio.Event()
         self.events_in = Counter("carecrm_tiering_events", "Inbound events applied to the ledger", ["kind"],
                                  registry=registry)
         self._change_counters: dict[tuple[str, str], Any] = {}
@@ -414,16 +418,27 @@ class Engine:
                 recencies.append(max(0, (now - s.last_purchase_at).days))
         return domain.compute_cutoffs(spends, orders, recencies, policy, now, version)
 
+    def _measured(self, cutoffs: Cutoffs) -> None:
+        """New cut-offs: the population's drift counts from here."""
+        self.cutoffs = cutoffs
+        self.joined = self.spend_moved = 0
+        self._population_moved.clear()
+
     async def refresh(self) -> dict[str, Any]:
         """Recompute the cut-offs now; customers whose class moved get (bulk) events."""
         async with self.lock:
             policy = await self.ready()
             now = self.clock.now()
             version = (self.cutoffs.version if self.cutoffs else 0) + 1
+            # Classes measured before any population existed were provisional: the first real
+            # cut-offs replace them at once, where a dip below a real cut-off waits out its grace.
+            provisional = self.cutoffs is None or not self.cutoffs.population
             cutoffs = self._population(policy, now, version)
             await self.repo.store_cutoffs(cutoffs)
-            self.cutoffs = cutoffs
-            outcome = await self._reevaluate_all(policy, now, only_population=True)
+            self._measured(cutoffs)
+            outcome = await self._reevaluate_all(
+                policy, now, only_population=True,
+                immediate=frozenset(domain.POPULATION_DIMENSIONS) if provisional else False)
             log.info("population_refreshed", version=version, population=cutoffs.population,
                      changed=outcome.changed_customers)
         await self.flush()
@@ -456,14 +471,15 @@ class Engine:
                 return result
             await self.repo.activate_policy(policy.version, now)
             await self.repo.store_cutoffs(cutoffs)
-            self.policy, self.cutoffs = policy, cutoffs
+            self.policy = policy
+            self._measured(cutoffs)
             outcome = await self._reevaluate_all(policy, now, only_population=False, immediate=True)
             result["events"] = outcome.events
         await self.flush()
         return result
 
     async def _reevaluate_all(self, policy: Policy, now: datetime, *, only_population: bool,
-                              immediate: bool = False) -> Outcome:
+                              immediate: domain.Immediate = False) -> Outcome:
         """Re-evaluate stored customers in chunks; with ``only_population`` just those whose
         population-based class would move, found from their standings in memory."""
         outcome = Outcome()
@@ -480,7 +496,7 @@ class Engine:
             await self._reevaluate(chunk, now, outcome, immediate)
         return outcome
 
-    async def _reevaluate(self, customer_ids: list[str], now: datetime, outcome: Outcome, immediate: bool) -> None:
+    async def _reevaluate(self, customer_ids: list[str], now: datetime, outcome: Outcome, immediate: domain.Immediate) -> None:
         try:
             states = await self._states(customer_ids)
             events, changed = await self._apply([(s, now, None) for s in states.values()], now, bulk=True,
@@ -496,7 +512,7 @@ class Engine:
 
     async def _apply(self, work: list[tuple[CustomerState, datetime, CloudEvent | None]], now: datetime, *,
                      bulk: bool = False, force: bool = False,
-                     immediate: bool = False) -> tuple[int, int]:
+                     immediate: domain.Immediate = False) -> tuple[int, int]:
         """Returns how many events were published and for how many customers a class changed.
 
         The work goes in chunks, each chunk's events to the producer as soon as it is evaluated. Only
@@ -536,12 +552,29 @@ class Engine:
     def _remember(self, state: CustomerState) -> None:
         """What the engine keeps of every customer: current revision, standing, next evaluation."""
         self.directory[state.customer_id] = state.rev
-        self.standings[state.customer_id] = domain.standing(state.metrics, state.snapshot.held, state.snapshot.pending)
+        before = self.standings.get(state.customer_id)
+        now = self.standings[state.customer_id] = domain.standing(state.metrics, state.snapshot.held,
+                                                                  state.snapshot.pending)
         self._plan(state.customer_id, state.next_eval_at)
+        self.joined += (before is None or before.spend_12m <= 0) and now.spend_12m > 0
+        self.spend_moved += abs(now.spend_12m - (before.spend_12m if before else 0))
+        if self.policy is not None and not self._population_moved.is_set():
+            share = self.policy.population.refresh_share
+            cutoffs = self.cutoffs
+            if (self.joined > share * (cutoffs.population if cutoffs else 0)
+                    or self.spend_moved > share * (cutoffs.spend_total if cutoffs else 0)):
+                self._population_moved.set()
+
+    async def refresh_due(self, interval: float, least: float) -> None:
+        """Return once ``interval`` has passed, or ``least`` has and the population moved materially."""
+        started = time.monotonic()
+        await asyncio.sleep(least)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._population_moved.wait(), max(0.0, interval - (time.monotonic() - started)))
 
     def _evaluate(self, work: list[tuple[CustomerState, datetime, CloudEvent | None]], now: datetime,
                   revisions: list[tuple[CustomerState, list[str]]], history: list[dict[str, Any]], *,
-                  bulk: bool, force: bool, immediate: bool) -> tuple[list[OutboundRecord], int]:
+                  bulk: bool, force: bool, immediate: domain.Immediate) -> tuple[list[OutboundRecord], int]:
         """Evaluate ``work``: the outbound records and how many customers changed class; new
         revisions (with the ids of those they replace) and history go to ``revisions`` and
         ``history``. States move to their new revision in memory."""

@@ -100,6 +100,12 @@ class LifecycleRule(_Part):
         return self
 
 
+class PopulationRule(_Part):
+    #: The cut-offs are recomputed as soon as this share of customers joined the active population,
+    #: or this share of its spend moved, since the last refresh (besides the periodic refresh).
+    refresh_share: Share = Decimal("0.10")
+
+
 class HysteresisRule(_Part):
     grace_days: Annotated[int, Field(ge=0, le=365)] = 30
     dimensions: tuple[str, ...] = ("value_tier", "abc_class", "vip", "potential")
@@ -143,6 +149,7 @@ class Policy(_Part):
     loyalty: LoyaltyRule = LoyaltyRule()
     lifecycle: LifecycleRule = LifecycleRule()
     hysteresis: HysteresisRule = HysteresisRule()
+    population: PopulationRule = PopulationRule()
     #: First matching row wins; together the rows must cover every (R, F) pair.
     rfm_segments: tuple[RfmSegmentRule, ...]
 

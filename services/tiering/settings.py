@@ -29,5 +29,8 @@ class TieringSettings(ServiceSettings):
     #: How often the scheduler looks for customers whose next evaluation time has come.
     scheduler_interval_s: Annotated[float, Field(gt=0)] = 30.0
     scheduler_batch: Annotated[int, Field(ge=1)] = 500
-    #: How often the population cut-offs are recomputed; 0 turns the periodic refresh off.
+    #: How often the population cut-offs are recomputed; 0 turns automatic refreshes off (the one at
+    #: start and those after the population moved included).
     refresh_interval_s: Annotated[float, Field(ge=0)] = 3600.0
+    #: The least time between two refreshes when the population moves (the policy says how much).
+    refresh_min_interval_s: Annotated[float, Field(ge=0)] = 30.0

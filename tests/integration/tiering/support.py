@@ -24,9 +24,10 @@ POLICY_KEY, POLICY = api_key("policy-owner", "tiers:read", "policy:write")
 
 
 async def settings_for(unique: str, **kw: Any) -> TieringSettings:
-    settings = TieringSettings(
-        mongodb_database=f"test_tiering_{unique}", kafka_group_id=f"test-tiering-{unique}",
-        scheduler_interval_s=0.2, refresh_interval_s=0, batch_timeout_ms=20, api_keys=(READ, WRITE, POLICY), **kw)
+    settings = TieringSettings(**{
+        "mongodb_database": f"test_tiering_{unique}", "kafka_group_id": f"test-tiering-{unique}",
+        "scheduler_interval_s": 0.2, "refresh_interval_s": 0, "batch_timeout_ms": 20,
+        "api_keys": (READ, WRITE, POLICY), **kw})
     await skip_backlog(settings)
     return settings
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -244,6 +246,8 @@ async def test_a_population_refresh_sets_abc_and_vip_and_announces_the_changes_i
         await send(infra, ORDERS_PURCHASES, *(purchase(c, f"O-{c}", a, BASE) for c, a in zip(customers, amounts)))
         for c in customers:
             await eventually(lambda c=c: classified(client, c, lifecycle="new"))
+        # No population yet: every dimension at once, the population classes unranked.
+        first = [await classification(client, c) for c in customers]
         assert (await client.post("/population/refresh", headers={"X-API-Key": READ_KEY})).status_code == 403
         refreshed = await client.post("/population/refresh", headers={"X-API-Key": POLICY_KEY})
         assert refreshed.status_code == 200
@@ -252,17 +256,46 @@ async def test_a_population_refresh_sets_abc_and_vip_and_announces_the_changes_i
         rest = await classification(client, customers[1])
         report = (await client.get("/reports/segments", headers={"X-API-Key": READ_KEY})).json()
         again = (await client.post("/population/refresh", headers={"X-API-Key": POLICY_KEY})).json()
-        events = await watch.events(customers[0], at_least=7)
+        events = await watch.events(customers[1], at_least=8)
+    assert all(doc is not None and {"abc_class", "vip", "rfm_segment"} <= set(doc) for doc in first)
+    assert {(d["abc_class"], d["vip"]) for d in first} == {("B", "regular")}  # type: ignore[index]
     assert body["population"] == 10 and body["vip_count"] == 1 and body["changed_customers"] == 10
     assert (top["abc_class"], top["vip"]) == ("A", "vip")
-    assert (rest["abc_class"], rest["vip"]) == ("C", "regular")
+    # Provisional classes give way to the first real cut-offs at once, with no grace period.
+    assert (rest["abc_class"], rest["vip"]) == ("C", "regular") and not rest.get("downgrade_pending")
     assert top["metrics"]["spend_12m"] == 90000_00
     assert again["changed_customers"] == 0 and again["cutoffs_version"] == body["cutoffs_version"] + 1
-    bulk = {e["data"]["dimension"]: e["data"]["bulk"] for e in events}
-    assert bulk["abc_class"] is True and bulk["vip"] is True and bulk["value_tier"] is False
+    abc = [e["data"] for e in events if e["data"]["dimension"] == "abc_class"]
+    assert [(e["previous"], e["current"], e["bulk"]) for e in abc] == [(None, "B", False), ("B", "C", True)]
+    assert {e["data"]["dimension"]: e["data"]["bulk"] for e in events}["value_tier"] is False
     pareto = {row["abc_class"]: row for row in report["pareto"]}
     assert pareto["A"]["customers"] == 1 and pareto["A"]["spend_share"] == round(90000 / 92700, 4)
     assert report["distribution"]["vip"] == {"vip": 1, "regular": 9}
+
+
+async def test_the_cut_offs_are_measured_at_start_and_again_once_the_population_moved(
+        infra: dict[str, str], unique: str) -> None:
+    settings = await settings_for(unique, refresh_interval_s=3600, refresh_min_interval_s=0.2)
+    customers = [f"C{i}-{unique}" for i in range(4)]
+
+    async def cutoffs(client: Any) -> Any:
+        return (await client.get("/reports/segments", headers={"X-API-Key": READ_KEY})).json()["cutoffs_version"]
+
+    app = build_app(settings, clock=FixedClock(BASE + timedelta(days=1)))
+    async with running(app) as client:
+        await eventually(lambda: _is(cutoffs(client), 1))  # at start, of the (empty) population
+        await send(infra, ORDERS_PURCHASES, purchase(customers[0], f"O-{unique}-0", "90000.00", BASE))
+        await eventually(lambda: _is(cutoffs(client), 2))  # a customer joined an empty population
+        await asyncio.sleep(1)
+        assert await cutoffs(client) == 2  # nothing moved since: no refresh before the hour
+        await send(infra, ORDERS_PURCHASES, *(purchase(c, f"O-{c}", "300.00", BASE) for c in customers[1:]))
+        await eventually(lambda: _is(cutoffs(client), 3))
+        rest = await classification(client, customers[1])
+    assert (rest["abc_class"], rest["vip"]) == ("C", "regular")
+
+
+async def _is(value: Any, expected: Any) -> bool:
+    return await value == expected
 
 
 async def test_an_erased_customer_is_forgotten_and_its_snapshot_tombstoned(infra: dict[str, str], unique: str) -> None:

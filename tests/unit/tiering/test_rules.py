@@ -165,6 +165,35 @@ def test_rfm_scores_are_quintiles_of_the_population_and_name_a_segment() -> None
     assert snapshot.output["rfm_segment"] == "Champions"
 
 
+ALL_DIMENSIONS = {"value_tier", "abc_class", "vip", "loyalty", "lifecycle", "rfm_segment", "potential"}
+
+
+def test_before_any_population_exists_a_customer_with_a_purchase_has_every_dimension_unranked() -> None:
+    empty = domain.compute_cutoffs([], [], [], POLICY, NOW, 1)  # a refresh when nobody was active
+    for cutoffs in (None, empty):
+        snapshot, _, _ = evaluate([buy("a", 90_000, 3)], cutoffs=cutoffs)
+        assert set(snapshot.output) == ALL_DIMENSIONS
+        # The middle of each population class and no VIP, whatever the spend, until cut-offs exist.
+        assert (snapshot.output["abc_class"], snapshot.output["vip"], snapshot.output["rfm_segment"]) == (
+            "B", "regular", POLICY.segment(3, 3))
+        assert "first population refresh" in snapshot.reasons["vip"]
+    absolute = POLICY.model_copy(update={"abc": POLICY.abc.model_copy(update={"mode": "absolute"})})
+    metrics = domain.compute_metrics([buy("a", 90_000, 3)], NOW, absolute)
+    assert domain.classify(metrics, None, absolute, NOW)["abc_class"][0] == "A"  # needs no population
+
+
+def test_a_customer_without_spend_in_the_window_still_has_every_dimension() -> None:
+    cutoffs = domain.compute_cutoffs([1_000_00, 500_00], [2, 1], [5, 10], POLICY, NOW, 1)
+    lapsed, _, _ = evaluate([buy("a", 700, 400)], cutoffs=cutoffs)
+    assert set(lapsed.output) == ALL_DIMENSIONS
+    assert (lapsed.output["abc_class"], lapsed.output["vip"], lapsed.output["rfm_segment"]) == ("C", "regular", "Lost")
+
+
+def test_a_registered_customer_without_a_purchase_has_only_a_lifecycle() -> None:
+    snapshot, _, _ = evaluate([Entry("registered", "registered", NOW - timedelta(days=1))])
+    assert snapshot.output == {"lifecycle": "prospect"}
+
+
 def test_high_potential_lifts_the_abc_class_by_one() -> None:
     cutoffs = domain.compute_cutoffs([100_000_00, 10_000_00, 1_000_00], [1, 1, 1], [1, 1, 1], POLICY, NOW, 1)
     # 600 in the 90 days before, 1,000 in the last 90: 67 % growth.
