@@ -34,12 +34,13 @@ from bench._report import Section, arguments, emit, ratio, verdict
 from services.notifications.app import build_channels
 from services.notifications.domain import Profile
 from services.notifications.notifier import Notifier
-from services.notifications.repository import INDEXES, Repository, profile_doc
+from services.notifications.repository import INDEXES, Repository
 from services.notifications.scheduler import Scheduler
 from services.notifications.settings import NotificationsSettings
 from services.notifications.templates import Templates
 from shared.clock import FixedClock
 from shared.kafka import Publisher, admin_kwargs, outbound
+from shared.pii import PiiCipher
 from shared.service import Runtime
 
 CUSTOMERS = int(os.environ.get("BENCH_NOTIFICATIONS_CUSTOMERS", "100000"))
@@ -74,7 +75,7 @@ async def _seed(repo: Repository, run: str, customers: int, since: date) -> floa
         profile = Profile(customer_id=f"B-{run}-{i:06d}", name=f"顾客{i}", email=f"b{i}-{run}@bench.example",
                           locale="zh-CN" if i % 4 else "en-US", timezone="Asia/Shanghai", country="CN",
                           preferred_channel="email", consents={"care_messages": True, "email": True}, since=since)
-        batch.append(profile_doc(profile, "Asia/Shanghai"))
+        batch.append(repo.profile_document(profile, "Asia/Shanghai"))
         if len(batch) == 5000:
             await repo.customers.insert_many(batch, ordered=False)
             batch = []
@@ -121,7 +122,7 @@ async def run(mongodb_url: str, customers: int) -> dict[str, float]:
         await create_topic(admin_kwargs(settings), OUTCOME_TOPIC, settings.kafka_topic_partitions)
         await runtime.store.ensure_indexes()
         await runtime.publisher.start()
-        repo = Repository(runtime.store)
+        repo = Repository(runtime.store, PiiCipher.from_settings(settings))
         seed_s = await _seed(repo, run_id, customers, date(2026, 9, 1))
         bare = await bare_smtp(port, min(BARE_MESSAGES, customers), run_id)
         rss_before = _rss_mib()

@@ -24,7 +24,8 @@ def generate() -> dict[Path, str]:
     for name in SERVICES:
         app_module = importlib.import_module(f"services.{name}.app")
         settings_module = importlib.import_module(f"services.{name}.settings")
-        settings_cls = next(v for k, v in vars(settings_module).items() if k.endswith("Settings") and k != "ServiceSettings")
+        settings_cls = next(v for k, v in vars(settings_module).items()
+                            if k.endswith("Settings") and getattr(v, "__module__", "") == settings_module.__name__)
         # Pinned so that the documents do not depend on the environment they are generated in.
         app = app_module.build_app(settings_cls(environment="development", kafka_bootstrap_servers="localhost:9092"))
         spec = app.state.runtime.asyncapi(app.title, app.description).to_specification().to_jsonable()

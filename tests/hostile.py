@@ -94,7 +94,8 @@ def changed(doc: dict[str, Any], **changes: Any) -> dict[str, Any]:
 
 
 def binary_headers(doc: dict[str, Any]) -> tuple[tuple[str, bytes], ...]:
-    return tuple((f"ce_{k}", str(v).encode()) for k, v in doc.items() if k != "data")
+    # surrogatepass: a mutated field may hold a lone surrogate, which a header carries as raw bytes
+    return tuple((f"ce_{k}", str(v).encode("utf-8", "surrogatepass")) for k, v in doc.items() if k != "data")
 
 
 def envelope_corpus(base: dict[str, Any], stranger: dict[str, Any]) -> list[Hostile]:

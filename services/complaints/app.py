@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from shared.clock import Clock
+from shared.pii import PiiCipher
 from shared.service import Runtime
 
 from . import api, handlers, repository
@@ -19,7 +20,7 @@ DESCRIPTION = "Complaint intake, state machine, SLAs on a business calendar, esc
 def build_app(settings: ComplaintsSettings | None = None, *, clock: Clock | None = None) -> FastAPI:
     settings = settings or ComplaintsSettings()
     runtime = Runtime.create(settings, clock=clock, indexes=repository.INDEXES, description=DESCRIPTION)
-    repo = repository.Repository(runtime.store, runtime.clock)
+    repo = repository.Repository(runtime.store, PiiCipher.from_settings(settings), runtime.clock)
     workflow = Workflow(repo, settings.rules(), runtime.clock, runtime.publisher)
     runtime.include(handlers.build_router(settings, workflow, runtime.dead_letters))
     scheduler = Scheduler(workflow, settings.scheduler_interval_s, settings.scheduler_concurrency)

@@ -22,6 +22,7 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from shared.clock import Clock, WallClock
 from shared.mongo import DUPLICATE_KEY, Index, Store, index, insert_once, update_in_commands
+from shared.pii import PiiCipher
 
 from .domain import Complaint
 
@@ -41,6 +42,8 @@ INSERTS_PER_COMMAND = 100
 #: Tier upserts of a batch in flight at once.
 TIERS_IN_FLIGHT = 8
 SCHEDULER_STATE = "sla"
+#: What the customer and staff wrote, sealed at rest (comments and feedback comments too).
+SEALED = ("subject", "description", "resolution_summary")
 
 
 def slot_of(moment: datetime) -> int:
@@ -57,8 +60,9 @@ def due_slot(next_check_at: datetime | None, written_at: datetime) -> int | None
 
 
 class Repository:
-    def __init__(self, store: Store, clock: Clock | None = None) -> None:
+    def __init__(self, store: Store, cipher: PiiCipher, clock: Clock | None = None) -> None:
         self.store = store
+        self.cipher = cipher
         self.clock = clock or WallClock()
         self.complaints = store["complaints"]
         self.tiers = store["tiers"]
@@ -66,7 +70,13 @@ class Repository:
 
     def _document(self, complaint: Complaint, outbox: list[str]) -> dict[str, Any]:
         doc = complaint.model_dump()
-        doc["_id"] = complaint.complaint_id
+        doc["_id"] = cid = complaint.complaint_id
+        for i, comment in enumerate(doc["comments"]):
+            comment["text"] = self.cipher.seal(comment["text"], context=f"complaints/{cid}/comments/{i}")
+        for i, feedback in enumerate(doc["feedback"]):
+            if feedback["comment"]:
+                feedback["comment"] = self.cipher.seal(feedback["comment"], context=f"complaints/{cid}/feedback/{i}")
+        self.cipher.seal_fields(doc, SEALED, context=f"complaints/{cid}")
         doc["outbox"] = outbox
         doc["pending"] = bool(outbox)
         doc["due_slot"] = due_slot(complaint.next_check_at, self.clock.now())
@@ -74,7 +84,7 @@ class Repository:
 
     async def load(self, complaint_id: str) -> tuple[Complaint, list[str]] | None:
         doc = await self.complaints.find_one({"_id": complaint_id})
-        return _loaded(doc) if doc is not None else None
+        return self._loaded(doc) if doc is not None else None
 
     async def get(self, complaint_id: str) -> Complaint | None:
         loaded = await self.load(complaint_id)
@@ -119,13 +129,13 @@ class Repository:
 
     async def due_in(self, slot: int) -> list[tuple[Complaint, list[str]]]:
         """The complaints whose next check falls in one minute, whole: the pass needs no second read."""
-        return [_loaded(doc) for doc in await self.complaints.find({"due_slot": slot}).to_list(None)]
+        return [self._loaded(doc) for doc in await self.complaints.find({"due_slot": slot}).to_list(None)]
 
     async def with_checks(self) -> list[tuple[Complaint, list[str], int | None]]:
         """Every complaint with a next check, and the slot it is filed under. Reads the whole
         collection: only for the catch-up of a scheduler that has no progress to resume from."""
         cursor = self.complaints.find({"next_check_at": {"$ne": None}})
-        return [(*_loaded(doc), doc.get("due_slot")) async for doc in cursor]
+        return [(*self._loaded(doc), doc.get("due_slot")) async for doc in cursor]
 
     async def move_to_slot(self, complaint_id: str, revision: int, slot: int) -> None:
         await self.complaints.update_one({"_id": complaint_id, "revision": revision}, {"$set": {"due_slot": slot}})
@@ -158,12 +168,12 @@ class Repository:
         if breached is not None:
             query["breached"] = breached
         cursor = self.complaints.find(query).sort("opened_at", DESCENDING).limit(limit)
-        return [Complaint.model_validate(doc) for doc in await cursor.to_list(None)]
+        return [self._complaint(doc) for doc in await cursor.to_list(None)]
 
     async def opened_between(self, start: datetime, end: datetime) -> list[Complaint]:
         # The report reads a period by design (a range, so every complaint); it is not a hot path.
         cursor = self.complaints.find({"opened_at": {"$gte": start, "$lt": end}})
-        return [Complaint.model_validate(doc) for doc in await cursor.to_list(None)]
+        return [self._complaint(doc) for doc in await cursor.to_list(None)]
 
     async def ids_of_customer(self, customer_id: str) -> list[str]:
         cursor = self.complaints.find({"customer_id": customer_id}, {"_id": 1})
@@ -202,6 +212,16 @@ class Repository:
     async def delete_tier(self, customer_id: str) -> None:
         await self.tiers.delete_one({"_id": customer_id})
 
+    def _complaint(self, doc: dict[str, Any]) -> Complaint:
+        cid = doc["_id"]
+        doc = self.cipher.open_fields(dict(doc), context=f"complaints/{cid}")
+        for i, comment in enumerate(doc.get("comments") or []):
+            if isinstance(comment.get("text"), dict):
+                comment["text"] = self.cipher.open(comment["text"], context=f"complaints/{cid}/comments/{i}")
+        for i, feedback in enumerate(doc.get("feedback") or []):
+            if isinstance(feedback.get("comment"), dict):
+                feedback["comment"] = self.cipher.open(feedback["comment"], context=f"complaints/{cid}/feedback/{i}")
+        return Complaint.model_validate(doc)
 
-def _loaded(doc: dict[str, Any]) -> tuple[Complaint, list[str]]:
-    return Complaint.model_validate(doc), list(doc.get("outbox") or [])
+    def _loaded(self, doc: dict[str, Any]) -> tuple[Complaint, list[str]]:
+        return self._complaint(doc), list(doc.get("outbox") or [])

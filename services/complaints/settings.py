@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, Field, field_validator
 from pydantic_settings import SettingsConfigDict
 
-from shared.settings import ServiceSettings
+from shared.pii import PiiSettings
 
 from .calendar import BusinessCalendar, parse_periods
 from .domain import Rules
@@ -20,7 +20,7 @@ def _periods(value: str) -> str:
     return value
 
 
-class ComplaintsSettings(ServiceSettings):
+class ComplaintsSettings(PiiSettings):
     model_config = SettingsConfigDict(env_prefix="COMPLAINTS_")
 
     service_name: str = "complaints"

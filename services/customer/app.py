@@ -12,7 +12,7 @@ from shared.service import Runtime
 
 from . import api, handlers, repository
 from .activity import Activity
-from .pii import PiiCipher
+from shared.pii import PiiCipher
 from .records import CustomerRecords
 from .settings import CustomerSettings
 

@@ -21,7 +21,7 @@ from shared.contract.events import CustomerProfile
 from shared.mongo import DUPLICATE_KEY, Index, Store, index, insert_once
 
 from . import domain
-from .pii import PiiCipher
+from shared.pii import PiiCipher
 
 CUSTOMERS = "customers"
 TIMELINE = "timeline"

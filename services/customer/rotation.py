@@ -11,7 +11,7 @@ import structlog
 
 from shared.mongo import Store
 
-from .pii import PiiCipher
+from shared.pii import PiiCipher
 from .repository import INDEXES, SEALED_COLLECTIONS, Repository
 from .settings import CustomerSettings
 

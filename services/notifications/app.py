@@ -7,6 +7,7 @@ import asyncio
 from fastapi import FastAPI
 
 from shared.clock import Clock
+from shared.pii import PiiCipher
 from shared.service import Runtime
 
 from . import api, handlers, repository
@@ -36,7 +37,7 @@ def build_channels(settings: NotificationsSettings) -> dict[str, Channel]:
 def build_app(settings: NotificationsSettings | None = None, *, clock: Clock | None = None) -> FastAPI:
     settings = settings or NotificationsSettings()
     runtime = Runtime.create(settings, clock=clock, indexes=repository.INDEXES, description=DESCRIPTION)
-    repo = repository.Repository(runtime.store)
+    repo = repository.Repository(runtime.store, PiiCipher.from_settings(settings))
     channels = build_channels(settings)
     notifier = Notifier(settings, repo, Templates(settings.default_locale), channels, runtime.clock, runtime.publisher)
     runtime.include(handlers.build_router(settings, repo, notifier, runtime.clock))

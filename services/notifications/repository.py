@@ -1,10 +1,12 @@
 """MongoDB access of the notifications service.
 
-Collections: ``customers`` (this service's copy of what it needs of a profile), ``notifications``
+Collections: ``customers`` (this service's copy of what it needs of a profile; name, e-mail and
+phone sealed under the service's own keys), ``notifications``
 (one document per dedupe key: the request and its state; no personal data), ``outcomes`` (sent or
 failed, per dedupe key: written in one insert per batch, because FerretDB commits every single
 update on its own and a fan-out of updates crawls),
-``suppressions`` (the suppression list) and ``scheduler_runs`` (daily runs per time zone done, and
+``suppressions`` (the suppression list; an address or number is found by its blind index and
+stored sealed) and ``scheduler_runs`` (daily runs per time zone done, and
 the list of time zones customers live in).
 
 Every query on a hot path holds an equality on ``_id`` or on a declared index field that selects
@@ -25,6 +27,7 @@ from typing import Any
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from shared.mongo import DUPLICATE_KEY, Index, Store, index
+from shared.pii import PiiCipher
 
 from .domain import Profile, Request, SuppressionEntry
 
@@ -39,6 +42,8 @@ INDEXES: list[Index] = [
 COUNTED = ("sent", "sending", "deferred")
 #: The ``scheduler_runs`` document listing every time zone customers were stored with.
 TIMEZONES = "timezones"
+#: Profile fields sealed at rest.
+SEALED = ("name", "email", "phone")
 
 
 def due_slot(at: datetime) -> str:
@@ -86,8 +91,9 @@ def request_from_doc(doc: dict[str, Any]) -> Request:
 
 
 class Repository:
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, cipher: PiiCipher) -> None:
         self.store = store
+        self.cipher = cipher
         self.customers = store["customers"]
         self.notifications = store["notifications"]
         self.suppressions = store["suppressions"]
@@ -97,16 +103,23 @@ class Repository:
 
     # --- customers --------------------------------------------------------------------------------
 
+    def profile_document(self, profile: Profile, timezone: str) -> dict[str, Any]:
+        """The stored form of a profile: its personal fields sealed."""
+        return self.cipher.seal_fields(profile_doc(profile, timezone), SEALED, context=f"customers/{profile.customer_id}")
+
+    def _profile(self, doc: dict[str, Any]) -> Profile:
+        return profile_from_doc(self.cipher.open_fields(dict(doc), context=f"customers/{doc['_id']}"))
+
     async def profile(self, customer_id: str) -> Profile | None:
         doc = await self.customers.find_one({"_id": customer_id})
-        return profile_from_doc(doc) if doc else None
+        return self._profile(doc) if doc else None
 
     async def profiles(self, customer_ids: Iterable[str]) -> dict[str, Profile]:
         docs = await _each(self.customers, set(customer_ids))
-        return {d["_id"]: profile_from_doc(d) for d in docs}
+        return {d["_id"]: self._profile(d) for d in docs}
 
     async def save_profile(self, profile: Profile, timezone: str) -> None:
-        doc = profile_doc(profile, timezone)
+        doc = self.profile_document(profile, timezone)
         # Tiers come from another topic, concurrently: a profile update leaves them alone.
         fields = {k: v for k, v in doc.items() if k not in ("_id", "value_tier", "vip")}
         await self.customers.update_one({"_id": doc["_id"]}, {"$set": fields}, upsert=True)
@@ -148,7 +161,7 @@ class Repository:
         One cursor read to the end: paging with ``_id > last`` and a sort makes FerretDB v1 scan the
         whole collection for every page."""
         async for chunk in _chunks(self.customers.find({"timezone": timezone}, batch_size=batch), batch):
-            yield [profile_from_doc(d) for d in chunk]
+            yield [self._profile(d) for d in chunk]
 
     # --- notifications ----------------------------------------------------------------------------
 
@@ -265,25 +278,40 @@ class Repository:
         found = await asyncio.gather(*(self._suppressions_of(p) for p in profiles))
         return {p.customer_id: entries for p, entries in zip(profiles, found, strict=True) if entries}
 
+    def suppression_id(self, entry: SuppressionEntry) -> str:
+        """A customer's entry by id (and channel); an address or number by its blind index."""
+        if entry.kind == "customer":
+            return f"customer:{entry.value}:{entry.channel}" if entry.channel else f"customer:{entry.value}"
+        return f"{entry.kind}:{self.cipher.blind_index(entry.kind, _normalised(entry.kind, entry.value))}"
+
+    def _suppression(self, doc: dict[str, Any]) -> dict[str, Any]:
+        if isinstance(doc.get("value"), dict):
+            doc = dict(doc, value=self.cipher.open(doc["value"], context=f"suppressions/{doc['_id']}"))
+        return doc
+
     async def _suppressions_of(self, p: Profile) -> list[SuppressionEntry]:
-        ids = [f"email:{p.email}"] if p.email else []
-        ids += [f"phone:{p.phone}"] if p.phone else []
+        ids = [self.suppression_id(SuppressionEntry(kind, value)) for kind, value in (("email", p.email),
+                                                                                      ("phone", p.phone)) if value]
         by_customer, by_contact = await asyncio.gather(
             self.suppressions.find({"customer_id": p.customer_id}).to_list(None), _each(self.suppressions, ids))
-        return [suppression_from_doc(d) for d in by_customer + by_contact]
+        return [suppression_from_doc(self._suppression(d)) for d in by_customer + by_contact]
 
     async def add_suppression(self, entry: SuppressionEntry, reason: str, at: datetime) -> dict[str, Any]:
-        doc = {"_id": suppression_id(entry), "kind": entry.kind, "value": entry.value, "channel": entry.channel,
+        key = self.suppression_id(entry)
+        value: Any = (entry.value if entry.kind == "customer"
+                      else self.cipher.seal(entry.value, context=f"suppressions/{key}"))
+        doc = {"_id": key, "kind": entry.kind, "value": value, "channel": entry.channel,
                "all_messages": entry.all_messages, "reason": reason, "created_at": at,
                "customer_id": entry.value if entry.kind == "customer" else None}
         await self.suppressions.replace_one({"_id": doc["_id"]}, doc, upsert=True)
-        return doc
+        return self._suppression(doc)
 
     async def remove_suppression(self, suppression_id_: str) -> bool:
         return (await self.suppressions.delete_one({"_id": suppression_id_})).deleted_count == 1
 
     async def list_suppressions(self, kind: str | None, limit: int) -> list[dict[str, Any]]:
-        return await self.suppressions.find({"kind": kind} if kind else {}).sort("_id", 1).limit(limit).to_list(None)
+        docs = await self.suppressions.find({"kind": kind} if kind else {}).sort("_id", 1).limit(limit).to_list(None)
+        return [self._suppression(d) for d in docs]
 
     # --- scheduler ----------------------------------------------------------------------------------
 
@@ -312,9 +340,8 @@ async def _chunks(cursor: Any, size: int) -> AsyncIterator[list[dict[str, Any]]]
         yield chunk
 
 
-def suppression_id(entry: SuppressionEntry) -> str:
-    base = f"{entry.kind}:{entry.value}"
-    return f"{base}:{entry.channel}" if entry.kind == "customer" and entry.channel else base
+def _normalised(kind: str, value: str) -> str:
+    return value.strip().lower() if kind == "email" else "".join(value.split())
 
 
 def suppression_from_doc(doc: dict[str, Any]) -> SuppressionEntry:

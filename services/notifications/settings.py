@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
-from shared.settings import ServiceSettings
+from shared.pii import PiiSettings
 
 Channel = Literal["email", "sms", "webhook"]
 
@@ -27,7 +27,7 @@ class ExtraHoliday(BaseModel):
     countries: tuple[str, ...] = ()
 
 
-class NotificationsSettings(ServiceSettings):
+class NotificationsSettings(PiiSettings):
     model_config = SettingsConfigDict(env_prefix="NOTIFICATIONS_")
 
     service_name: str = "notifications"

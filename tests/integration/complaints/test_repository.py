@@ -6,8 +6,10 @@ from datetime import timedelta
 
 import pytest
 
+from services.complaints import domain
 from services.complaints.repository import INDEXES, Repository
 from shared.mongo import Store
+from shared.pii import PiiCipher
 from tests.integration.complaints.test_service import MONDAY, settings
 
 pytestmark = pytest.mark.integration
@@ -17,7 +19,7 @@ async def test_a_batch_of_tiers_keeps_each_customers_newest_and_an_older_one_rea
         infra: dict[str, str], unique: str) -> None:
     store = Store.connect(settings(unique), INDEXES)
     await store.ensure_indexes()
-    repo = Repository(store)
+    repo = Repository(store, PiiCipher.from_settings(settings(unique)))
     later = MONDAY + timedelta(days=1)
     customers = [f"T-{unique}-{i}" for i in range(300)]
     try:
@@ -26,6 +28,41 @@ async def test_a_batch_of_tiers_keeps_each_customers_newest_and_an_older_one_rea
         assert await repo.tier(customers[0]) == "high"
         assert await repo.tier(customers[1]) == "vip"
         assert [await repo.tier(c) for c in customers[2:]] == ["high"] * 298
+    finally:
+        await store.client.drop_database(store.db.name)
+        await store.close()
+
+
+async def test_what_customers_and_staff_wrote_is_sealed_at_rest_and_reads_back_whole(
+        infra: dict[str, str], unique: str) -> None:
+    config = settings(unique)
+    store = Store.connect(config, INDEXES)
+    repo = Repository(store, PiiCipher.from_settings(config))
+    rules = config.rules()
+    secret = f"secret-{unique}"
+    fields = {"channel": "phone", "category": "delivery", "severity": "normal", "complexity": "standard",
+              "subject": f"Late parcel {secret}", "description": f"Details {secret}", "order_id": None}
+    complaint, _ = domain.open_complaint(complaint_id=f"K-{unique}", customer_id=f"C-{unique}", fields=fields,
+                                         tier=None, opened_at=MONDAY, rules=rules)
+    complaint, _ = domain.add_comment(complaint, "agent-1", f"Called back {secret}", now=MONDAY, rules=rules)
+    for to in ("acknowledged", "investigating", "resolved"):
+        complaint, _ = domain.transition(complaint, to, now=MONDAY, rules=rules, actor="agent-1",
+                                         resolution_summary=f"Refunded {secret}", root_cause="carrier")
+    complaint, _ = domain.record_feedback(complaint, 4, f"Thanks {secret}", now=MONDAY, rules=rules,
+                                          source=f"survey-{unique}")
+    try:
+        assert await repo.insert(complaint, [])
+        raw = await store["complaints"].find_one({"_id": complaint.complaint_id})
+        assert secret not in str(raw) and raw is not None and raw["pii_kid"] == config.pii_active_key_id
+        back = await repo.get(complaint.complaint_id)
+        assert back == complaint
+        found = await repo.search(customer=complaint.customer_id)
+        assert [c.subject for c in found] == [fields["subject"]]
+        # A value moved to another complaint's document does not open there.
+        other = dict(raw, _id=f"K-{unique}-copy")
+        await store["complaints"].insert_one(other)
+        with pytest.raises(ValueError, match="authentication"):
+            await repo.get(f"K-{unique}-copy")
     finally:
         await store.client.drop_database(store.db.name)
         await store.close()

@@ -14,7 +14,7 @@ import pytest
 from pymongo import AsyncMongoClient
 
 from services.customer.app import build_app
-from services.customer.pii import PiiCipher
+from shared.pii import PiiCipher
 from services.customer.repository import COMPLAINTS, CONSENTS, CUSTOMERS, INBOX, TIMELINE, Repository
 from shared.contract.events import CustomerProfile
 from shared.contract.topics import (

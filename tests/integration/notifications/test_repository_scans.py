@@ -16,7 +16,7 @@ import pytest
 
 from services.notifications.app import build_app
 from services.notifications.domain import Profile
-from services.notifications.repository import Repository, due_slot, profile_doc
+from services.notifications.repository import Repository, due_slot
 from shared.clock import FixedClock
 from shared.contract.topics import CRM_COMPLAINTS, CRM_CUSTOMERS, CRM_TIER_CHANGES
 from tests.helpers import envelope, eventually, running
@@ -30,9 +30,9 @@ SHANGHAI, BERLIN, CHATHAM = "Asia/Shanghai", "Europe/Berlin", "Pacific/Chatham"
 CUSTOMERS = {SHANGHAI: 3000, BERLIN: 600, CHATHAM: 20}
 
 
-def _customer(cid: str, timezone: str, i: int, **kw: Any) -> dict[str, Any]:
+def _customer(repo: Repository, cid: str, timezone: str, i: int, **kw: Any) -> dict[str, Any]:
     consents = {"care_messages": True, "email": True, "sms": True}
-    return profile_doc(Profile(cid, name=f"顾客{i}", email=f"{cid.lower()}@example.com", phone=f"+8613{i:09d}",
+    return repo.profile_document(Profile(cid, name=f"顾客{i}", email=f"{cid.lower()}@example.com", phone=f"+8613{i:09d}",
                                locale="zh-CN", timezone=timezone, country="CN", preferred_channel="email",
                                consents=consents, since=date(2024, 1, 1), **kw), timezone)
 
@@ -48,9 +48,9 @@ async def _fill(repo: Repository, unique: str) -> dict[str, Any]:
     """A few thousand documents in every collection, the way the service writes them."""
     ids = {tz: [f"S{n}-{unique}-{i:05d}" for i in range(count)] for n, (tz, count) in enumerate(CUSTOMERS.items())}
     local_today = BASE.astimezone(ZoneInfo(CHATHAM)).date()
-    customers = [_customer(cid, tz, i) for tz, cids in ids.items() for i, cid in enumerate(cids)]
+    customers = [_customer(repo, cid, tz, i) for tz, cids in ids.items() for i, cid in enumerate(cids)]
     birthday = ids[CHATHAM][0]  # the one daily message of the time zone whose run is not done yet
-    customers[-len(ids[CHATHAM])] = _customer(birthday, CHATHAM, 0, birthday=local_today.replace(year=1990))
+    customers[-len(ids[CHATHAM])] = _customer(repo, birthday, CHATHAM, 0, birthday=local_today.replace(year=1990))
     await repo.customers.insert_many(customers)
 
     records, results = [], []

@@ -30,7 +30,7 @@ def compose() -> dict[str, Any]:
 def settings_class(service: str) -> type[ServiceSettings]:
     module = importlib.import_module(f"services.{service}.settings")
     return next(v for v in vars(module).values()
-                if isinstance(v, type) and issubclass(v, ServiceSettings) and v is not ServiceSettings)
+                if isinstance(v, type) and issubclass(v, ServiceSettings) and v.__module__ == module.__name__)
 
 
 def readable_names(cls: type[ServiceSettings]) -> set[str]:
@@ -47,8 +47,9 @@ def resolved(env: dict[str, Any]) -> dict[str, str]:
     key = base64.b64encode(b"k" * 32).decode()
     samples = {
         "API_KEYS": '[{"name":"ops","sha256":"' + "a" * 64 + '","scopes":["customers:read"]}]',
-        "CUSTOMER_PII_KEYS": json.dumps({"k1": key}),
-        "CUSTOMER_PII_ACTIVE_KEY_ID": "k1",
+        **{f"{service}_PII_KEYS": json.dumps({"k1": key}) for service in ("CUSTOMER", "COMPLAINTS", "NOTIFICATIONS")},
+        **{f"{service}_PII_ACTIVE_KEY_ID": "k1" for service in ("CUSTOMER", "COMPLAINTS", "NOTIFICATIONS")},
+        **{f"{service}_BLIND_INDEX_KEY": key for service in ("CUSTOMER", "COMPLAINTS", "NOTIFICATIONS")},
         "CUSTOMER_BLIND_INDEX_KEY": base64.b64encode(b"b" * 32).decode(),
         "NOTIFICATIONS_SMTP_PORT": "587",
         "NOTIFICATIONS_SMTP_HOST": "smtp.example.com",

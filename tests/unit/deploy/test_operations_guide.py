@@ -28,7 +28,7 @@ ROW = re.compile(r"^\| `([A-Z][A-Z0-9_]+)` \| (.+?) \|", re.M)
 def settings_class(service: str) -> type[ServiceSettings]:
     module = importlib.import_module(f"services.{service}.settings")
     return next(v for v in vars(module).values()
-                if isinstance(v, type) and issubclass(v, ServiceSettings) and v is not ServiceSettings)
+                if isinstance(v, type) and issubclass(v, ServiceSettings) and v.__module__ == module.__name__)
 
 
 def own_fields(cls: type[ServiceSettings]) -> dict[str, FieldInfo]:

@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from services.customer.pii import PiiCipher, UnknownKey
+from shared.pii import PiiCipher, UnknownKey
 
 OLD, NEW, BLIND = os.urandom(32), os.urandom(32), os.urandom(32)
 

@@ -1,0 +1,150 @@
+"""Field-level encryption of personal data (AES-GCM) and HMAC blind indexes for exact lookup, for
+every service that stores personal data, each under its own keys.
+
+Every sealed value carries the id of the key that sealed it, so keys can rotate while old values
+stay readable. The associated data binds a ciphertext to its document and field: a value copied
+into another customer's document does not decrypt.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+import os
+from collections.abc import Mapping
+from typing import Annotated, Any
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import NoDecode
+
+from .settings import ServiceSettings
+
+_NONCE_BYTES = 12
+# Development-only key material: refused by the shared validator outside ENVIRONMENT=development.
+DEV_PII_KEY_ID = "dev-1"
+DEV_PII_KEY = base64.b64encode(b"carecrm-development-pii-key-0001").decode()
+DEV_BLIND_INDEX_KEY = base64.b64encode(b"carecrm-development-blind-idx-01").decode()
+
+
+def decode_key(value: str, name: str) -> bytes:
+    """A base64 setting holding exactly 32 bytes of key material."""
+    try:
+        raw = base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError(f"{name} must be base64") from None
+    if len(raw) != 32:
+        raise ValueError(f"{name} must decode to 32 bytes, got {len(raw)}")
+    return raw
+
+
+class PiiSettings(ServiceSettings):
+    """The keys of a service that stores personal data, under the service's own prefix
+    (``CUSTOMER_PII_KEYS``, ``COMPLAINTS_PII_KEYS``, ...)."""
+
+    #: JSON ``{key_id: base64 32-byte key}``: every key that may still protect stored values.
+    pii_keys: Annotated[dict[str, SecretStr], NoDecode] = Field(
+        default_factory=lambda: {DEV_PII_KEY_ID: SecretStr(DEV_PII_KEY)})
+    #: The key new and re-encrypted values are sealed with.
+    pii_active_key_id: str = DEV_PII_KEY_ID
+    #: Base64 32-byte HMAC key of the blind indexes (exact lookups of sealed values).
+    blind_index_key: SecretStr = SecretStr(DEV_BLIND_INDEX_KEY)
+
+    @property
+    def _prefix(self) -> str:
+        return str(self.model_config.get("env_prefix") or "")
+
+    @field_validator("pii_keys", mode="before")
+    @classmethod
+    def _parse_keys(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            try:
+                value = json.loads(value)
+            except json.JSONDecodeError:
+                raise ValueError("PII_KEYS must be a JSON object {key_id: base64 key}") from None
+        return value
+
+    @model_validator(mode="after")
+    def _keys_usable(self) -> PiiSettings:
+        if not self.pii_keys:
+            raise ValueError(f"{self._prefix}PII_KEYS holds no key")
+        for key_id, key in self.pii_keys.items():
+            decode_key(key.get_secret_value(), f"{self._prefix}PII_KEYS[{key_id}]")
+        if self.pii_active_key_id not in self.pii_keys:
+            raise ValueError(f"{self._prefix}PII_ACTIVE_KEY_ID names no key of {self._prefix}PII_KEYS")
+        decode_key(self.blind_index_key.get_secret_value(), f"{self._prefix}BLIND_INDEX_KEY")
+        return self
+
+    def _development_secrets(self) -> list[str]:
+        names = super()._development_secrets()
+        prefix = self._prefix.lower()
+        if any(key.get_secret_value() == DEV_PII_KEY for key in self.pii_keys.values()):
+            names.append(f"{prefix}pii_keys")
+        if self.blind_index_key.get_secret_value() == DEV_BLIND_INDEX_KEY:
+            names.append(f"{prefix}blind_index_key")
+        return names
+
+
+class UnknownKey(LookupError):
+    """A value sealed with a key the settings no longer hold."""
+
+
+class PiiCipher:
+    def __init__(self, keys: dict[str, bytes], active_key_id: str, blind_index_key: bytes) -> None:
+        if active_key_id not in keys:
+            raise ValueError("the active key id names no key")
+        self._aead = {key_id: AESGCM(key) for key_id, key in keys.items()}
+        self.active_key_id = active_key_id
+        self._blind_key = blind_index_key
+
+    @classmethod
+    def from_settings(cls, settings: PiiSettings) -> PiiCipher:
+        keys = {key_id: decode_key(key.get_secret_value(), key_id) for key_id, key in settings.pii_keys.items()}
+        return cls(keys, settings.pii_active_key_id,
+                   decode_key(settings.blind_index_key.get_secret_value(), "blind index key"))
+
+    def seal(self, value: str, *, context: str) -> dict[str, str]:
+        """Encrypt ``value`` under the active key; ``context`` names the document and field."""
+        nonce = os.urandom(_NONCE_BYTES)
+        sealed = self._aead[self.active_key_id].encrypt(nonce, value.encode(), context.encode())
+        return {"k": self.active_key_id, "n": _b64(nonce), "c": _b64(sealed)}
+
+    def open(self, sealed: Mapping[str, Any], *, context: str) -> str:
+        aead = self._aead.get(sealed["k"])
+        if aead is None:
+            raise UnknownKey(f"no key {sealed['k']!r} to open a stored value")
+        try:
+            return aead.decrypt(base64.b64decode(sealed["n"]), base64.b64decode(sealed["c"]),
+                                context.encode()).decode()
+        except InvalidTag:
+            raise ValueError("a stored value failed authentication") from None
+
+    def seal_fields(self, doc: dict[str, Any], names: tuple[str, ...], *, context: str) -> dict[str, Any]:
+        """``doc`` with each of ``names`` that holds text moved, sealed, under ``pii`` (and the key
+        id under ``pii_kid``); ``context`` names the document."""
+        sealed = {name: self.seal(doc.pop(name), context=f"{context}/{name}")
+                  for name in names if isinstance(doc.get(name), str)}
+        for name in names:
+            doc.pop(name, None)
+        doc["pii"] = sealed
+        doc["pii_kid"] = self.active_key_id if sealed else None
+        return doc
+
+    def open_fields(self, doc: dict[str, Any], *, context: str) -> dict[str, Any]:
+        """The reverse of ``seal_fields``; a document written before sealing reads as it is."""
+        for name, sealed in (doc.pop("pii", None) or {}).items():
+            doc[name] = self.open(sealed, context=f"{context}/{name}")
+        doc.pop("pii_kid", None)
+        return doc
+
+    def blind_index(self, kind: str, normalised: str) -> str:
+        """A keyed hash of a normalised value: equal inputs match, the value cannot be read back."""
+        return hmac.new(self._blind_key, f"{kind}:{normalised}".encode(), hashlib.sha256).hexdigest()
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
