@@ -21,12 +21,14 @@ from shared.contract import (
     ComplaintSlaBreached,
     CustomerProfileChanged,
     CustomerTierChanged,
+    InteractionRecorded,
 )
 
 Channel = Literal["email", "sms", "webhook"]
-Family = Literal["complaint", "tier", "welcome", "birthday", "holiday", "follow_up"]
+Family = Literal["complaint", "tier", "welcome", "referral", "birthday", "holiday", "follow_up"]
 #: When the frequency cap forces a choice, lower ranks go first.
-PRIORITY: dict[str, int] = {"complaint": 0, "tier": 1, "welcome": 1, "birthday": 2, "holiday": 3, "follow_up": 4}
+PRIORITY: dict[str, int] = {"complaint": 0, "tier": 1, "welcome": 1, "referral": 1, "birthday": 2, "holiday": 3,
+                             "follow_up": 4}
 NAMESPACE = uuid.UUID("6b3a2f0e-3c7d-5e8a-9b1c-2d4e6f8a0b1c")
 
 
@@ -321,6 +323,16 @@ def welcome_request(event: CustomerProfileChanged, *, now: datetime, max_age: ti
     if p.status != "active" or p.version != 1 or abs(now - created) > max_age:
         return None
     return Request(event.subject, "welcome", "welcome", "welcome", f"welcome:{event.subject}", event.id)
+
+
+def referral_request(event: InteractionRecorded) -> Request | None:
+    """A thank-you to the referrer, once per customer they brought (a referral told twice, or by two
+    systems, thanks once)."""
+    referred = event.data.referred_customer_id
+    if event.data.kind != "referral" or not referred:
+        return None
+    return Request(event.subject, "referral", "referral_thanks", "referral_thanks",
+                   f"referral_thanks:{referred}:{event.subject}", event.id)
 
 
 def profile_from_event(event: CustomerProfileChanged, previous: Profile | None) -> Profile:

@@ -16,9 +16,10 @@ from shared.contract import (
     CustomerErased,
     CustomerProfileChanged,
     CustomerTierChanged,
+    InteractionRecorded,
     NotificationSent,
 )
-from shared.contract.topics import CRM_COMPLAINTS, CRM_CUSTOMERS, CRM_NOTIFICATIONS, CRM_TIER_CHANGES
+from shared.contract.topics import CRM_COMPLAINTS, CRM_CUSTOMERS, CRM_INTERACTIONS, CRM_NOTIFICATIONS, CRM_TIER_CHANGES
 from shared.kafka import batch_options, by_subject, subscriber_options
 
 from . import domain
@@ -27,7 +28,7 @@ from .repository import Repository
 from .settings import NotificationsSettings
 
 
-SUBSCRIBED = (CRM_CUSTOMERS, CRM_TIER_CHANGES, CRM_COMPLAINTS)
+SUBSCRIBED = (CRM_CUSTOMERS, CRM_TIER_CHANGES, CRM_COMPLAINTS, CRM_INTERACTIONS)
 
 
 async def submit_each(notifier: Notifier, asked: list[tuple[domain.Request, CloudEvent]]) -> None:
@@ -94,6 +95,12 @@ def build_router(settings: NotificationsSettings, repo: Repository, notifier: No
         await asyncio.gather(*(repo.save_tier(customer, dimension, e.data.current)
                                for (customer, dimension), e in latest.items()))
         await submit_each(notifier, [(r, e) for e in events if (r := domain.tier_request(e))])
+
+    @router.subscriber(CRM_INTERACTIONS, **batch_options(settings, CRM_INTERACTIONS),
+                       title="crm.interactions.v1:notifications",
+                       description="A referral thanks the referrer, once per customer referred, within consent.")
+    async def on_interactions(events: list[InteractionRecorded]) -> None:
+        await submit_each(notifier, [(r, e) for e in events if (r := domain.referral_request(e))])
 
     @router.subscriber(CRM_COMPLAINTS, **subscriber_options(settings, CRM_COMPLAINTS),
                        title="crm.complaints.v1:notifications",

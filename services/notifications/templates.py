@@ -81,6 +81,11 @@ class Templates:
         if "holiday" in values:
             names = self.sources[chosen].get("_holidays", {})
             values["holiday_name"] = names.get(values["holiday"], values["holiday"].replace("_", " ").title())
+        # A tier reaches the customer by its name in their language, never as the code on the contract.
+        tiers = self.sources[chosen].get("_tiers", {})
+        for key in ("tier", "previous"):
+            if key in values:
+                values[f"{key}_name"] = tiers.get(values[key], values[key])
         try:
             subject = self._compiled(chosen, template, "subject").render(values)
             body = self._compiled(chosen, template, "body").render(values)

@@ -62,7 +62,7 @@ async def test_a_customer_who_buys_into_a_higher_tier_is_congratulated_by_email_
     mail = await _mail(system, ada, "tier_upgrade:value_tier:high:")
     assert mail["To"] == ada.email.lower()
     assert mail["Content-Language"] == "en-US"
-    assert str(mail["Subject"]) == "Congratulations on reaching high"
+    assert str(mail["Subject"]) == "Congratulations on reaching Gold"
     body = mail.get_content()
     assert f"Dear {ada.name}, congratulations: your membership is now high." in body
     assert "恭喜" not in body  # not the default locale's template

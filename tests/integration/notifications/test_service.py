@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -13,7 +14,7 @@ from services.notifications.app import build_app
 from services.notifications.settings import NotificationsSettings
 from shared.clock import FixedClock
 from shared.contract import dlq
-from shared.contract.topics import CRM_COMPLAINTS, CRM_CUSTOMERS, CRM_NOTIFICATIONS, CRM_TIER_CHANGES
+from shared.contract.topics import CRM_COMPLAINTS, CRM_CUSTOMERS, CRM_INTERACTIONS, CRM_NOTIFICATIONS, CRM_TIER_CHANGES
 from tests.helpers import api_key, consume_all, envelope, eventually, produce, running
 
 from .conftest import SmsProvider, SmtpSink, skip_backlog
@@ -92,6 +93,38 @@ async def test_a_registration_is_welcomed_by_email_in_the_customers_locale_and_t
         "dedupe_key": f"welcome:{customer}", "attempts": 1}
 
 
+async def test_a_referral_thanks_the_referrer_once_and_one_without_consent_is_suppressed(
+        infra: dict[str, str], unique: str, smtp_sink: tuple[SmtpSink, int], sms_provider: SmsProvider) -> None:
+    sink, port = smtp_sink
+    referrer, silent = f"C-{unique}-r", f"C-{unique}-s"
+    address = f"ref-{unique}@example.com"
+
+    def referral(customer: str, referred: str, n: int) -> dict[str, Any]:
+        return envelope("customer.interaction.recorded", customer, {
+            "interaction_id": f"I-{unique}-{n}", "kind": "referral", "channel": "app", "direction": "inbound",
+            "referred_customer_id": referred}, time_=BASE)
+
+    app = build_app(await settings_for(unique, port, sms_provider), clock=FixedClock(BASE))
+    async with running(app) as client:
+        await send(infra, CRM_CUSTOMERS, profile(referrer, email=address, version=2),
+                   profile(silent, email=f"s-{unique}@example.com", version=2,
+                           consents={"care_messages": False, "email": True}))
+        await eventually(lambda: app.state.repo.profile(silent))
+        # The same referral told twice (two systems), and a referral by a customer who wants no care messages.
+        await send(infra, CRM_INTERACTIONS, referral(referrer, f"C-{unique}-n", 1),
+                   referral(referrer, f"C-{unique}-n", 2), referral(silent, f"C-{unique}-m", 3))
+        await eventually(lambda: _async(sink.to(address)))
+        quiet = await outcomes(infra, silent, 1)
+        await asyncio.sleep(1)
+        history = await _history(client, referrer)
+    assert [h["template"] for h in history] == ["referral_thanks"]
+    [mail] = sink.to(address)
+    assert mail["Subject"] == "感谢您的推荐"
+    assert [(e["type"], e["data"]["trigger"], e["data"]["reason"]) for e in quiet] == [
+        ("notification.suppressed", "referral_thanks", "no_consent")]
+    assert len(sink.to(address)) == 1
+
+
 async def test_the_same_tier_change_delivered_twice_or_noticed_again_sends_one_message_and_a_bulk_change_none(
         infra: dict[str, str], unique: str, smtp_sink: tuple[SmtpSink, int], sms_provider: SmsProvider) -> None:
     sink, port = smtp_sink
@@ -110,7 +143,7 @@ async def test_the_same_tier_change_delivered_twice_or_noticed_again_sends_one_m
         await eventually(lambda: _async(len(sink.to(address)) >= 2))
         history = await _history(client, customer)
     subjects = sorted(m["Subject"] for m in sink.to(address))
-    assert subjects == ["恭喜您升级为high等级会员", "欢迎回来"]
+    assert subjects == ["恭喜您升级为金卡会员", "欢迎回来"]
     assert sorted(h["template"] for h in history) == ["tier_upgrade", "welcome_back"]
     events = await outcomes(infra, customer, 4)
     sent = [e for e in events if e["type"] == "notification.sent"]
@@ -229,7 +262,7 @@ async def test_a_tier_change_read_before_the_profile_waits_for_it_and_is_sent_wh
         clock.set(BASE + timedelta(minutes=1))
         await app.state.scheduler.tick()
         history = await _sent(client, customer)
-    assert [m["Subject"] for m in sink.to(address)] == ["恭喜您升级为medium等级会员"]
+    assert [m["Subject"] for m in sink.to(address)] == ["恭喜您升级为银卡会员"]
     assert [h["template"] for h in history] == ["tier_upgrade"]
     events = await outcomes(infra, customer, 1)
     assert [e["type"] for e in events] == ["notification.sent"]

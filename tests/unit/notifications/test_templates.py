@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 
 import pytest
@@ -91,3 +92,23 @@ def test_every_message_type_renders_in_every_shipped_locale_on_every_channel() -
             for channel in ("email", "sms", "webhook"):
                 rendered = TEMPLATES.render(template, locale, channel, values, care=True, unsubscribe_url="u")
                 assert rendered.locale == locale and rendered.body
+
+
+@pytest.mark.parametrize(("locale", "upgrade", "downgrade"), [
+    ("zh-CN", "恭喜您升级为金卡会员", "由金卡会员调整为银卡会员"),
+    ("en-US", "your membership is now Gold", "changed from Gold to Silver"),
+])
+def test_tiers_reach_the_customer_by_their_names_in_the_customers_language(locale: str, upgrade: str,
+                                                                             downgrade: str) -> None:
+    reason = "net spend 3000.00 CNY in the trailing 365 days is below 5000.00; past the 30-day grace"
+    for template, previous, tier, expected in (("tier_upgrade", "medium", "high", upgrade),
+                                                ("tier_downgrade", "high", "medium", downgrade)):
+        request = Request("C-1", "tier", template, template, "k", "s",
+                          {"tier": tier, "previous": previous, "needed": reason})
+        context = template_context(request, Profile("C-1", name="Ann"), locale, Policy())
+        for channel in ("email", "sms"):
+            rendered = TEMPLATES.render(template, locale, channel, context, care=True, unsubscribe_url="u")
+            text = rendered.subject + rendered.body
+            assert not re.search(r"(?<![A-Za-z])(high|medium|low)(?![A-Za-z])", text), text
+            assert "net spend" not in text  # the rule's reason is for staff, not the customer
+        assert expected in TEMPLATES.render(template, locale, "email", context, care=True, unsubscribe_url="u").body

@@ -14,6 +14,7 @@ from services.notifications.domain import (
     complaint_requests,
     daily_requests,
     follow_up_due,
+    referral_request,
     tier_request,
     welcome_request,
 )
@@ -164,3 +165,18 @@ def test_other_countries_get_their_own_holidays_and_christmas_comes_from_the_con
     assert holidays_on(date(2027, 10, 3), "DE", **kw) == ["german_unity_day"]
     assert holidays_on(date(2027, 12, 25), "CN", **kw) == ["christmas"]
     assert holidays_on(date(2027, 12, 25), "US", **kw) == ["christmas_day"]
+
+
+def test_a_referral_thanks_the_referrer_once_per_customer_referred_and_other_interactions_send_nothing() -> None:
+    def interaction(kind: str, referred: str | None, interaction_id: str) -> Any:
+        return event("customer.interaction.recorded", {"interaction_id": interaction_id, "kind": kind,
+                                                       "channel": "app", "direction": "inbound",
+                                                       **({"referred_customer_id": referred} if referred else {})})
+
+    first = referral_request(interaction("referral", "C-20001", "I-1"))
+    told_again = referral_request(interaction("referral", "C-20001", "I-2"))
+    another = referral_request(interaction("referral", "C-20002", "I-3"))
+    assert first is not None and told_again is not None and another is not None
+    assert (first.customer_id, first.template, first.family) == ("C-10001", "referral_thanks", "referral")
+    assert first.dedupe_key == told_again.dedupe_key != another.dedupe_key
+    assert referral_request(interaction("call", None, "I-4")) is None
