@@ -142,6 +142,8 @@ class Rules:
     auto_close_days: int = 7
     low_score: int = 2
     low_score_action: Literal["reopen", "escalate"] = "reopen"
+    #: A survey answer naming no complaint scores the latest one only if resolved this recently.
+    survey_window_days: int = 14
 
 
 Result = tuple[Complaint, list[Emit]]

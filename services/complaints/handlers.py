@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any, Union
 
 import structlog
@@ -81,7 +82,9 @@ def build_router(settings: ComplaintsSettings, workflow: Workflow, dead_letters:
 
     @router.subscriber(CRM_INTERACTIONS, **batch_options(settings, CRM_INTERACTIONS), title="survey responses",
                        description="A survey_response with a satisfaction score is feedback on the complaint it "
-                                   "names, else on the customer's latest resolved complaint.")
+                                   "names, else on the customer's latest complaint if it was resolved within "
+                                   "COMPLAINTS_SURVEY_WINDOW_DAYS before the answer (otherwise it is general "
+                                   "satisfaction, not a complaint's).")
     async def on_interactions(events: list[InteractionRecorded]) -> None:
         for event in events:
             try:
@@ -96,9 +99,15 @@ async def _feedback(workflow: Workflow, event: InteractionRecorded) -> None:
     data = event.data
     if data.kind != "survey_response" or data.satisfaction is None:
         return
-    complaint_id = data.complaint_id or await workflow.repo.latest_resolved(event.subject)
+    complaint_id = data.complaint_id
     if complaint_id is None:
-        return
+        latest = await workflow.repo.latest_resolved(event.subject)
+        # Judged on the answer's own time, so that a replay decides alike.
+        window = timedelta(days=workflow.rules.survey_window_days)
+        if latest is None or latest[1] is None or not event.time - window <= latest[1] <= event.time + window:
+            log.info("survey_without_recent_complaint", customer_id=event.subject)
+            return
+        complaint_id = latest[0]
     try:
         await workflow.change(complaint_id, lambda c, t: domain.record_feedback(
             c, data.satisfaction, "", now=t, rules=workflow.rules, source=f"interaction/{data.interaction_id}",

@@ -179,12 +179,13 @@ class Repository:
         cursor = self.complaints.find({"customer_id": customer_id}, {"_id": 1})
         return [doc["_id"] for doc in await cursor.to_list(None)]
 
-    async def latest_resolved(self, customer_id: str) -> str | None:
+    async def latest_resolved(self, customer_id: str) -> tuple[str, datetime | None] | None:
+        """The customer's most recently opened resolved or closed complaint and when it was resolved."""
         # The customer id is the equality the store selects by; the status and the order apply to
         # that customer's complaints only.
         doc = await self.complaints.find_one({"customer_id": customer_id, "status": {"$in": ["resolved", "closed"]}},
-                                             {"_id": 1}, sort=[("opened_at", DESCENDING)])
-        return doc["_id"] if doc else None
+                                             {"_id": 1, "resolved_at": 1}, sort=[("opened_at", DESCENDING)])
+        return (doc["_id"], doc.get("resolved_at")) if doc else None
 
     # --- The customer's current tier, from the compacted classification topic ---------------
 

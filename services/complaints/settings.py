@@ -45,6 +45,9 @@ class ComplaintsSettings(PiiSettings):
     reopen_days: Annotated[int, Field(ge=0, le=365)] = 30
     auto_close_days: Annotated[int, Field(ge=1, le=365)] = 7
     low_score_action: Literal["reopen", "escalate"] = "reopen"
+    #: A survey answer naming no complaint scores the customer's latest complaint only if it was
+    #: resolved within this many days of the answer; otherwise it is general satisfaction.
+    survey_window_days: Annotated[int, Field(ge=0, le=365)] = 14
 
     #: Seconds between scheduler passes (warnings, breaches, auto-close, unsent events).
     scheduler_interval_s: Annotated[float, Field(gt=0, le=300)] = 5.0
@@ -74,4 +77,5 @@ class ComplaintsSettings(PiiSettings):
     def rules(self) -> Rules:
         return Rules(calendar=self.calendar(), policies=self.sla_policies, policy_version=self.sla_policy_version,
                      verification=self.verification, reopen_days=self.reopen_days,
-                     auto_close_days=self.auto_close_days, low_score_action=self.low_score_action)
+                     auto_close_days=self.auto_close_days, low_score_action=self.low_score_action,
+                     survey_window_days=self.survey_window_days)

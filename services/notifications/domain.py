@@ -327,12 +327,24 @@ def welcome_request(event: CustomerProfileChanged, *, now: datetime, max_age: ti
 
 def referral_request(event: InteractionRecorded) -> Request | None:
     """A thank-you to the referrer, once per customer they brought (a referral told twice, or by two
-    systems, thanks once)."""
+    systems, or also as ``referred_by`` on the new customer's registration, thanks once)."""
     referred = event.data.referred_customer_id
     if event.data.kind != "referral" or not referred:
         return None
-    return Request(event.subject, "referral", "referral_thanks", "referral_thanks",
-                   f"referral_thanks:{referred}:{event.subject}", event.id)
+    return _thanks(event.subject, referred, event.id)
+
+
+def referred_request(event: CustomerProfileChanged, *, now: datetime, max_age: timedelta) -> Request | None:
+    """The referrer named by a profile's ``referred_by``; not for old profiles read again from the start."""
+    referrer = event.data.referred_by
+    if referrer is None or referrer == event.subject or abs(now - event.time) > max_age:
+        return None
+    return _thanks(referrer, event.subject, event.id)
+
+
+def _thanks(referrer: str, referred: str, source_id: str) -> Request:
+    return Request(referrer, "referral", "referral_thanks", "referral_thanks", f"referral_thanks:{referred}:{referrer}",
+                   source_id)
 
 
 def profile_from_event(event: CustomerProfileChanged, previous: Profile | None) -> Profile:

@@ -64,7 +64,8 @@ def build_router(settings: NotificationsSettings, repo: Repository, notifier: No
     @router.subscriber(CRM_CUSTOMERS, **batch_options(settings, CRM_CUSTOMERS),
                        title="crm.customers.v1:notifications",
                        description="Keeps this service's copy of contacts, locale, time zone, country, consents "
-                                   "and birthday; welcomes a new registration; an erasure removes the copy.")
+                                   "and birthday; welcomes a new registration and thanks the customer named in "
+                                   "its referred_by; an erasure removes the copy.")
     async def on_customers(events: list[Union[CustomerProfileChanged, CustomerErased]]) -> None:
         asked: list[tuple[domain.Request, CloudEvent]] = []
 
@@ -77,8 +78,8 @@ def build_router(settings: NotificationsSettings, repo: Repository, notifier: No
                 profile = domain.profile_from_event(event, previous)  # type: ignore[arg-type]
                 await repo.save_profile(profile, profile.timezone or settings.default_timezone)
                 welcome = domain.welcome_request(event, now=clock.now(), max_age=welcome_age)  # type: ignore[arg-type]
-                if welcome:
-                    asked.append((welcome, event))
+                thanks = domain.referred_request(event, now=clock.now(), max_age=welcome_age)  # type: ignore[arg-type]
+                asked.extend((request, event) for request in (welcome, thanks) if request)
 
         await asyncio.gather(*(apply(group) for group in by_subject(events).values()))
         await submit_each(notifier, asked)

@@ -446,6 +446,36 @@ async def test_a_low_survey_score_on_the_interactions_topic_reopens_the_complain
     assert types(events)[-2:] == ["feedback_received", "reopened"]
 
 
+async def test_a_survey_answer_naming_no_complaint_scores_only_one_resolved_within_the_window(
+        infra: dict[str, str], unique: str) -> None:
+    customer = f"C-{unique}"
+    async with started(build_app(settings(unique), clock=FixedClock(MONDAY))) as client:
+        complaint_id = (await client.post("/complaints", json=body(customer), headers=auth())).json()["complaint_id"]
+        url = f"/complaints/{complaint_id}"
+        for step in ({"to": "acknowledged"}, {"to": "investigating"},
+                     {"to": "resolved", "resolution_summary": "Refunded", "root_cause": "billing_error"}):
+            await client.post(f"{url}/transitions", json=step, headers=auth())
+
+        def survey(n: int, at: datetime) -> tuple[bytes, dict[str, Any]]:
+            return customer.encode(), envelope("customer.interaction.recorded", customer, {
+                "interaction_id": f"S-{unique}-{n}", "kind": "survey_response", "channel": "sms",
+                "direction": "inbound", "satisfaction": 1}, time_=at)
+
+        # Two hundred days after the resolution: general satisfaction, not this complaint's. Three: its.
+        await produce(infra["KAFKA_BOOTSTRAP_SERVERS"], CRM_INTERACTIONS,
+                      [survey(1, MONDAY + timedelta(days=200)), survey(2, MONDAY + timedelta(days=3))])
+
+        async def scored() -> dict | None:
+            doc = (await client.get(url, headers=auth(READER))).json()
+            return doc if doc["feedback"] else None
+
+        doc = await eventually(scored)
+        await asyncio.sleep(1)
+        doc = (await client.get(url, headers=auth(READER))).json()
+    assert [f["source"] for f in doc["feedback"]] == [f"interaction/S-{unique}-2"]
+    assert doc["status"] == "investigating"  # a score of 1 reopens it
+
+
 async def test_customer_erased_removes_the_customers_text_from_complaints(infra: dict[str, str], unique: str) -> None:
     customer = f"C-{unique}"
     erased = envelope("customer.erased", customer, {"erased_at": MONDAY.isoformat()}, time_=MONDAY)

@@ -15,6 +15,7 @@ from services.notifications.domain import (
     daily_requests,
     follow_up_due,
     referral_request,
+    referred_request,
     tier_request,
     welcome_request,
 )
@@ -180,3 +181,16 @@ def test_a_referral_thanks_the_referrer_once_per_customer_referred_and_other_int
     assert (first.customer_id, first.template, first.family) == ("C-10001", "referral_thanks", "referral")
     assert first.dedupe_key == told_again.dedupe_key != another.dedupe_key
     assert referral_request(interaction("call", None, "I-4")) is None
+
+
+def test_a_registration_naming_its_referrer_thanks_them_under_the_same_key_as_the_referral_itself() -> None:
+    profile = event("customer.profile.changed", {"name": "N", "status": "active", "version": 1,
+                                                 "referred_by": "C-30001"}, subject="C-20001")
+    told = event("customer.interaction.recorded", {"interaction_id": "I-9", "kind": "referral", "channel": "app",
+                                                   "direction": "inbound", "referred_customer_id": "C-20001"},
+                 subject="C-30001")
+    thanks = referred_request(profile, now=profile.time, max_age=timedelta(days=2))
+    assert thanks is not None and thanks.customer_id == "C-30001"
+    assert thanks.dedupe_key == referral_request(told).dedupe_key  # type: ignore[union-attr]
+    # A profile read again long after (a new deployment reading the compacted topic) thanks nobody.
+    assert referred_request(profile, now=profile.time + timedelta(days=30), max_age=timedelta(days=2)) is None
