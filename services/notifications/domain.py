@@ -19,6 +19,7 @@ from shared.contract import (
     ComplaintOpened,
     ComplaintResolved,
     ComplaintSlaBreached,
+    CustomerClassification,
     CustomerProfileChanged,
     CustomerTierChanged,
     InteractionRecorded,
@@ -323,6 +324,18 @@ def welcome_request(event: CustomerProfileChanged, *, now: datetime, max_age: ti
     if p.status != "active" or p.version != 1 or abs(now - created) > max_age:
         return None
     return Request(event.subject, "welcome", "welcome", "welcome", f"welcome:{event.subject}", event.id)
+
+
+def grace_warning_request(event: CustomerClassification, *, now: datetime) -> Request | None:
+    """While a member tier waits out its grace period below its line: once per grace period, what
+    to spend by when to keep it (not once the moment has passed, e.g. a snapshot read again late)."""
+    pending = event.data.downgrade_pending.get("value_tier")
+    if pending is None or pending.spend_needed is None or not pending.spend_needed > 0 or now >= pending.effective_at:
+        return None
+    key = f"tier_grace_warning:value_tier:{pending.current}:{pending.below_since.isoformat()}:{event.subject}"
+    return Request(event.subject, "tier", "tier_grace_warning", "tier_grace_warning", key, event.id,
+                   {"tier": pending.current, "amount": format(pending.spend_needed, "f"),
+                    "currency": pending.currency or "", "keep_by_at": pending.effective_at.isoformat()})
 
 
 def referral_request(event: InteractionRecorded) -> Request | None:

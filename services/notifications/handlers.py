@@ -13,13 +13,21 @@ from shared.contract import (
     CloudEvent,
     ComplaintEvent,
     ComplaintReopened,
+    CustomerClassification,
     CustomerErased,
     CustomerProfileChanged,
     CustomerTierChanged,
     InteractionRecorded,
     NotificationSent,
 )
-from shared.contract.topics import CRM_COMPLAINTS, CRM_CUSTOMERS, CRM_INTERACTIONS, CRM_NOTIFICATIONS, CRM_TIER_CHANGES
+from shared.contract.topics import (
+    CRM_COMPLAINTS,
+    CRM_CUSTOMER_TIERS,
+    CRM_CUSTOMERS,
+    CRM_INTERACTIONS,
+    CRM_NOTIFICATIONS,
+    CRM_TIER_CHANGES,
+)
 from shared.kafka import batch_options, by_subject, subscriber_options
 
 from . import domain
@@ -28,7 +36,7 @@ from .repository import Repository
 from .settings import NotificationsSettings
 
 
-SUBSCRIBED = (CRM_CUSTOMERS, CRM_TIER_CHANGES, CRM_COMPLAINTS, CRM_INTERACTIONS)
+SUBSCRIBED = (CRM_CUSTOMERS, CRM_TIER_CHANGES, CRM_COMPLAINTS, CRM_INTERACTIONS, CRM_CUSTOMER_TIERS)
 
 
 async def submit_each(notifier: Notifier, asked: list[tuple[domain.Request, CloudEvent]]) -> None:
@@ -96,6 +104,14 @@ def build_router(settings: NotificationsSettings, repo: Repository, notifier: No
         await asyncio.gather(*(repo.save_tier(customer, dimension, e.data.current)
                                for (customer, dimension), e in latest.items()))
         await submit_each(notifier, [(r, e) for e in events if (r := domain.tier_request(e))])
+
+    @router.subscriber(CRM_CUSTOMER_TIERS, **batch_options(settings, CRM_CUSTOMER_TIERS),
+                       title="crm.customer-tiers.v1:notifications",
+                       description="A member tier waiting out its grace period below its line: one warning per "
+                                   "grace period saying what to spend by when to keep it.")
+    async def on_classifications(events: list[CustomerClassification]) -> None:
+        now = clock.now()
+        await submit_each(notifier, [(r, e) for e in events if (r := domain.grace_warning_request(e, now=now))])
 
     @router.subscriber(CRM_INTERACTIONS, **batch_options(settings, CRM_INTERACTIONS),
                        title="crm.interactions.v1:notifications",

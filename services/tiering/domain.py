@@ -480,6 +480,8 @@ class Pending:
     below_since: datetime
     effective_at: datetime
     needed: str
+    #: Net spend (base cents) still missing to keep ``current``, where a spend line decides it.
+    spend_needed: int | None = None
 
 
 @dataclass(frozen=True)
@@ -537,6 +539,17 @@ def direction(dimension: str, previous: str | None, current: str) -> str:
     return "upgrade" if b > a else "downgrade" if b < a else "lateral"
 
 
+def _spend_needed(dimension: str, held: str, metrics: Metrics, cutoffs: Cutoffs | None, policy: Policy) -> int | None:
+    """How much more net spend keeps ``held``, where a spend line decides the dimension."""
+    if dimension == "value_tier":
+        line = Policy.minor(policy.value_tier.high if held == "high" else policy.value_tier.medium)
+    elif dimension == "vip" and cutoffs and cutoffs.vip_min is not None:
+        line = cutoffs.vip_min
+    else:
+        return None
+    return max(0, line - metrics.spend_12m)
+
+
 def _needed(dimension: str, held: str, metrics: Metrics, cutoffs: Cutoffs | None, policy: Policy) -> str:
     cur = policy.base_currency
     if dimension == "value_tier":
@@ -576,7 +589,8 @@ def decide(previous: Snapshot, targets: Mapping[str, tuple[str, str]], metrics: 
                 held[dim] = before
                 reasons[dim] = previous.reasons.get(dim, reason)
                 pending[dim] = Pending(current=before, pending=target, below_since=below_since, effective_at=due,
-                                       needed=_needed(dim, before, metrics, cutoffs, policy))
+                                       needed=_needed(dim, before, metrics, cutoffs, policy),
+                                       spend_needed=_spend_needed(dim, before, metrics, cutoffs, policy))
                 continue
             reason = f"{reason}; below since {below_since.date().isoformat()}, past the {grace.days}-day grace"
         held[dim] = target

@@ -725,7 +725,9 @@ class Engine:
         data.update({
             "policy_version": self.policy.version, "updated_at": _time(now),
             "downgrade_pending": {d: {"current": p.current, "pending": p.pending, "below_since": _time(p.below_since),
-                                      "effective_at": _time(p.effective_at), "needed": p.needed}
+                                      "effective_at": _time(p.effective_at), "needed": p.needed,
+                                      **({"spend_needed": domain.money(p.spend_needed),
+                                          "currency": self.policy.base_currency} if p.spend_needed is not None else {})}
                                   for d, p in s.pending.items()},
             "overrides": {d: o.value for d, o in s.overrides.items()},
         })

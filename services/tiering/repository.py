@@ -69,7 +69,7 @@ def entry_from_doc(doc: Mapping[str, Any]) -> Entry:
 
 def _pending_doc(p: Pending) -> dict[str, Any]:
     return {"current": p.current, "pending": p.pending, "below_since": p.below_since,
-            "effective_at": p.effective_at, "needed": p.needed}
+            "effective_at": p.effective_at, "needed": p.needed, "spend_needed": p.spend_needed}
 
 
 def _override_doc(o: Override) -> dict[str, Any]:

@@ -372,6 +372,9 @@ class PendingDowngrade(Model):
     below_since: AwareTime
     effective_at: AwareTime
     needed: Annotated[str, Field(max_length=500)]
+    #: Net spend still missing to keep ``current`` by ``effective_at``, where a spend line decides it.
+    spend_needed: Amount | None = None
+    currency: Currency | None = None
 
 
 class ClassificationData(Model):

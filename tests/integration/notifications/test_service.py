@@ -14,7 +14,14 @@ from services.notifications.app import build_app
 from services.notifications.settings import NotificationsSettings
 from shared.clock import FixedClock
 from shared.contract import dlq
-from shared.contract.topics import CRM_COMPLAINTS, CRM_CUSTOMERS, CRM_INTERACTIONS, CRM_NOTIFICATIONS, CRM_TIER_CHANGES
+from shared.contract.topics import (
+    CRM_COMPLAINTS,
+    CRM_CUSTOMER_TIERS,
+    CRM_CUSTOMERS,
+    CRM_INTERACTIONS,
+    CRM_NOTIFICATIONS,
+    CRM_TIER_CHANGES,
+)
 from tests.helpers import api_key, consume_all, envelope, eventually, produce, running
 
 from .conftest import SmsProvider, SmtpSink, skip_backlog
@@ -123,6 +130,35 @@ async def test_a_referral_thanks_the_referrer_once_and_one_without_consent_is_su
     assert [(e["type"], e["data"]["trigger"], e["data"]["reason"]) for e in quiet] == [
         ("notification.suppressed", "referral_thanks", "no_consent")]
     assert len(sink.to(address)) == 1
+
+
+async def test_a_tier_in_its_grace_period_is_warned_once_with_the_amount_and_the_day(
+        infra: dict[str, str], unique: str, smtp_sink: tuple[SmtpSink, int], sms_provider: SmsProvider) -> None:
+    sink, port = smtp_sink
+    customer, address = f"C-{unique}", f"grace-{unique}@example.com"
+    due = BASE + timedelta(days=29)
+
+    def snapshot(needed: str, at: datetime) -> dict[str, Any]:
+        return envelope("customer.classification", customer, {
+            "value_tier": "high", "policy_version": "v1", "updated_at": at.isoformat(),
+            "metrics": {"currency": "CNY", "spend_12m": "19200.00", "orders_12m": 3},
+            "downgrade_pending": {"value_tier": {
+                "current": "high", "pending": "medium", "below_since": (BASE - timedelta(days=1)).isoformat(),
+                "effective_at": due.isoformat(), "needed": "net spend of at least 20000.00 CNY",
+                "spend_needed": needed, "currency": "CNY"}}}, time_=at)
+
+    app = build_app(await settings_for(unique, port, sms_provider), clock=FixedClock(BASE))
+    async with running(app):
+        await send(infra, CRM_CUSTOMERS, profile(customer, email=address, version=2))
+        await eventually(lambda: app.state.repo.profile(customer))
+        # The same grace period seen in two snapshots (another purchase, still short): one warning.
+        await send(infra, CRM_CUSTOMER_TIERS, snapshot("800.00", BASE), snapshot("500.00", BASE + timedelta(hours=1)))
+        await eventually(lambda: _async(sink.to(address)))
+        await asyncio.sleep(1)
+    [mail] = sink.to(address)
+    assert mail["Subject"] == "保留金卡会员的温馨提示"
+    local = due.astimezone(ZoneInfo("Asia/Shanghai"))
+    assert "再消费800.00 CNY" in mail.get_content() and f"{local.month}月{local.day}日" in mail.get_content()
 
 
 async def test_the_same_tier_change_delivered_twice_or_noticed_again_sends_one_message_and_a_bulk_change_none(

@@ -86,7 +86,8 @@ def test_the_expected_response_time_is_written_in_the_customers_own_calendar() -
 
 def test_every_message_type_renders_in_every_shipped_locale_on_every_channel() -> None:
     values = {"name": "N", "tier": "high", "previous": "medium", "needed": "x", "complaint_id": "CP-1",
-              "due_local": "soon", "holiday": "spring_festival", "cadence_days": 30, "sla_target": "resolution"}
+              "due_local": "soon", "holiday": "spring_festival", "cadence_days": 30, "sla_target": "resolution",
+              "amount": "800.00", "currency": "CNY", "keep_by_local": "soon"}
     for locale in ("zh-CN", "en-US"):
         for template in TEMPLATES.types:
             for channel in ("email", "sms", "webhook"):

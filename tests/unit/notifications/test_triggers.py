@@ -14,6 +14,7 @@ from services.notifications.domain import (
     complaint_requests,
     daily_requests,
     follow_up_due,
+    grace_warning_request,
     referral_request,
     referred_request,
     tier_request,
@@ -194,3 +195,25 @@ def test_a_registration_naming_its_referrer_thanks_them_under_the_same_key_as_th
     assert thanks.dedupe_key == referral_request(told).dedupe_key  # type: ignore[union-attr]
     # A profile read again long after (a new deployment reading the compacted topic) thanks nobody.
     assert referred_request(profile, now=profile.time + timedelta(days=30), max_age=timedelta(days=2)) is None
+
+
+def test_a_tier_in_its_grace_period_is_warned_once_per_grace_period_and_not_once_it_is_over() -> None:
+    def snapshot(below_since: datetime, needed: str | None, effective: datetime) -> Any:
+        pending = {"current": "high", "pending": "medium", "below_since": below_since.isoformat(),
+                   "effective_at": effective.isoformat(), "needed": "net spend of at least 20000.00 CNY",
+                   **({"spend_needed": needed, "currency": "CNY"} if needed else {})}
+        return event("customer.classification", {"value_tier": "high", "policy_version": "v1",
+                                                  "metrics": {"currency": "CNY", "spend_12m": "19200.00", "orders_12m": 3},
+                                                  "updated_at": WHEN.isoformat(),
+                                                  "downgrade_pending": {"value_tier": pending}})
+
+    since, due = WHEN - timedelta(days=1), WHEN + timedelta(days=29)
+    warning = grace_warning_request(snapshot(since, "800.00", due), now=WHEN)
+    again = grace_warning_request(snapshot(since, "500.00", due), now=WHEN + timedelta(days=3))
+    later = grace_warning_request(snapshot(since + timedelta(days=60), "800.00", due + timedelta(days=60)), now=WHEN)
+    assert warning is not None and again is not None and later is not None
+    assert warning.template == "tier_grace_warning" and warning.params["amount"] == "800.00"
+    assert warning.params["keep_by_at"] == due.isoformat() and warning.params["tier"] == "high"
+    assert warning.dedupe_key == again.dedupe_key != later.dedupe_key  # one per grace period
+    assert grace_warning_request(snapshot(since, "800.00", due), now=due) is None  # too late to keep it
+    assert grace_warning_request(snapshot(since, None, due), now=WHEN) is None  # no spend line to name

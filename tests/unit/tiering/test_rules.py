@@ -73,6 +73,7 @@ def test_an_upgrade_is_immediate_but_a_downgrade_waits_for_the_grace_period() ->
     assert held.output["value_tier"] == "high"
     assert held.pending["value_tier"].pending == "low"
     assert "20000.00 CNY" in held.pending["value_tier"].needed
+    assert held.pending["value_tier"].spend_needed == (20_000 - 3_000) * 100  # 3,000 left of 25,000
     assert not [c for c in changes if c.dimension == "value_tier"]
     clock.advance(timedelta(days=31))
     after, changes, _ = evaluate(ledger, held, now=clock.now())
