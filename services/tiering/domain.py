@@ -69,6 +69,7 @@ class Entry:
     ref: str | None = None  # complaint id for complaint entries
     status: str | None = None
     score: int | None = None
+    currency: str | None = None  # what the customer paid in, for figures shown in it
 
 
 Ledger = dict[str, Entry]
@@ -110,6 +111,8 @@ class Metrics:
     open_complaints: int = 0
     latest_satisfaction: int | None = None
     registered: bool = False
+    #: The one currency the customer paid in (None when several, or not known).
+    currency: str | None = None
 
     def recency_days(self, now: datetime) -> int | None:
         if self.last_purchase_at is None:
@@ -141,10 +144,12 @@ def compute_metrics(ledger: Iterable[Entry], now: datetime, policy: Policy) -> M
     complaints: dict[str, Entry] = {}
     satisfaction: Entry | None = None
     registered = False
+    currencies: set[str | None] = set()
     for e in ledger:
         if e.time > now:
             continue  # judged as of ``now``: an entry from its future does not count yet
         if e.kind in ("purchase", "refund"):
+            currencies.add(e.currency)
             sign_buy = e.kind == "purchase"
             if sign_buy:
                 times.append(e.time)
@@ -179,6 +184,7 @@ def compute_metrics(ledger: Iterable[Entry], now: datetime, policy: Policy) -> M
     times.sort()
     gaps = [(b - a).total_seconds() / 86400 for a, b in zip(times, times[1:])]
     return Metrics(
+        currency=next(iter(currencies)) if len(currencies) == 1 else None,
         spend_12m=_net(buy_12m, refund_12m),
         orders_12m=orders_12m,
         orders_prev_12m=orders_prev,
@@ -696,10 +702,12 @@ def entry_for(event: Any, policy: Policy) -> Entry | None:
     data = event.data
     if kind == "order.purchase.completed":
         minor = _base_minor(policy, data.total_amount, data.currency)
-        return Entry(f"p:{data.order_id}", "purchase", event.time, minor, order_id=data.order_id)
+        return Entry(f"p:{data.order_id}", "purchase", event.time, minor, order_id=data.order_id,
+                     currency=data.currency)
     if kind == "order.purchase.refunded":
         minor = _base_minor(policy, data.amount, data.currency)
-        return Entry(f"r:{data.refund_id}", "refund", event.time, minor, order_id=data.order_id)
+        return Entry(f"r:{data.refund_id}", "refund", event.time, minor, order_id=data.order_id,
+                     currency=data.currency)
     if kind == "customer.interaction.recorded":
         if data.kind == "referral":
             return Entry(f"i:{data.interaction_id}", "referral", event.time, score=data.satisfaction)

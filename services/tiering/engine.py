@@ -22,6 +22,7 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 import structlog
@@ -693,18 +694,31 @@ class Engine:
         """The metrics as JSON, encoded once for all of the customer's events."""
         assert self.policy is not None
         scores = domain.rfm_scores(m, self.cutoffs, now)
+        currency, shown = self._shown(m.currency)
         metrics = {
-            "currency": self.policy.base_currency, "spend_12m": _money(m.spend_12m), "orders_12m": m.orders_12m,
+            "currency": currency, "spend_12m": shown(m.spend_12m), "orders_12m": m.orders_12m,
             "first_purchase_at": _time(m.first_purchase_at), "last_purchase_at": _time(m.last_purchase_at),
             "recency_days": m.recency_days(now),
             "rfm": {"r": scores[0], "f": scores[1], "m": scores[2]} if scores else None,
-            "spend_90d": _money(m.spend_90d), "spend_prev_90d": _money(m.spend_prev_90d),
+            "spend_90d": shown(m.spend_90d), "spend_prev_90d": shown(m.spend_prev_90d),
             "orders_prev_12m": m.orders_prev_12m, "typical_gap_days": m.typical_gap_days,
-            "lifetime_spend": _money(m.lifetime_spend), "lifetime_orders": m.lifetime_orders,
+            "lifetime_spend": shown(m.lifetime_spend), "lifetime_orders": m.lifetime_orders,
             "referrals": m.referrals, "open_complaints": m.open_complaints,
             "latest_satisfaction": m.latest_satisfaction,
+            # What the policy compared: the spend in its base currency.
+            "base": {"currency": self.policy.base_currency, "spend_12m": _money(m.spend_12m)}
+            if currency != self.policy.base_currency else None,
         }
         return to_json({k: v for k, v in metrics.items() if v is not None})
+
+    def _shown(self, currency: str | None) -> tuple[str, Callable[[int], str]]:
+        """The currency a customer's figures are shown in (theirs when they paid in one, else the
+        base currency) and how a base amount reads in it, at the policy's fixed rate."""
+        assert self.policy is not None
+        rate = self.policy.rates.get(currency or "")
+        if currency is None or rate is None or currency == self.policy.base_currency:
+            return self.policy.base_currency, _money
+        return currency, lambda minor: format((Decimal(minor) / 100 / rate).quantize(Decimal("0.01")), "f")
 
     def _change_event(self, customer_id: str, event_id: str, change: Change, metrics: bytes, bulk: bool,
                       cause: CloudEvent | None) -> OutboundRecord:
@@ -722,12 +736,13 @@ class Engine:
         assert self.policy is not None
         s = state.snapshot
         data: dict[str, Any] = {dim: s.output[dim] for dim in domain.RANKS if s.output.get(dim) is not None}
+        currency, shown = self._shown(state.metrics.currency)
         data.update({
             "policy_version": self.policy.version, "updated_at": _time(now),
             "downgrade_pending": {d: {"current": p.current, "pending": p.pending, "below_since": _time(p.below_since),
                                       "effective_at": _time(p.effective_at), "needed": p.needed,
-                                      **({"spend_needed": domain.money(p.spend_needed),
-                                          "currency": self.policy.base_currency} if p.spend_needed is not None else {})}
+                                      **({"spend_needed": shown(p.spend_needed), "currency": currency}
+                                         if p.spend_needed is not None else {})}
                                   for d, p in s.pending.items()},
             "overrides": {d: o.value for d, o in s.overrides.items()},
         })

@@ -55,7 +55,7 @@ class CustomerState:
 
 def entry_doc(entry: Entry) -> dict[str, Any]:
     doc = {"key": entry.key, "kind": entry.kind, "time": entry.time, "minor": entry.minor}
-    for name in ("order_id", "ref", "status", "score"):
+    for name in ("order_id", "ref", "status", "score", "currency"):
         value = getattr(entry, name)
         if value is not None:
             doc[name] = value
@@ -64,7 +64,8 @@ def entry_doc(entry: Entry) -> dict[str, Any]:
 
 def entry_from_doc(doc: Mapping[str, Any]) -> Entry:
     return Entry(key=doc["key"], kind=doc["kind"], time=doc["time"], minor=doc.get("minor", 0),
-                 order_id=doc.get("order_id"), ref=doc.get("ref"), status=doc.get("status"), score=doc.get("score"))
+                 order_id=doc.get("order_id"), ref=doc.get("ref"), status=doc.get("status"), score=doc.get("score"),
+                 currency=doc.get("currency"))
 
 
 def _pending_doc(p: Pending) -> dict[str, Any]:

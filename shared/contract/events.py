@@ -315,8 +315,15 @@ class RfmScores(Model):
     m: Annotated[int, Field(ge=1, le=5)]
 
 
+class BaseSpend(Model):
+    currency: Currency
+    spend_12m: Amount
+
+
 class TierMetrics(Model):
-    """The figures a classification used; amounts in the policy's base currency."""
+    """The figures a classification used. Amounts are in ``currency``: the one the customer paid
+    in, converted from the policy's base currency at its fixed rates, or the base currency when they
+    paid in several; ``base`` then holds the spend the policy compared, in its base currency."""
 
     currency: Currency
     spend_12m: Amount
@@ -334,6 +341,7 @@ class TierMetrics(Model):
     referrals: Annotated[int, Field(ge=0)] | None = None
     open_complaints: Annotated[int, Field(ge=0)] | None = None
     latest_satisfaction: Annotated[int, Field(ge=1, le=5)] | None = None
+    base: BaseSpend | None = None
 
 
 class TierChangedData(Model):

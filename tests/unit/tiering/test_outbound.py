@@ -102,3 +102,27 @@ def test_a_stored_customer_evaluated_first_after_a_start_has_its_snapshot_publis
 
     assert published(NOW) == ["customer.classification"]
     assert published(NOW + timedelta(minutes=1)) == []
+
+
+def test_a_customer_paying_in_one_currency_sees_figures_in_it_and_the_base_spend_the_policy_compared() -> None:
+    engine, _, _ = engine_with_customer()
+    policy = engine.policy
+    assert policy is not None
+
+    def metrics_of(*currencies: str) -> object:
+        state = CustomerState("C-outbound-2")
+        for n, currency in enumerate(currencies):
+            event = envelope("order.purchase.completed", "C-outbound-2", {
+                "order_id": f"o{n}", "total_amount": "100.00", "currency": currency, "channel": "online"},
+                time_=NOW - timedelta(days=n + 1))
+            entry = domain.entry_for(parse_event(json.dumps(event).encode()), policy)
+            assert entry is not None
+            domain.add_entry(state.ledger, entry)
+        metrics = domain.compute_metrics(state.ledger.values(), NOW, policy)
+        return json.loads(engine._tier_metrics(metrics, NOW))
+
+    pounds = metrics_of("GBP", "GBP")
+    assert (pounds["currency"], pounds["spend_12m"]) == ("GBP", "200.00")
+    assert pounds["base"] == {"currency": "CNY", "spend_12m": "1800.00"}  # at the policy's 9.00 CNY per GBP
+    mixed = metrics_of("GBP", "USD")
+    assert (mixed["currency"], mixed["spend_12m"], "base" in mixed) == ("CNY", "1610.00", False)
