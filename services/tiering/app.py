@@ -36,10 +36,11 @@ def build_app(settings: TieringSettings | None = None, *, clock: Clock | None = 
             await asyncio.sleep(settings.scheduler_interval_s)
 
     async def population_refresher() -> None:
-        """Cut-offs once the state is loaded, then periodically and whenever the population moved."""
+        """Cut-offs once the state is loaded, then periodically (batches refresh them as soon as
+        the population they bring moved materially)."""
         await engine.refresh()
         while True:
-            await engine.refresh_due(settings.refresh_interval_s, settings.refresh_min_interval_s)
+            await asyncio.sleep(settings.refresh_interval_s)
             await engine.refresh()
 
     async def flusher() -> None:

@@ -144,7 +144,8 @@ class Engine:
         #: Since the cut-offs: customers who joined the active population and spend moved (base cents).
         self.joined = 0
         self.spend_moved = 0
-        self._population_moved = asyncio.Event()
+        self._population_moved = False
+        self._refreshed_at = float("-inf")
         self.events_in = Counter("carecrm_tiering_events", "Inbound events applied to the ledger", ["kind"],
                                  registry=registry)
         self._change_counters: dict[tuple[str, str], Any] = {}
@@ -310,6 +311,10 @@ class Engine:
                 now = self.clock.now()
                 await self._apply([(states[cid], min(cause.time, now), cause) for cid, cause in touched.items()],
                                   now)
+                if self._refresh_wanted():
+                    # Within the batch, before its offsets may be committed: once the records that
+                    # moved the population are handled, so is what they moved.
+                    await self._refresh_locked()
             except BaseException:
                 self._forget(states)
                 raise
@@ -423,26 +428,36 @@ class Engine:
         """New cut-offs: the population's drift counts from here."""
         self.cutoffs = cutoffs
         self.joined = self.spend_moved = 0
-        self._population_moved.clear()
+        self._population_moved = False
+        self._refreshed_at = time.monotonic()
 
     async def refresh(self) -> dict[str, Any]:
         """Recompute the cut-offs now; customers whose class moved get (bulk) events."""
         async with self.lock:
-            policy = await self.ready()
-            now = self.clock.now()
-            version = (self.cutoffs.version if self.cutoffs else 0) + 1
-            # Classes measured before any population existed were provisional: the first real
-            # cut-offs replace them at once, where a dip below a real cut-off waits out its grace.
-            provisional = self.cutoffs is None or not self.cutoffs.population
-            cutoffs = self._population(policy, now, version)
-            await self.repo.store_cutoffs(cutoffs)
-            self._measured(cutoffs)
-            outcome = await self._reevaluate_all(
-                policy, now, only_population=True,
-                immediate=frozenset(domain.POPULATION_DIMENSIONS) if provisional else False)
-            log.info("population_refreshed", version=version, population=cutoffs.population,
-                     changed=outcome.changed_customers)
+            result = await self._refresh_locked()
         await self.flush()
+        return result
+
+    def _refresh_wanted(self) -> bool:
+        """The population moved materially since the cut-offs, and long enough ago."""
+        return (self.settings.refresh_interval_s > 0 and self._population_moved
+                and time.monotonic() - self._refreshed_at >= self.settings.refresh_min_interval_s)
+
+    async def _refresh_locked(self) -> dict[str, Any]:
+        policy = await self.ready()
+        now = self.clock.now()
+        version = (self.cutoffs.version if self.cutoffs else 0) + 1
+        # Classes measured before any population existed were provisional: the first real
+        # cut-offs replace them at once, where a dip below a real cut-off waits out its grace.
+        provisional = self.cutoffs is None or not self.cutoffs.population
+        cutoffs = self._population(policy, now, version)
+        await self.repo.store_cutoffs(cutoffs)
+        self._measured(cutoffs)
+        outcome = await self._reevaluate_all(
+            policy, now, only_population=True,
+            immediate=frozenset(domain.POPULATION_DIMENSIONS) if provisional else False)
+        log.info("population_refreshed", version=version, population=cutoffs.population,
+                 changed=outcome.changed_customers)
         return {"cutoffs_version": version, "population": cutoffs.population, "vip_count": cutoffs.vip_count,
                 "changed_customers": outcome.changed_customers, "events": outcome.events}
 
@@ -559,19 +574,12 @@ class Engine:
         self._plan(state.customer_id, state.next_eval_at)
         self.joined += (before is None or before.spend_12m <= 0) and now.spend_12m > 0
         self.spend_moved += abs(now.spend_12m - (before.spend_12m if before else 0))
-        if self.policy is not None and not self._population_moved.is_set():
+        if self.policy is not None and not self._population_moved:
             share = self.policy.population.refresh_share
             cutoffs = self.cutoffs
             if (self.joined > share * (cutoffs.population if cutoffs else 0)
                     or self.spend_moved > share * (cutoffs.spend_total if cutoffs else 0)):
-                self._population_moved.set()
-
-    async def refresh_due(self, interval: float, least: float) -> None:
-        """Return once ``interval`` has passed, or ``least`` has and the population moved materially."""
-        started = time.monotonic()
-        await asyncio.sleep(least)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._population_moved.wait(), max(0.0, interval - (time.monotonic() - started)))
+                self._population_moved = True
 
     def _evaluate(self, work: list[tuple[CustomerState, datetime, CloudEvent | None]], now: datetime,
                   revisions: list[tuple[CustomerState, list[str]]], history: list[dict[str, Any]], *,
