@@ -30,6 +30,8 @@ Family = Literal["complaint", "tier", "welcome", "referral", "birthday", "holida
 #: When the frequency cap forces a choice, lower ranks go first.
 PRIORITY: dict[str, int] = {"complaint": 0, "tier": 1, "welcome": 1, "referral": 1, "birthday": 2, "holiday": 3,
                              "follow_up": 4}
+#: Channels that reach a customer's phone at once: nothing goes on them in the quiet hours.
+WAKING = frozenset({"sms"})
 NAMESPACE = uuid.UUID("6b3a2f0e-3c7d-5e8a-9b1c-2d4e6f8a0b1c")
 
 
@@ -223,7 +225,10 @@ def decide(request: Request, profile: Profile | None, *, now: datetime, policy: 
     due = max(now, request.not_before) if request.not_before else now
     deferred = quiet_until(due, timezone_of(profile, policy), policy.quiet_start, policy.quiet_end)
     if deferred is not None:
-        return Defer(deferred)
+        # A complaint message goes at night on the channels that wake nobody (e-mail, webhook): the
+        # customer is waiting for it. On SMS it waits for the morning, as every care message does.
+        silent = tuple(c for c in ordered if c not in WAKING) if request.transactional and due <= now else ()
+        return Send(silent) if silent else Defer(deferred)
     if due > now:
         return Defer(due, reason="scheduled")
     if not request.transactional and recent_care >= policy.frequency_cap:

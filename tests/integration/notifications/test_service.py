@@ -187,6 +187,24 @@ async def test_the_same_tier_change_delivered_twice_or_noticed_again_sends_one_m
     assert len({e["id"] for e in sent if e["data"]["template"] == "tier_upgrade"}) == 1
 
 
+async def test_when_the_preferred_channel_keeps_failing_the_message_goes_by_the_next_one(
+        infra: dict[str, str], unique: str, smtp_sink: tuple[SmtpSink, int], sms_provider: SmsProvider) -> None:
+    sink, port = smtp_sink
+    customer, phone, address = f"C-{unique}", phone_for(unique), f"fb-{unique}@example.com"
+    sms_provider.fail_first[phone] = 1000  # the SMS provider refuses every attempt
+    app = build_app(await settings_for(unique, port, sms_provider, channel_max_attempts=2), clock=FixedClock(BASE))
+    async with running(app):
+        await send(infra, CRM_CUSTOMERS, profile(customer, phone=phone, email=address, preferred_channel="sms",
+                                                 version=2))
+        await eventually(lambda: app.state.repo.profile(customer))
+        await send(infra, CRM_COMPLAINTS, complaint(customer, "opened", f"CP-{unique}"))
+        [event] = await outcomes(infra, customer, 1)
+    assert len(sms_provider.to(phone)) == 2  # both attempts on the preferred channel failed
+    assert [m["To"] for m in sink.to(address)] == [address]
+    assert event["type"] == "notification.sent" and event["data"]["channel"] == "email"
+    assert event["data"]["attempts"] == 3
+
+
 async def test_a_complaint_acknowledgement_by_sms_is_retried_through_a_failing_provider_and_sent_once(
         infra: dict[str, str], unique: str, smtp_sink: tuple[SmtpSink, int], sms_provider: SmsProvider) -> None:
     _, port = smtp_sink

@@ -143,9 +143,14 @@ def test_quiet_hours_that_do_not_cross_midnight_also_defer() -> None:
     assert quiet_until(datetime(2027, 1, 5, 15, 0, tzinfo=tz), tz, time(12), time(14)) is None
 
 
-def test_complaint_messages_also_wait_for_the_morning() -> None:
-    at_23 = datetime(2027, 3, 10, 15, 0, tzinfo=UTC)
-    assert isinstance(decide(complaint(), customer(), now=at_23, policy=POLICY), Defer)
+def test_at_night_a_complaint_message_goes_by_email_but_never_by_sms_and_a_care_message_waits() -> None:
+    at_23 = datetime(2027, 3, 10, 15, 0, tzinfo=UTC)  # 23:00 in Shanghai
+    morning = Defer(datetime(2027, 3, 11, 1, 0, tzinfo=UTC))
+    # E-mail first, and no SMS fallback at night: a failed e-mail must not turn into a text at 23:00.
+    assert decide(complaint(), customer(), now=at_23, policy=POLICY) == Send(("email",))
+    assert decide(complaint(), customer(preferred_channel="sms"), now=at_23, policy=POLICY) == Send(("email",))
+    assert decide(complaint(), customer(email=None), now=at_23, policy=POLICY) == morning  # SMS only: waits
+    assert decide(care(), customer(), now=at_23, policy=POLICY) == morning
 
 
 def test_the_frequency_cap_suppresses_a_third_care_message_in_seven_days() -> None:
