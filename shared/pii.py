@@ -89,6 +89,11 @@ class PiiSettings(ServiceSettings):
         return names
 
 
+def context(collection: str, doc_id: str, field: str) -> str:
+    """What a sealed value is bound to: a copy in another document or field does not open."""
+    return f"{collection}:{doc_id}:{field}"
+
+
 class UnknownKey(LookupError):
     """A value sealed with a key the settings no longer hold."""
 
@@ -123,23 +128,33 @@ class PiiCipher:
         except InvalidTag:
             raise ValueError("a stored value failed authentication") from None
 
-    def seal_fields(self, doc: dict[str, Any], names: tuple[str, ...], *, context: str) -> dict[str, Any]:
+    def seal_fields(self, doc: dict[str, Any], names: tuple[str, ...], *, collection: str) -> dict[str, Any]:
         """``doc`` with each of ``names`` that holds text moved, sealed, under ``pii`` (and the key
-        id under ``pii_kid``); ``context`` names the document."""
-        sealed = {name: self.seal(doc.pop(name), context=f"{context}/{name}")
-                  for name in names if isinstance(doc.get(name), str)}
-        for name in names:
-            doc.pop(name, None)
-        doc["pii"] = sealed
-        doc["pii_kid"] = self.active_key_id if sealed else None
+        id under ``pii_kid``, None when nothing is sealed); each bound to the document and field."""
+        values = {name: doc.pop(name, None) for name in names}
+        doc["pii"] = {name: self.seal(value, context=context(collection, doc["_id"], name))
+                      for name, value in values.items() if isinstance(value, str)}
+        doc["pii_kid"] = self.active_key_id if doc["pii"] else None
         return doc
 
-    def open_fields(self, doc: dict[str, Any], *, context: str) -> dict[str, Any]:
+    def open_fields(self, doc: dict[str, Any], *, collection: str) -> dict[str, Any]:
         """The reverse of ``seal_fields``; a document written before sealing reads as it is."""
         for name, sealed in (doc.pop("pii", None) or {}).items():
-            doc[name] = self.open(sealed, context=f"{context}/{name}")
+            doc[name] = self.open(sealed, context=context(collection, doc["_id"], name))
         doc.pop("pii_kid", None)
         return doc
+
+    def seal_items(self, doc: dict[str, Any], items: str, name: str, *, collection: str) -> None:
+        """Seal the text ``name`` of every entry of the list ``doc[items]`` (comments, feedback...)."""
+        for i, item in enumerate(doc.get(items) or []):
+            if isinstance(item.get(name), str) and item[name]:
+                item[name] = self.seal(item[name], context=context(collection, doc["_id"], f"{items}.{i}.{name}"))
+
+    def open_items(self, doc: dict[str, Any], items: str, name: str, *, collection: str) -> None:
+        """The reverse of ``seal_items``; entries written before sealing read as they are."""
+        for i, item in enumerate(doc.get(items) or []):
+            if isinstance(item.get(name), dict):
+                item[name] = self.open(item[name], context=context(collection, doc["_id"], f"{items}.{i}.{name}"))
 
     def blind_index(self, kind: str, normalised: str) -> str:
         """A keyed hash of a normalised value: equal inputs match, the value cannot be read back."""

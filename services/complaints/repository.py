@@ -42,8 +42,10 @@ INSERTS_PER_COMMAND = 100
 #: Tier upserts of a batch in flight at once.
 TIERS_IN_FLIGHT = 8
 SCHEDULER_STATE = "sla"
-#: What the customer and staff wrote, sealed at rest (comments and feedback comments too).
+#: What the customer and staff wrote, sealed at rest: these fields, and the text of each entry of
+#: these lists.
 SEALED = ("subject", "description", "resolution_summary")
+SEALED_ITEMS = (("comments", "text"), ("feedback", "comment"))
 
 
 def slot_of(moment: datetime) -> int:
@@ -70,13 +72,10 @@ class Repository:
 
     def _document(self, complaint: Complaint, outbox: list[str]) -> dict[str, Any]:
         doc = complaint.model_dump()
-        doc["_id"] = cid = complaint.complaint_id
-        for i, comment in enumerate(doc["comments"]):
-            comment["text"] = self.cipher.seal(comment["text"], context=f"complaints/{cid}/comments/{i}")
-        for i, feedback in enumerate(doc["feedback"]):
-            if feedback["comment"]:
-                feedback["comment"] = self.cipher.seal(feedback["comment"], context=f"complaints/{cid}/feedback/{i}")
-        self.cipher.seal_fields(doc, SEALED, context=f"complaints/{cid}")
+        doc["_id"] = complaint.complaint_id
+        for items, name in SEALED_ITEMS:
+            self.cipher.seal_items(doc, items, name, collection="complaints")
+        self.cipher.seal_fields(doc, SEALED, collection="complaints")
         doc["outbox"] = outbox
         doc["pending"] = bool(outbox)
         doc["due_slot"] = due_slot(complaint.next_check_at, self.clock.now())
@@ -214,14 +213,9 @@ class Repository:
         await self.tiers.delete_one({"_id": customer_id})
 
     def _complaint(self, doc: dict[str, Any]) -> Complaint:
-        cid = doc["_id"]
-        doc = self.cipher.open_fields(dict(doc), context=f"complaints/{cid}")
-        for i, comment in enumerate(doc.get("comments") or []):
-            if isinstance(comment.get("text"), dict):
-                comment["text"] = self.cipher.open(comment["text"], context=f"complaints/{cid}/comments/{i}")
-        for i, feedback in enumerate(doc.get("feedback") or []):
-            if isinstance(feedback.get("comment"), dict):
-                feedback["comment"] = self.cipher.open(feedback["comment"], context=f"complaints/{cid}/feedback/{i}")
+        doc = self.cipher.open_fields(dict(doc), collection="complaints")
+        for items, name in SEALED_ITEMS:
+            self.cipher.open_items(doc, items, name, collection="complaints")
         return Complaint.model_validate(doc)
 
     def _loaded(self, doc: dict[str, Any]) -> tuple[Complaint, list[str]]:

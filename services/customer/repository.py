@@ -21,7 +21,7 @@ from shared.contract.events import CustomerProfile
 from shared.mongo import DUPLICATE_KEY, Index, Store, index, insert_once
 
 from . import domain
-from shared.pii import PiiCipher
+from shared.pii import PiiCipher, context
 
 CUSTOMERS = "customers"
 TIMELINE = "timeline"
@@ -91,18 +91,14 @@ class Repository:
                       classification=doc.get("classification"), erased_at=doc.get("erased_at"))
 
     def _profile(self, doc: Mapping[str, Any]) -> CustomerProfile:
-        values = {name: doc.get(name) for name in CustomerProfile.model_fields if name not in domain.ENCRYPTED_FIELDS}
-        for name, sealed in (doc.get("pii") or {}).items():
-            values[name] = self.cipher.open(sealed, context=_context(CUSTOMERS, doc["_id"], name))
-        return CustomerProfile.model_validate(values)
+        opened = self.cipher.open_fields(dict(doc), collection=CUSTOMERS)
+        return CustomerProfile.model_validate({name: opened.get(name) for name in CustomerProfile.model_fields})
 
     def _profile_document(self, customer_id: str, profile: CustomerProfile, cause: str) -> dict[str, Any]:
-        values = profile.model_dump(mode="json")
-        doc = {name: values[name] for name in values if name not in domain.ENCRYPTED_FIELDS}
+        doc = {"_id": customer_id, **profile.model_dump(mode="json")}
         doc.update(created_at=profile.created_at, updated_at=profile.updated_at, last_cause=cause)
-        doc["pii"] = {name: self.cipher.seal(values[name], context=_context(CUSTOMERS, customer_id, name))
-                      for name in domain.ENCRYPTED_FIELDS if values.get(name) is not None}
-        doc["pii_kid"] = self.cipher.active_key_id if doc["pii"] else None
+        self.cipher.seal_fields(doc, domain.ENCRYPTED_FIELDS, collection=CUSTOMERS)
+        del doc["_id"]  # the caller writes under it
         doc["phone_bidx"] = self.phone_index(profile.phone) if profile.phone else None
         doc["email_bidx"] = self.email_index(profile.email) if profile.email else None
         doc["list_bucket"] = list_bucket(customer_id)
@@ -219,11 +215,9 @@ class Repository:
         return await insert_once(self.store[TIMELINE], doc)
 
     def sealed_entry(self, entry: dict[str, Any], summary: str | None) -> dict[str, Any]:
-        doc = dict(entry)
-        if summary:
-            doc["pii"] = {"summary": self.cipher.seal(summary, context=_context(TIMELINE, doc["_id"], "summary"))}
-            doc["pii_kid"] = self.cipher.active_key_id
-        return doc
+        if not summary:
+            return dict(entry)
+        return self.cipher.seal_fields({**entry, "summary": summary}, ("summary",), collection=TIMELINE)
 
     async def add_entries(self, docs: Iterable[dict[str, Any]]) -> None:
         """Insert many timeline entries at once; those already there (a redelivery) stay as they are."""
@@ -239,12 +233,7 @@ class Repository:
             query["$or"] = [{"at": {"$lt": at}}, {"at": at, "_id": {"$lt": key}}]
         newest_first = [("at", DESCENDING), ("_id", DESCENDING)]
         docs = await self.store[TIMELINE].find(query).sort(newest_first).limit(limit).to_list(None)
-        for doc in docs:
-            sealed = (doc.pop("pii", None) or {}).get("summary")
-            doc.pop("pii_kid", None)
-            if sealed:
-                doc["summary"] = self.cipher.open(sealed, context=_context(TIMELINE, doc["_id"], "summary"))
-        return docs
+        return [self.cipher.open_fields(doc, collection=TIMELINE) for doc in docs]
 
     async def activity(self, customer_id: str) -> list[dict[str, Any]]:
         """Kind, time and amounts of every timeline entry, for the summary of the 360-degree view."""
@@ -282,8 +271,8 @@ class Repository:
             {"pii_kid": {"$nin": [None, active]}}, {"pii": 1, "pii_kid": 1}).limit(limit).to_list(None)
         done = 0
         for doc in docs:
-            pii = {name: self.cipher.seal(self.cipher.open(sealed, context=_context(collection, doc["_id"], name)),
-                                          context=_context(collection, doc["_id"], name))
+            pii = {name: self.cipher.seal(self.cipher.open(sealed, context=context(collection, doc["_id"], name)),
+                                          context=context(collection, doc["_id"], name))
                    for name, sealed in (doc.get("pii") or {}).items()}
             result = await self.store[collection].update_one(
                 {"_id": doc["_id"], "pii_kid": doc["pii_kid"]}, {"$set": {"pii": pii, "pii_kid": active}})
@@ -310,6 +299,3 @@ async def insert_all(collection: Any, docs: list[dict[str, Any]]) -> None:
                 exc.details.get("writeConcernErrors"):
             raise
 
-
-def _context(collection: str, doc_id: str, field: str) -> str:
-    return f"{collection}:{doc_id}:{field}"

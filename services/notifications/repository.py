@@ -27,7 +27,7 @@ from typing import Any
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from shared.mongo import DUPLICATE_KEY, Index, Store, index
-from shared.pii import PiiCipher
+from shared.pii import PiiCipher, context
 
 from .domain import Profile, Request, SuppressionEntry
 
@@ -105,10 +105,10 @@ class Repository:
 
     def profile_document(self, profile: Profile, timezone: str) -> dict[str, Any]:
         """The stored form of a profile: its personal fields sealed."""
-        return self.cipher.seal_fields(profile_doc(profile, timezone), SEALED, context=f"customers/{profile.customer_id}")
+        return self.cipher.seal_fields(profile_doc(profile, timezone), SEALED, collection="customers")
 
     def _profile(self, doc: dict[str, Any]) -> Profile:
-        return profile_from_doc(self.cipher.open_fields(dict(doc), context=f"customers/{doc['_id']}"))
+        return profile_from_doc(self.cipher.open_fields(dict(doc), collection="customers"))
 
     async def profile(self, customer_id: str) -> Profile | None:
         doc = await self.customers.find_one({"_id": customer_id})
@@ -286,7 +286,7 @@ class Repository:
 
     def _suppression(self, doc: dict[str, Any]) -> dict[str, Any]:
         if isinstance(doc.get("value"), dict):
-            doc = dict(doc, value=self.cipher.open(doc["value"], context=f"suppressions/{doc['_id']}"))
+            doc = dict(doc, value=self.cipher.open(doc["value"], context=context("suppressions", doc["_id"], "value")))
         return doc
 
     async def _suppressions_of(self, p: Profile) -> list[SuppressionEntry]:
@@ -299,7 +299,7 @@ class Repository:
     async def add_suppression(self, entry: SuppressionEntry, reason: str, at: datetime) -> dict[str, Any]:
         key = self.suppression_id(entry)
         value: Any = (entry.value if entry.kind == "customer"
-                      else self.cipher.seal(entry.value, context=f"suppressions/{key}"))
+                      else self.cipher.seal(entry.value, context=context("suppressions", key, "value")))
         doc = {"_id": key, "kind": entry.kind, "value": value, "channel": entry.channel,
                "all_messages": entry.all_messages, "reason": reason, "created_at": at,
                "customer_id": entry.value if entry.kind == "customer" else None}
