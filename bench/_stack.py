@@ -174,6 +174,24 @@ async def drained(lag: Lag, since: float, timeout: float, settle: float = 3.0, e
     return Drain(None, finished, series, current)
 
 
+async def topic_sizes(bootstrap: str) -> dict[str, int]:
+    """Records each topic holds (end minus start offsets, all partitions), largest first."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        topics = [t for t in await consumer.topics() if not t.startswith("__")]
+        await consumer._client.force_metadata_update()  # noqa: SLF001 - aiokafka has no public refresh
+        cluster = consumer._client.cluster  # noqa: SLF001
+        tps = [TopicPartition(t, p) for t in topics for p in cluster.partitions_for_topic(t) or ()]
+        ends, starts = await consumer.end_offsets(tps), await consumer.beginning_offsets(tps)
+        sizes: dict[str, int] = {}
+        for tp in tps:
+            sizes[tp.topic] = sizes.get(tp.topic, 0) + ends[tp] - starts[tp]
+        return dict(sorted(((t, n) for t, n in sizes.items() if n), key=lambda kv: -kv[1]))
+    finally:
+        await consumer.stop()
+
+
 async def bare_read(bootstrap: str) -> tuple[int, float]:
     """One plain consumer (no group, nothing decoded) reading every record of every topic once, from
     the start of each partition to its end: (records, seconds). Timed from after the client's start."""

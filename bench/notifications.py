@@ -33,7 +33,7 @@ from bench._infra import create_topic, free_port, private_store, wait_for_port
 from bench._report import Section, arguments, emit, ratio, verdict
 from services.notifications.app import build_channels
 from services.notifications.domain import Profile
-from services.notifications.notifier import Notifier
+from services.notifications.workflow import Workflow
 from services.notifications.repository import INDEXES, Repository
 from services.notifications.scheduler import Scheduler
 from services.notifications.settings import NotificationsSettings
@@ -55,7 +55,7 @@ OUTCOME_TOPIC = "bench.notifications.v1"
 
 
 class _TopicPublisher:
-    """Publishes what the notifier publishes, but on the benchmark's own topic."""
+    """Publishes what the workflow publishes, but on the benchmark's own topic."""
 
     def __init__(self, publisher: Publisher) -> None:
         self.publisher = publisher
@@ -126,9 +126,9 @@ async def run(mongodb_url: str, customers: int) -> dict[str, float]:
         seed_s = await _seed(repo, run_id, customers, date(2026, 9, 1))
         bare = await bare_smtp(port, min(BARE_MESSAGES, customers), run_id)
         rss_before = _rss_mib()
-        notifier = Notifier(settings, repo, Templates(settings.default_locale), channels, clock,
+        workflow = Workflow(settings, repo, Templates(settings.default_locale), channels, clock,
                             _TopicPublisher(runtime.publisher))  # type: ignore[arg-type]
-        scheduler = Scheduler(settings, repo, notifier)
+        scheduler = Scheduler(settings, repo, workflow)
         await scheduler.prime()  # the start pass: the seeded customers' time zones go on the service's list
         started = time.perf_counter()
         await scheduler.tick()

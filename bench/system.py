@@ -28,7 +28,7 @@ from aiokafka import AIOKafkaProducer
 
 from bench._infra import private_servers
 from bench._report import Section, arguments, emit, ratio, verdict
-from bench._stack import SERVICES, Drain, Lag, Stack, bare_read, drained, fresh_logs, groups
+from bench._stack import SERVICES, Drain, Lag, Stack, bare_read, drained, fresh_logs, groups, topic_sizes
 from deploy.demo import DATA, synthetic_events
 from deploy.local.infra import RUN_DIR
 from deploy.replay import load
@@ -105,6 +105,7 @@ class Replayed:
     records: int
     bare: float
     classified: int
+    sizes: dict[str, int]
 
 
 async def whole_system(stack: Stack, events: list[CloudEvent], timeout: float) -> Replayed:
@@ -121,10 +122,11 @@ async def whole_system(stack: Stack, events: list[CloudEvent], timeout: float) -
     print(f"caught up: {'no' if drain.seconds is None else f'{drain.seconds:.1f} s'}; lag left {drain.left}",
           flush=True)
     records, bare = await bare_read(stack.bootstrap)
+    sizes = await topic_sizes(stack.bootstrap)
     customers = await classified(stack)
     for name in SERVICES:
         stack.stop(name)
-    return Replayed(published, drain, records, bare, customers)
+    return Replayed(published, drain, records, bare, customers, sizes)
 
 
 def replay_rows(section: Section, events: list[CloudEvent], rejected: Counter[str], found: Replayed,
@@ -154,6 +156,8 @@ def replay_rows(section: Section, events: list[CloudEvent], rejected: Counter[st
     step = max(1, len(drain.series) // 12)
     section.notes.append("Records not yet committed, all groups, over time (s after the last publish: records): "
                          + ", ".join(f"{t:.0f}: {n:,}" for t, n in drain.series[::step]) + ".")
+    section.notes.append("Records each topic holds at the end (inputs and what the services produced): " + ", ".join(
+        f"`{t}` {n:,}" for t, n in found.sizes.items()) + ".")
     if rejected:
         section.notes.append(f"{sum(rejected.values())} invoices break the contract (amount ≤ 0) and are not published.")
 
@@ -166,6 +170,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--drain-timeout", type=float, default=LIMIT_S * 5, metavar="S",
                         help="how long to wait for the groups to catch up before calling it missed")
     parser.add_argument("--customers", metavar="N,N", help="per service: the stored populations (default 10000,100000)")
+    parser.add_argument("--services", metavar="NAME,NAME", help="per service: only these services (default all)")
     args = parser.parse_args(argv)
     limit = args.invoices or (QUICK_INVOICES if args.quick else None)
     events, rejected = uci_events(limit)
@@ -185,7 +190,8 @@ def main(argv: list[str] | None = None) -> None:
 
                 sizes = [int(n) for n in args.customers.split(",")] if args.customers else (
                     [1_000, 10_000] if args.quick else [10_000, 100_000])
-                per_service(stack, section, sizes, quick=args.quick)
+                per_service(stack, section, sizes, quick=args.quick,
+                            services=args.services.split(",") if args.services else None)
         finally:
             stack.close()
     section.notes.append(f"Service logs of the run: `{Path(LOGS).relative_to(RUN_DIR.parent)}/`.")

@@ -8,8 +8,8 @@ one plain scan of the same population; memory during the replay.
     python -m bench.tiering --profile tiering.prof        # only the replay, under cProfile
 
 The service runs in this process, built with ``build_app`` and, as ``serve`` does,
-``with_heap_settled``; of its engine the benchmark uses only ``events_in``, ``ready()`` and
-``refresh()``, so that it survives changes to the engine's insides.
+``with_heap_settled``; of its workflow the benchmark uses only ``events_in``, ``ready()`` and
+``refresh()``, so that it survives changes to the workflow's insides.
 The refresh populations are written to a FerretDB of the benchmark's own (``bench._infra``).
 """
 
@@ -202,12 +202,12 @@ async def tiering_replay(settings: TieringSettings, start: dict, events: int,
         await commit(settings.kafka_bootstrap_servers, settings.group_for(topic),
                      await offsets(settings.kafka_bootstrap_servers, topic))
     app = with_heap_settled(build_app(settings))
-    engine = app.state.engine
+    workflow = app.state.workflow
     peak = rss_mb()
     if profiler is not None:
         profiler.enable()
     ctx = running(app)
-    purchases = engine.events_in.labels("purchase")._value
+    purchases = workflow.events_in.labels("purchase")._value
     first: list[float] = []
 
     async def first_event() -> None:
@@ -223,7 +223,7 @@ async def tiering_replay(settings: TieringSettings, start: dict, events: int,
         while purchases.get() < events:
             await asyncio.sleep(0.25)
             peak = max(peak, rss_mb())
-        await engine.flush()  # until the last state is written and its offsets committed
+        await workflow.flush()  # until the last state is written and its offsets committed
     except BaseException:
         watch.cancel()
         await ctx.__aexit__(None, None, None)
@@ -432,11 +432,11 @@ async def refresh_population(bootstrap: str, mongodb_url: str, customers: int, r
     app = with_heap_settled(build_app(settings, clock=FixedClock(NOW)))
     started = time.perf_counter()
     async with running(app):
-        engine = app.state.engine
-        await engine.ready()
+        workflow = app.state.workflow
+        await workflow.ready()
         load_s = time.perf_counter() - started
         started = time.perf_counter()
-        result = await engine.refresh()
+        result = await workflow.refresh()
         refresh_s = time.perf_counter() - started
     scan_s, scanned = await plain_scan(settings)
     return {"customers": customers, "seed_s": seed_s, "insert_s": insert_s, "load_s": load_s,

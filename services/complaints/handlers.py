@@ -8,7 +8,9 @@ from typing import Any, Union
 import structlog
 from faststream.kafka import KafkaRouter
 
+from shared.batch import BatchRunner
 from shared.contract import (
+    CloudEvent,
     ComplaintSubmitted,
     CustomerClassification,
     CustomerErased,
@@ -36,6 +38,7 @@ log = structlog.get_logger(__name__)
 
 def build_router(settings: ComplaintsSettings, workflow: Workflow, dead_letters: DeadLetterMiddleware) -> KafkaRouter:
     router = KafkaRouter()
+    runner = BatchRunner(max_attempts=settings.handler_max_attempts)
     repo = workflow.repo
     # What the workflow publishes (through the runtime's publisher), declared for the AsyncAPI document.
     router.publisher(
@@ -86,11 +89,16 @@ def build_router(settings: ComplaintsSettings, workflow: Workflow, dead_letters:
                                    "COMPLAINTS_SURVEY_WINDOW_DAYS before the answer (otherwise it is general "
                                    "satisfaction, not a complaint's).")
     async def on_interactions(events: list[InteractionRecorded]) -> None:
-        for event in events:
-            try:
-                await _feedback(workflow, event)
-            except DomainError as exc:
-                await dead_letter_event(dead_letters, event, Rejected(exc.code, exc.detail))
+        await runner.per_event(events, feedback, reject)
+
+    async def feedback(event: InteractionRecorded) -> None:
+        try:
+            await _feedback(workflow, event)
+        except DomainError as exc:
+            raise Rejected(exc.code, exc.detail) from None
+
+    async def reject(event: CloudEvent, exc: Rejected) -> None:
+        await dead_letter_event(dead_letters, event, exc)
 
     return router
 

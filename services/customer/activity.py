@@ -1,18 +1,20 @@
 """What the customer record takes from each consumed topic, a batch of records at a time.
 
 Every write is keyed by the event's natural id (order, refund, interaction, event id), so a
-redelivery or a replay of a topic adds nothing twice. Intake events are applied once per event id:
-a replay of an older update never rolls a profile back.
+redelivery or a replay of a topic adds nothing twice. Intake events are applied once per event id
+(the customer's document keeps the ids it applied): a replay of an older update never rolls a
+profile back.
 
-A batch's timeline entries go to the store in one insert; what needs the customer's document is
-done per customer, each customer's events in their order, many customers at a time (the store's
-latency, not its work, is what a record at a time waits for).
+Batches run through ``shared.batch``: a batch's timeline entries go to the store in one insert;
+what needs the customer's document is done per customer, each customer's events in their order,
+many customers at a time; a classification or a complaint summary is written once per batch.
 """
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import structlog
@@ -31,16 +33,14 @@ from shared.contract.events import (
     PurchaseRefunded,
 )
 
-from shared.kafka import TRANSIENT_ERRORS, Rejected, by_subject
+from shared.batch import BatchRunner, Reject, Remembered
+from shared.kafka import TRANSIENT_ERRORS, Rejected
 
 from . import domain
-from .records import Cause, CustomerRecords, Erased, NotFound
+from .workflow import Cause, Erased, NotFound, Workflow
 from .repository import Repository
 
 log = structlog.get_logger(__name__)
-
-#: Called with an event of the batch that must go to the DLQ; the rest of the batch carries on.
-Reject = Callable[[CloudEvent, Rejected], Awaitable[None]]
 
 
 def _cause(event: CloudEvent) -> Cause:
@@ -52,19 +52,28 @@ def _entry(event: CloudEvent, kind: str, key: str, **fields: Any) -> dict[str, A
             "event_type": event.type, **fields}
 
 
+@dataclass(frozen=True)
+class Classified:
+    """The stored classification of a customer: when it was made and its dimensions."""
+
+    updated_at: datetime | None
+    dims: dict[str, Any]
+    stored: bool
+
+
 class Activity:
-    def __init__(self, records: CustomerRecords, repo: Repository, *, concurrency: int = 64,
+    def __init__(self, workflow: Workflow, repo: Repository, *, concurrency: int = 64,
                  max_attempts: int = 5) -> None:
-        self.records = records
+        self.workflow = workflow
         self.repo = repo
-        self.concurrency = concurrency
-        self.max_attempts = max_attempts
-        self._failures: dict[str, int] = {}
+        self.runner = BatchRunner(concurrency=concurrency, max_attempts=max_attempts)
+        # Only this consumer writes a customer's classification: what it wrote needs no read.
+        self._classified: Remembered[str, Classified] = Remembered()
 
     # --- batches, one method per consumed topic --------------------------------------------------
 
     async def intakes(self, events: Sequence[CustomerRegistered | CustomerUpdated], reject: Reject) -> None:
-        await self._per_customer(events, self.intake, reject)
+        await self.runner.per_event(events, self.intake, reject)
 
     async def purchases(self, events: Sequence[PurchaseCompleted | PurchaseRefunded], reject: Reject) -> None:
         await self._add_entries(events, _purchase_entry, reject)
@@ -73,8 +82,8 @@ class Activity:
         for event in events:
             if isinstance(event, PurchaseCompleted):
                 first.setdefault(event.subject, event)
-        await self._per_customer(list(first.values()),
-                                 lambda event: self.records.ensure_prospect(event.subject, _cause(event)), reject)
+        await self.runner.per_event(list(first.values()),
+                                    lambda event: self.workflow.ensure_prospect(event.subject, _cause(event)), reject)
 
     async def interactions(self, events: Sequence[InteractionRecorded], reject: Reject) -> None:
         # A summary is personal data: none is stored for a customer already erased.
@@ -86,16 +95,60 @@ class Activity:
             if doc is not None and doc.get("status") == "erased":
                 erased.add(customer_id)
 
-        await self._bounded(check(customer_id) for customer_id in summarised)
+        await self.runner.bounded(check(customer_id) for customer_id in summarised)
         await self._add_entries(events, lambda event: self.repo.sealed_entry(
             _interaction_entry(event), None if event.subject in erased else event.data.summary), reject)
 
     async def classifications(self, events: Sequence[CustomerClassification], reject: Reject) -> None:
-        await self._per_customer(events, self.classification, reject)
+        """Each customer's snapshots of the batch against the stored one: every change of a dimension
+        joins the timeline (all in one insert, before any snapshot moves on, so that a batch read
+        again still sees the changes), then the newest snapshot is written, once per customer."""
+        newest: dict[str, tuple[CustomerClassification, Classified]] = {}
+        changes: dict[str, tuple[CloudEvent, dict[str, Any]]] = {}
+
+        async def decide(customer_id: str, own: list[CustomerClassification]) -> None:
+            known = self._classified.get(customer_id) or await self._stored_classification(customer_id)
+            before = known
+            for event in own:
+                data = event.data
+                if known.updated_at is not None and data.updated_at <= known.updated_at:
+                    continue  # a replay of an older snapshot: the stored one stays
+                dims = domain.classification_fields(data.model_dump())
+                if dims != known.dims:
+                    changes[event.id] = (event, _entry(event, "classification", data.updated_at.isoformat(),
+                                                       policy_version=data.policy_version, **dims))
+                known = Classified(data.updated_at, dims, True)
+                newest[customer_id] = (event, before)
+
+        await self.runner.per_customer(events, decide, reject)
+        await self._add_entries([e for e, _ in changes.values()], lambda e: changes[e.id][1], reject)
+
+        async def write(customer_id: str, event: CustomerClassification, before: Classified) -> None:
+            data = event.data
+            dims = domain.classification_fields(data.model_dump())
+            await self.repo.set_classification(
+                customer_id, {**dims, "policy_version": data.policy_version, "updated_at": data.updated_at,
+                              "overrides": dict(data.overrides)}, data.updated_at, classified=before.stored)
+            self._classified.put(customer_id, Classified(data.updated_at, dims, True))
+
+        await self.runner.bounded(self.runner.guarded(event, write(customer_id, event, before), reject)
+                                  for customer_id, (event, before) in newest.items())
+
+    async def _stored_classification(self, customer_id: str) -> Classified:
+        stored = await self.repo.peek(customer_id)
+        snapshot = (stored or {}).get("classification") or {}
+        return Classified(snapshot.get("updated_at"), domain.classification_fields(snapshot),
+                          stored is not None and stored.get("classified_at") is not None)
 
     async def complaints(self, events: Sequence[CloudEvent], reject: Reject) -> None:
         await self._add_entries(events, _complaint_entry, reject)
-        await self._per_customer(events, self._complaint_summary, reject)
+        # The summary keeps the newest event of each complaint: one write per complaint.
+        newest: dict[tuple[str, str], CloudEvent] = {}
+        for event in events:
+            key = (event.subject, event.data.complaint_id)  # type: ignore[attr-defined]
+            if key not in newest or newest[key].time < event.time:
+                newest[key] = event
+        await self.runner.per_event(list(newest.values()), self._complaint_summary, reject)
 
     async def notifications(self, events: Sequence[NotificationSent | NotificationFailed | NotificationSuppressed],
                             reject: Reject) -> None:
@@ -104,35 +157,16 @@ class Activity:
     # --- one event -------------------------------------------------------------------------------
 
     async def intake(self, event: CustomerRegistered | CustomerUpdated) -> None:
-        if await self.repo.seen(event.subject, event.id):
-            return
         changes = {name: getattr(event.data, name) for name in event.data.model_fields_set}
         registered = isinstance(event, CustomerRegistered)
         try:
-            await self.records.change(event.subject, changes, _cause(event), activate=registered, create=registered)
+            await self.workflow.change(event.subject, changes, _cause(event), activate=registered, create=registered,
+                                      once=True)
         except Erased:
             # An erased customer stays erased, even when the intake topic is replayed.
             log.info("intake_for_erased_customer_ignored", customer_id=event.subject, event_id=event.id)
         except NotFound:
             raise Rejected("unknown_customer", f"no customer {event.subject} to update") from None
-        await self.repo.mark_seen(event.subject, event.id, event.time)
-
-    async def classification(self, event: CustomerClassification) -> None:
-        data = event.data
-        dims = domain.classification_fields(data.model_dump())
-        stored = await self.repo.peek(event.subject)
-        previous = stored.get("classification") if stored else None
-        newer = previous is None or previous.get("updated_at") is None or previous["updated_at"] < data.updated_at
-        if newer and domain.classification_fields(previous or {}) != dims:
-            # Recorded before the snapshot moves on, so a retry still sees the change.
-            await self.repo.add_entry(_entry(event, "classification", data.updated_at.isoformat(),
-                                             policy_version=data.policy_version, **dims))
-        if not newer:
-            return  # a replay of an older snapshot: the stored one stays
-        await self.repo.set_classification(
-            event.subject, {**dims, "policy_version": data.policy_version, "updated_at": data.updated_at,
-                            "overrides": dict(data.overrides)}, data.updated_at,
-            classified=stored is not None and stored.get("classified_at") is not None)
 
     async def _complaint_summary(self, event: CloudEvent) -> None:
         data: ComplaintEventData = event.data  # type: ignore[assignment]
@@ -152,51 +186,7 @@ class Activity:
             raise
         except Exception as exc:
             log.warning("timeline_batch_refused_inserting_one_by_one", error=type(exc).__name__, size=len(docs))
-            await self._per_customer(events, lambda event: self.repo.insert_entry(docs[event.id]), reject)
-
-    async def _per_customer(self, events: Sequence[CloudEvent], apply: Callable[[Any], Awaitable[None]],
-                            reject: Reject) -> None:
-        """``apply`` each event: a customer's events in order, customers side by side."""
-        async def run(own: list[CloudEvent]) -> None:
-            for event in own:
-                try:
-                    await apply(event)
-                except Rejected as exc:
-                    await reject(event, exc)
-                except TRANSIENT_ERRORS:
-                    raise  # not the event's fault: the batch is read again
-                except Exception as exc:
-                    if not self._gave_up(event):
-                        raise
-                    # It keeps failing by itself: parked alone, as a record at a time was.
-                    await reject(event, Rejected("processing_failed", f"{type(exc).__name__}: {exc}"))
-
-        await self._bounded(run(own) for own in by_subject(events).values())
-
-    def _gave_up(self, event: CloudEvent) -> bool:
-        """Whether ``event`` failed ``max_attempts`` times (each failure reads its batch again)."""
-        attempts = self._failures.get(event.id, 0) + 1
-        if len(self._failures) > 10_000:
-            self._failures.clear()
-        if attempts >= self.max_attempts:
-            self._failures.pop(event.id, None)
-            return True
-        self._failures[event.id] = attempts
-        return False
-
-    async def _bounded(self, work: Iterable[Coroutine[Any, Any, None]]) -> None:
-        """Run ``work`` at most ``concurrency`` at a time; every part ends before an error is raised,
-        so a batch read again never overlaps the attempt before it."""
-        gate = asyncio.Semaphore(self.concurrency)
-
-        async def gated(coro: Coroutine[Any, Any, None]) -> None:
-            async with gate:
-                await coro
-
-        results = await asyncio.gather(*(gated(coro) for coro in work), return_exceptions=True)
-        for result in results:
-            if isinstance(result, BaseException):
-                raise result
+            await self.runner.per_event(events, lambda event: self.repo.insert_entry(docs[event.id]), reject)
 
 
 def _purchase_entry(event: PurchaseCompleted | PurchaseRefunded) -> dict[str, Any]:

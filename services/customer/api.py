@@ -28,7 +28,7 @@ from shared.contract.types import CustomerId, Identifier, ShortText
 from shared.settings import ApiKey
 
 from . import domain
-from .records import SOURCE, AlreadyExists, Cause, Conflict, CustomerRecords, Erased, NotFound
+from .workflow import SOURCE, AlreadyExists, Cause, Conflict, Erased, NotFound, Workflow
 from .repository import LIST_BUCKETS, Repository, Stored, list_bucket
 
 router = APIRouter(prefix="/customers", tags=["customers"])
@@ -64,8 +64,8 @@ class NewInteraction(InteractionData):
 
 # --- helpers ---------------------------------------------------------------------------------------
 
-def _records(request: Request) -> CustomerRecords:
-    return request.app.state.records
+def _workflow(request: Request) -> Workflow:
+    return request.app.state.workflow
 
 
 def _repo(request: Request) -> Repository:
@@ -82,7 +82,7 @@ def _view(customer_id: str, profile: CustomerProfile, key: ApiKey) -> dict[str, 
 
 
 def _cause(request: Request, key: ApiKey, source: str | None = None) -> Cause:
-    return Cause(id=str(uuid.uuid4()), at=_records(request).clock.now(), source=source or "api", actor=key.name)
+    return Cause(id=str(uuid.uuid4()), at=_workflow(request).clock.now(), source=source or "api", actor=key.name)
 
 
 def _http_error(exc: Exception, customer_id: str) -> HTTPException:
@@ -115,7 +115,7 @@ def _decode_cursor(cursor: str) -> Any:
 
 async def _active(request: Request, customer_id: str) -> Stored:
     try:
-        return await _records(request).load_active(customer_id)
+        return await _workflow(request).load_active(customer_id)
     except (NotFound, Erased) as exc:
         raise _http_error(exc, customer_id) from None
 
@@ -128,7 +128,7 @@ async def create_customer(request: Request, body: NewCustomer,
     customer_id = body.customer_id or f"C-{uuid.uuid4().hex}"
     changes = {name: getattr(body, name) for name in body.model_fields_set if name != "customer_id"}
     try:
-        profile = await _records(request).change(customer_id, changes, _cause(request, key), activate=True,
+        profile = await _workflow(request).change(customer_id, changes, _cause(request, key), activate=True,
                                                  create=True)
     except (AlreadyExists, Erased, Conflict) as exc:
         raise _http_error(exc, customer_id) from None
@@ -229,7 +229,7 @@ async def update_customer(request: Request, customer_id: CustomerId, body: Custo
                           key: ApiKey = require("customers:write")) -> dict[str, Any]:
     changes = {name: getattr(body, name) for name in body.model_fields_set}
     try:
-        profile = await _records(request).change(customer_id, changes, _cause(request, key), activate=False,
+        profile = await _workflow(request).change(customer_id, changes, _cause(request, key), activate=False,
                                                  create=False)
     except (NotFound, Erased, Conflict) as exc:
         raise _http_error(exc, customer_id) from None
@@ -242,7 +242,7 @@ async def erase_customer(request: Request, customer_id: CustomerId,
                          reason: Annotated[str | None, Query(max_length=200)] = None,
                          key: ApiKey = require("customers:erase")) -> Response:
     try:
-        await _records(request).erase(customer_id, at=_records(request).clock.now(), reason=reason)
+        await _workflow(request).erase(customer_id, at=_workflow(request).clock.now(), reason=reason)
     except NotFound as exc:
         raise _http_error(exc, customer_id) from None
     return Response(status_code=status.HTTP_204_NO_CONTENT)
@@ -290,8 +290,8 @@ async def record_interaction(request: Request, customer_id: CustomerId, body: Ne
     interaction_id = body.interaction_id or f"I-{uuid.uuid4().hex}"
     data = InteractionData(**{**body.model_dump(exclude={"interaction_id"}), "interaction_id": interaction_id})
     event = InteractionRecorded(id=domain.event_id("interaction", customer_id, interaction_id), source=SOURCE,
-                                subject=customer_id, time=_records(request).clock.now(), data=data)
-    await _records(request).publisher.publish([event])
+                                subject=customer_id, time=_workflow(request).clock.now(), data=data)
+    await _workflow(request).publisher.publish([event])
     return {"interaction_id": interaction_id, "event_id": event.id}
 
 
@@ -318,7 +318,7 @@ async def change_consents(request: Request, customer_id: CustomerId, body: Conse
     if not stated.model_dump(exclude_none=True):
         raise _invalid("body", "consents", "state at least one of email, sms, care_messages, marketing")
     try:
-        profile = await _records(request).change(customer_id, {"consents": stated},
+        profile = await _workflow(request).change(customer_id, {"consents": stated},
                                                  _cause(request, key, body.source), activate=False, create=False)
     except (NotFound, Erased, Conflict) as exc:
         raise _http_error(exc, customer_id) from None

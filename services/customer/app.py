@@ -13,7 +13,7 @@ from shared.service import Runtime
 from . import api, handlers, repository
 from .activity import Activity
 from shared.pii import PiiCipher
-from .records import CustomerRecords
+from .workflow import Workflow
 from .settings import CustomerSettings
 
 TITLE = "Customer service"
@@ -33,9 +33,9 @@ def build_app(settings: CustomerSettings | None = None, *, clock: Clock | None =
     outbound.publisher(
         CRM_INTERACTIONS, title="recorded-interactions", schema=InteractionRecorded,
         description="customer.interaction.recorded for follow-up calls and visits recorded through the API.")
-    records = CustomerRecords(repo, runtime.publisher, runtime.clock)
-    activity = Activity(records, repo, concurrency=settings.concurrency, max_attempts=settings.handler_max_attempts)
+    workflow = Workflow(repo, runtime.publisher, runtime.clock)
+    activity = Activity(workflow, repo, concurrency=settings.concurrency, max_attempts=settings.handler_max_attempts)
     runtime.include(handlers.build_router(settings, activity, runtime.dead_letters))
     runtime.include(outbound)
     return runtime.http_app(title=TITLE, description=DESCRIPTION, routers=[api.router],
-                            state={"repo": repo, "records": records})
+                            state={"repo": repo, "workflow": workflow})

@@ -39,6 +39,32 @@ def profile_event_id(customer_id: str, version: int) -> str:
     return event_id("customer.profile.changed", customer_id, str(version))
 
 
+#: Intake events a customer's document names (id and time). Older ones are known by their time
+#: alone: a replay reads a customer's intake events in the order first read, so an event not newer
+#: than the newest one forgotten (``Applied.floor``) was applied long ago.
+APPLIED_KEPT = 64
+
+
+@dataclass(frozen=True)
+class Applied:
+    """The intake events applied to a customer's profile."""
+
+    recent: tuple[tuple[str, datetime], ...] = ()
+    floor: datetime | None = None
+
+    def __contains__(self, event: tuple[str, datetime]) -> bool:
+        event_id, at = event
+        return (self.floor is not None and at <= self.floor) or any(event_id == i for i, _ in self.recent)
+
+    def plus(self, event_id: str, at: datetime) -> Applied:
+        recent = (*self.recent, (event_id, at))
+        dropped, kept = recent[:-APPLIED_KEPT], recent[-APPLIED_KEPT:]
+        floor = max((t for _, t in dropped), default=self.floor)
+        if self.floor is not None and floor is not None:
+            floor = max(floor, self.floor)
+        return Applied(kept, floor)
+
+
 def erased_event_id(customer_id: str) -> str:
     return event_id("customer.erased", customer_id)
 

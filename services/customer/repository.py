@@ -27,7 +27,6 @@ CUSTOMERS = "customers"
 TIMELINE = "timeline"
 CONSENTS = "consents"
 COMPLAINTS = "complaints"
-INBOX = "inbox"
 #: Collections whose documents may hold sealed values (``pii`` and ``pii_kid``).
 SEALED_COLLECTIONS: tuple[str, ...] = (CUSTOMERS, TIMELINE)
 LISTED_STATUSES = ["prospect", "active"]
@@ -62,6 +61,7 @@ class Stored:
     last_cause: str | None
     classification: dict[str, Any] | None
     erased_at: datetime | None = None
+    applied: domain.Applied = domain.Applied()
 
     @property
     def erased(self) -> bool:
@@ -88,7 +88,9 @@ class Repository:
         status = doc.get("status")
         profile = self._profile(doc) if status in LISTED_STATUSES else None
         return Stored(customer_id=doc["_id"], profile=profile, status=status, last_cause=doc.get("last_cause"),
-                      classification=doc.get("classification"), erased_at=doc.get("erased_at"))
+                      classification=doc.get("classification"), erased_at=doc.get("erased_at"),
+                      applied=domain.Applied(tuple((a["id"], a["at"]) for a in doc.get("applied") or ()),
+                                             doc.get("applied_floor")))
 
     def _profile(self, doc: Mapping[str, Any]) -> CustomerProfile:
         opened = self.cipher.open_fields(dict(doc), collection=CUSTOMERS)
@@ -105,9 +107,12 @@ class Repository:
         return doc
 
     async def save(self, customer_id: str, profile: CustomerProfile, *, expected_version: int | None,
-                   cause: str) -> bool:
-        """Write ``profile`` if the stored version is still ``expected_version``; False on a conflict."""
+                   cause: str, applied: domain.Applied | None = None) -> bool:
+        """Write ``profile`` if the stored version is still ``expected_version``; False on a conflict.
+        ``applied``: the intake event ids the profile now holds, when an intake event changed it."""
         doc = self._profile_document(customer_id, profile, cause)
+        if applied is not None:
+            doc.update(_applied_fields(applied))
         if expected_version is None:
             # A document may already hold a classification that arrived before the profile.
             try:
@@ -120,6 +125,9 @@ class Repository:
         result = await self.store[CUSTOMERS].update_one(
             {"_id": customer_id, "version": expected_version, "status": {"$in": LISTED_STATUSES}}, {"$set": doc})
         return result.matched_count == 1
+
+    async def note_applied(self, customer_id: str, applied: domain.Applied) -> None:
+        await self.store[CUSTOMERS].update_one({"_id": customer_id}, {"$set": _applied_fields(applied)})
 
     def phone_index(self, phone: str) -> str:
         return self.cipher.blind_index("phone", domain.normalise_phone(phone))
@@ -242,21 +250,13 @@ class Repository:
 
     # --- consents --------------------------------------------------------------------------------
 
-    async def record_consent(self, entry: dict[str, Any]) -> None:
-        await insert_once(self.store[CONSENTS], entry)
+    async def record_consents(self, entries: list[dict[str, Any]]) -> None:
+        await insert_all(self.store[CONSENTS], entries)
 
     async def consent_history(self, customer_id: str) -> list[dict[str, Any]]:
         entries = await self.store[CONSENTS].find({"customer_id": customer_id}, {"customer_id": 0}).to_list(None)
         # Oldest first; the changes of one profile version in the contract's order of consents.
         return sorted(entries, key=lambda e: (e["at"], e["version"], domain.CONSENT_KEYS.index(e["consent"])))
-
-    # --- inbox -----------------------------------------------------------------------------------
-
-    async def seen(self, customer_id: str, event_id: str) -> bool:
-        return await self.store[INBOX].find_one({"_id": f"{customer_id}|{event_id}"}) is not None
-
-    async def mark_seen(self, customer_id: str, event_id: str, at: datetime) -> None:
-        await insert_once(self.store[INBOX], {"_id": f"{customer_id}|{event_id}", "at": at})
 
     # --- key rotation ----------------------------------------------------------------------------
 
@@ -282,6 +282,12 @@ class Repository:
     async def count_unrotated(self, collection: str) -> int:
         return await self.store[collection].count_documents(
             {"pii_kid": {"$nin": [None, self.cipher.active_key_id]}})
+
+
+def _applied_fields(applied: domain.Applied) -> dict[str, Any]:
+    # Sub-documents, not pairs: FerretDB v1 refuses nested arrays.
+    return {"applied": [{"id": event_id, "at": at} for event_id, at in applied.recent],
+            "applied_floor": applied.floor}
 
 
 def list_bucket(customer_id: str) -> int:

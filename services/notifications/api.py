@@ -14,7 +14,7 @@ from shared.contract.types import CustomerId, TextModel
 
 from .domain import Profile, SuppressionEntry, template_context
 from .domain import Request as MessageRequest
-from .notifier import Notifier
+from .workflow import Workflow
 from .repository import Repository
 from .templates import TemplateError
 
@@ -51,8 +51,8 @@ def _repo(request: Request) -> Repository:
     return request.app.state.repo
 
 
-def _notifier(request: Request) -> Notifier:
-    return request.app.state.notifier
+def _workflow(request: Request) -> Workflow:
+    return request.app.state.workflow
 
 
 @router.get("/customers/{customer_id}/notifications", dependencies=[require("notifications:read")],
@@ -67,8 +67,8 @@ async def history(request: Request, customer_id: Annotated[str, Path(pattern=CUS
 @router.post("/preview", dependencies=[require("notifications:read")],
              summary="Render a template for a locale and channel with sample values")
 async def preview(request: Request, body: PreviewBody) -> dict[str, Any]:
-    notifier = _notifier(request)
-    templates = notifier.templates
+    workflow = _workflow(request)
+    templates = workflow.templates
     if body.template not in templates.types:
         raise HTTPException(422, f"template: unknown template {body.template!r}; known: {', '.join(templates.types)}")
     message = MessageRequest("preview", "tier", body.template, body.template, "preview", "preview",
@@ -76,10 +76,10 @@ async def preview(request: Request, body: PreviewBody) -> dict[str, Any]:
     profile = Profile("preview", name=body.name, locale=body.locale, timezone=body.timezone)
     care = not body.template.startswith("complaint_")
     try:
-        context = template_context(message, profile, body.locale or notifier.policy.default_locale,
-                                   notifier.policy)
+        context = template_context(message, profile, body.locale or workflow.policy.default_locale,
+                                   workflow.policy)
         rendered = templates.render(body.template, body.locale, body.channel, context, care=care,
-                                    unsubscribe_url=notifier.unsubscribe_url("preview"))
+                                    unsubscribe_url=workflow.unsubscribe_url("preview"))
     except (TemplateError, ValueError) as exc:
         raise HTTPException(422, f"params: {exc}") from exc
     return {"template": rendered.template, "locale": rendered.locale, "channel": rendered.channel,
@@ -102,7 +102,7 @@ async def add_suppression(request: Request, body: SuppressionBody) -> dict[str, 
     if body.kind == "customer" and not _valid_customer(value):
         raise HTTPException(422, "value: not a customer id")
     entry = SuppressionEntry(kind=body.kind, value=value, channel=body.channel, all_messages=body.all_messages)
-    doc = await _repo(request).add_suppression(entry, body.reason, _notifier(request).clock.now())
+    doc = await _repo(request).add_suppression(entry, body.reason, _workflow(request).clock.now())
     return {"id": doc["_id"], "kind": doc["kind"], "value": doc["value"], "channel": doc["channel"],
             "all_messages": doc["all_messages"], "reason": doc["reason"]}
 
@@ -118,11 +118,11 @@ async def remove_suppression(request: Request, suppression_id: Annotated[str, Pa
              summary="One-click unsubscribe from care messages; the link in each care message signs the customer")
 async def unsubscribe(request: Request, customer_id: Annotated[str, Query(pattern=CUSTOMER_ID)],
                       token: Annotated[str, Query(max_length=64)]) -> None:
-    notifier = _notifier(request)
-    if not notifier.verify_unsubscribe(customer_id, token):
+    workflow = _workflow(request)
+    if not workflow.verify_unsubscribe(customer_id, token):
         raise HTTPException(403, "token: does not match the customer")
     await _repo(request).add_suppression(SuppressionEntry(kind="customer", value=customer_id), "unsubscribed",
-                                         notifier.clock.now())
+                                         workflow.clock.now())
 
 
 @router.get("/reports/notifications", dependencies=[require("notifications:read")],

@@ -12,7 +12,7 @@ from shared.service import Runtime
 
 from . import api, handlers, repository
 from .channels import Channel, EmailChannel, SmsChannel, WebhookChannel
-from .notifier import Notifier
+from .workflow import Workflow
 from .scheduler import Scheduler
 from .settings import NotificationsSettings
 from .templates import Templates
@@ -39,9 +39,9 @@ def build_app(settings: NotificationsSettings | None = None, *, clock: Clock | N
     runtime = Runtime.create(settings, clock=clock, indexes=repository.INDEXES, description=DESCRIPTION)
     repo = repository.Repository(runtime.store, PiiCipher.from_settings(settings))
     channels = build_channels(settings)
-    notifier = Notifier(settings, repo, Templates(settings.default_locale), channels, runtime.clock, runtime.publisher)
-    runtime.include(handlers.build_router(settings, repo, notifier, runtime.clock))
-    scheduler = Scheduler(settings, repo, notifier)
+    workflow = Workflow(settings, repo, Templates(settings.default_locale), channels, runtime.clock, runtime.publisher)
+    runtime.include(handlers.build_router(settings, repo, workflow, runtime.clock, runtime.dead_letters))
+    scheduler = Scheduler(settings, repo, workflow)
 
     async def scheduler_loop() -> None:
         try:
@@ -53,4 +53,4 @@ def build_app(settings: NotificationsSettings | None = None, *, clock: Clock | N
 
     runtime.add_task(scheduler_loop)
     return runtime.http_app(title=TITLE, description=DESCRIPTION, routers=[api.router],
-                            state={"repo": repo, "notifier": notifier, "scheduler": scheduler})
+                            state={"repo": repo, "workflow": workflow, "scheduler": scheduler})

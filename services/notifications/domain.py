@@ -2,7 +2,7 @@
 
 A *request* is one message a trigger asks for; the policy pipeline turns it into a *decision*:
 send (on these channels, in this order), defer (quiet hours), or suppress (with a reason).
-Deduplication, the last step, needs the store and happens in the notifier.
+Deduplication, the last step, needs the store and happens in the workflow.
 """
 
 from __future__ import annotations

@@ -28,10 +28,11 @@ from shared.contract.topics import (
     CRM_NOTIFICATIONS,
     CRM_TIER_CHANGES,
 )
-from shared.kafka import batch_options, by_subject, subscriber_options
+from shared.batch import BatchRunner
+from shared.kafka import DeadLetterMiddleware, Rejected, batch_options, dead_letter_event, subscriber_options
 
 from . import domain
-from .notifier import Notifier
+from .workflow import Workflow
 from .repository import Repository
 from .settings import NotificationsSettings
 
@@ -39,7 +40,7 @@ from .settings import NotificationsSettings
 SUBSCRIBED = (CRM_CUSTOMERS, CRM_TIER_CHANGES, CRM_COMPLAINTS, CRM_INTERACTIONS, CRM_CUSTOMER_TIERS)
 
 
-async def submit_each(notifier: Notifier, asked: list[tuple[domain.Request, CloudEvent]]) -> None:
+async def submit_each(workflow: Workflow, asked: list[tuple[domain.Request, CloudEvent]]) -> None:
     """Submit a batch's requests together, each with the event behind it. A key asked again in the
     same batch (a redelivery, a republished change) waits for the next round, so that it meets the
     record of the first as it would have one event later."""
@@ -51,13 +52,19 @@ async def submit_each(notifier: Notifier, asked: list[tuple[domain.Request, Clou
                 later.append((request, event))
             else:
                 round_[request.dedupe_key] = (request, event)
-        await notifier.submit([r for r, _ in round_.values()], causes={k: e for k, (_, e) in round_.items()})
+        await workflow.submit([r for r, _ in round_.values()], causes={k: e for k, (_, e) in round_.items()})
         asked = later
 
 
-def build_router(settings: NotificationsSettings, repo: Repository, notifier: Notifier, clock: Clock) -> KafkaRouter:
+def build_router(settings: NotificationsSettings, repo: Repository, workflow: Workflow, clock: Clock,
+                 dead_letters: DeadLetterMiddleware) -> KafkaRouter:
     router = KafkaRouter()
-    # What the notifier publishes (through the runtime's publisher), declared for the AsyncAPI document.
+    runner = BatchRunner(max_attempts=settings.handler_max_attempts)
+
+    async def reject(event: CloudEvent, exc: Rejected) -> None:
+        await dead_letter_event(dead_letters, event, exc)
+
+    # What the workflow publishes (through the runtime's publisher), declared for the AsyncAPI document.
     router.publisher(
         CRM_NOTIFICATIONS, title="crm.notifications.v1:publish",
         description="The outcome of every message: notification.sent, notification.failed, or "
@@ -77,20 +84,26 @@ def build_router(settings: NotificationsSettings, repo: Repository, notifier: No
     async def on_customers(events: list[Union[CustomerProfileChanged, CustomerErased]]) -> None:
         asked: list[tuple[domain.Request, CloudEvent]] = []
 
-        async def apply(customer_events: list[CloudEvent]) -> None:
-            for event in customer_events:  # one customer's changes in the order they were made
+        async def apply(_: str, customer_events: list[CloudEvent]) -> None:
+            # One customer's changes in the order they were made; the newest profile is written once.
+            # The stored copy is read only for what an event may lack (its creation time).
+            latest: domain.Profile | None = None
+            for event in customer_events:
                 if isinstance(event, CustomerErased):
                     await repo.erase(event.subject)
+                    latest = None
                     continue
-                previous = await repo.profile(event.subject)
-                profile = domain.profile_from_event(event, previous)  # type: ignore[arg-type]
-                await repo.save_profile(profile, profile.timezone or settings.default_timezone)
+                data = event.data  # type: ignore[attr-defined]
+                previous = latest or (await repo.profile(event.subject) if data.created_at is None else None)
+                latest = domain.profile_from_event(event, previous)  # type: ignore[arg-type]
                 welcome = domain.welcome_request(event, now=clock.now(), max_age=welcome_age)  # type: ignore[arg-type]
                 thanks = domain.referred_request(event, now=clock.now(), max_age=welcome_age)  # type: ignore[arg-type]
                 asked.extend((request, event) for request in (welcome, thanks) if request)
+            if latest is not None:
+                await repo.save_profile(latest, latest.timezone or settings.default_timezone)
 
-        await asyncio.gather(*(apply(group) for group in by_subject(events).values()))
-        await submit_each(notifier, asked)
+        await runner.per_customer(events, apply, reject)
+        await submit_each(workflow, asked)
 
     @router.subscriber(CRM_TIER_CHANGES, **batch_options(settings, CRM_TIER_CHANGES),
                        title="crm.tier-changes.v1:notifications",
@@ -103,7 +116,7 @@ def build_router(settings: NotificationsSettings, repo: Repository, notifier: No
         latest = {(e.subject, e.data.dimension): e for e in events if e.data.dimension in ("value_tier", "vip")}
         await asyncio.gather(*(repo.save_tier(customer, dimension, e.data.current)
                                for (customer, dimension), e in latest.items()))
-        await submit_each(notifier, [(r, e) for e in events if (r := domain.tier_request(e))])
+        await submit_each(workflow, [(r, e) for e in events if (r := domain.tier_request(e))])
 
     @router.subscriber(CRM_CUSTOMER_TIERS, **batch_options(settings, CRM_CUSTOMER_TIERS),
                        title="crm.customer-tiers.v1:notifications",
@@ -111,13 +124,13 @@ def build_router(settings: NotificationsSettings, repo: Repository, notifier: No
                                    "grace period saying what to spend by when to keep it.")
     async def on_classifications(events: list[CustomerClassification]) -> None:
         now = clock.now()
-        await submit_each(notifier, [(r, e) for e in events if (r := domain.grace_warning_request(e, now=now))])
+        await submit_each(workflow, [(r, e) for e in events if (r := domain.grace_warning_request(e, now=now))])
 
     @router.subscriber(CRM_INTERACTIONS, **batch_options(settings, CRM_INTERACTIONS),
                        title="crm.interactions.v1:notifications",
                        description="A referral thanks the referrer, once per customer referred, within consent.")
     async def on_interactions(events: list[InteractionRecorded]) -> None:
-        await submit_each(notifier, [(r, e) for e in events if (r := domain.referral_request(e))])
+        await submit_each(workflow, [(r, e) for e in events if (r := domain.referral_request(e))])
 
     @router.subscriber(CRM_COMPLAINTS, **subscriber_options(settings, CRM_COMPLAINTS),
                        title="crm.complaints.v1:notifications",
@@ -127,6 +140,6 @@ def build_router(settings: NotificationsSettings, repo: Repository, notifier: No
         if isinstance(event, ComplaintReopened):  # the survey waits for the next resolution
             await repo.cancel_pending(f"complaint_survey:{event.data.complaint_id}:{event.subject}")
             return
-        await notifier.submit(domain.complaint_requests(event, survey_delay=survey_delay), cause=event)
+        await workflow.submit(domain.complaint_requests(event, survey_delay=survey_delay), cause=event)
 
     return router

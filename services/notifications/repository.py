@@ -122,8 +122,9 @@ class Repository:
         doc = self.profile_document(profile, timezone)
         # Tiers come from another topic, concurrently: a profile update leaves them alone.
         fields = {k: v for k, v in doc.items() if k not in ("_id", "value_tier", "vip")}
-        await self.customers.update_one({"_id": doc["_id"]}, {"$set": fields}, upsert=True)
+        # The zone first: a stop between the two writes leaves no customer in a zone the list lacks.
         await self.note_timezones([timezone])
+        await self.customers.update_one({"_id": doc["_id"]}, {"$set": fields}, upsert=True)
 
     async def save_tier(self, customer_id: str, dimension: str, value: str) -> None:
         # Upsert: a tier change may arrive before the profile does.
@@ -135,6 +136,9 @@ class Repository:
                              self.outcomes.delete_many({"customer_id": customer_id}),
                              self.suppressions.delete_many({"customer_id": customer_id}))
         await self.customers.delete_one({"_id": customer_id})
+
+    async def has_timezones(self) -> bool:
+        return await self.runs.find_one({"_id": TIMEZONES}, {"_id": 1}) is not None
 
     async def timezones(self) -> list[str]:
         doc = await self.runs.find_one({"_id": TIMEZONES})
@@ -148,8 +152,8 @@ class Repository:
             self._zones_noted.update(new)
 
     async def rebuild_timezones(self) -> None:
-        """At start, one read of all customers: the list then also holds zones stored by a version
-        that did not keep it, or by a writer that stopped between its two writes."""
+        """One read of all customers: the list then also holds zones stored by a version that did
+        not keep it (a store written before the list existed)."""
         groups = await (await self.customers.aggregate(
             [{"$group": {"_id": "$timezone", "n": {"$sum": 1}}}])).to_list(None)
         self._zones_noted.clear()

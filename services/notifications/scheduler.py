@@ -2,7 +2,7 @@
 
 Every tick, each time zone whose local clock has passed the daily send hour and whose run for that
 local date is not recorded yet is fanned out: its customers are read a batch at a time (memory stays
-bounded by the batch size) and each batch goes to the notifier. The run is recorded at the end; a
+bounded by the batch size) and each batch goes to the workflow. The run is recorded at the end; a
 run cut short is simply done again, and the dedupe keys make the repeat send nothing twice.
 
 Deferred messages are found by the minute they are due (``due_slot``): each pass looks up the slots
@@ -22,7 +22,7 @@ import structlog
 
 from . import domain
 from .calendar import holidays_on
-from .notifier import Notifier
+from .workflow import Workflow
 from .repository import Repository, due_slot
 from .settings import NotificationsSettings
 
@@ -34,10 +34,10 @@ SLOT_LOOKUPS = 32
 
 
 class Scheduler:
-    def __init__(self, settings: NotificationsSettings, repo: Repository, notifier: Notifier) -> None:
+    def __init__(self, settings: NotificationsSettings, repo: Repository, workflow: Workflow) -> None:
         self.settings = settings
         self.repo = repo
-        self.notifier = notifier
+        self.workflow = workflow
         #: The first minute slot the next pass looks up; None until the start pass has run.
         self._next: datetime | None = None
         self.primed = asyncio.Event()
@@ -49,17 +49,19 @@ class Scheduler:
             await asyncio.sleep(self.settings.scheduler_interval_s)
 
     async def prime(self) -> None:
-        """The start pass: the one read of every deferred record and of the customers' time zones."""
-        now = self.notifier.clock.now()
-        await self.repo.rebuild_timezones()
+        """The start pass: the one read of every deferred record (and of the customers' time zones,
+        in a store that has customers but no list of their zones yet)."""
+        now = self.workflow.clock.now()
+        if not await self.repo.has_timezones():
+            await self.repo.rebuild_timezones()
         async for batch in self.repo.all_deferred(self.settings.fan_out_batch):
             await self.repo.set_due_slots(d for d in batch if "due_slot" not in d)
-            await self.notifier.resume([d for d in batch if d["due_at"] <= now])
+            await self.workflow.resume([d for d in batch if d["due_at"] <= now])
         self._next = min(self._next or now, now - OVERLAP)
         self.primed.set()
 
     async def tick(self) -> None:
-        now = self.notifier.clock.now()
+        now = self.workflow.clock.now()
         await self.resume_due(now)
         for timezone in await self.repo.timezones():
             local = now.astimezone(ZoneInfo(timezone))
@@ -82,10 +84,10 @@ class Scheduler:
 
     async def _resume_slot(self, slot: str, now: datetime) -> None:
         async for batch in self.repo.due_in(slot, now, self.settings.fan_out_batch):
-            await self.notifier.resume(batch)
+            await self.workflow.resume(batch)
 
     async def fan_out(self, timezone: str, local: datetime, run_id: str) -> int:
-        """Hand each batch to the notifier; a few batches are in flight at once, so reading and
+        """Hand each batch to the workflow; a few batches are in flight at once, so reading and
         deciding the next overlaps with mailing the last, while memory stays bounded."""
         day = local.date()
         count = 0
@@ -104,7 +106,7 @@ class Scheduler:
                 for task in done:
                     task.result()
             known = {p.customer_id: p for p in batch}
-            in_flight.add(asyncio.create_task(self.notifier.submit(requests, known=known)))
+            in_flight.add(asyncio.create_task(self.workflow.submit(requests, known=known)))
         for task in asyncio.as_completed(in_flight):
             await task
         return count

@@ -13,7 +13,7 @@ from shared.contract.types import AwareTime, CustomerId, TextModel
 
 from . import reports
 from .domain import Override, validate_override_value
-from .engine import Engine
+from .workflow import Workflow
 from .policy import Policy
 from .repository import Repository
 
@@ -21,8 +21,8 @@ router = APIRouter(tags=["tiering"])
 Customer = Annotated[CustomerId, Path(description="Customer id")]
 
 
-def _engine(request: Request) -> Engine:
-    return request.app.state.engine
+def _workflow(request: Request) -> Workflow:
+    return request.app.state.workflow
 
 
 def _repo(request: Request) -> Repository:
@@ -46,7 +46,7 @@ def _classification(doc: dict[str, Any]) -> dict[str, Any]:
 @router.get("/customers/{customer_id}/classification", dependencies=[require("tiers:read")],
             summary="The current classification of a customer, with the metrics behind it")
 async def classification(request: Request, customer_id: Customer) -> dict[str, Any]:
-    doc = await _engine(request).classification(customer_id)
+    doc = await _workflow(request).classification(customer_id)
     if doc is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "customer not classified")
     return _classification(doc)
@@ -56,7 +56,7 @@ async def classification(request: Request, customer_id: Customer) -> dict[str, A
             summary="Every tier change of a customer, oldest first, and the audit of overrides")
 async def tier_history(request: Request, customer_id: Customer) -> dict[str, Any]:
     repo = _repo(request)
-    return {"customer_id": customer_id, "changes": await _engine(request).tier_history(customer_id),
+    return {"customer_id": customer_id, "changes": await _workflow(request).tier_history(customer_id),
             "overrides": await repo.override_audit(customer_id)}
 
 
@@ -76,13 +76,13 @@ async def put_override(request: Request, customer_id: Customer, dimension: Dimen
         validate_override_value(dimension, body.value)
     except ValueError as exc:
         raise HTTPException(422, f"value: {exc}") from None
-    engine = _engine(request)
-    now = engine.clock.now()
+    workflow = _workflow(request)
+    now = workflow.clock.now()
     if body.expires_at is not None and body.expires_at <= now:
         raise HTTPException(422, "expires_at: must be in the future")
     override = Override(value=body.value, mode=body.mode, reason=body.reason, actor=key.name, set_at=now,
                         expires_at=body.expires_at)
-    doc = await engine.set_override(customer_id, dimension, override, key.name, body.reason)
+    doc = await workflow.set_override(customer_id, dimension, override, key.name, body.reason)
     if doc is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "customer not known to tiering")
     return _classification(doc)
@@ -92,7 +92,7 @@ async def put_override(request: Request, customer_id: Customer, dimension: Dimen
 async def delete_override(request: Request, customer_id: Customer, dimension: Dimension,
                           reason: Annotated[str, Query(min_length=1, max_length=500)] = "override removed",
                           key: Any = require("tiers:write")) -> dict[str, Any]:
-    doc = await _engine(request).set_override(customer_id, dimension, None, key.name, reason)
+    doc = await _workflow(request).set_override(customer_id, dimension, None, key.name, reason)
     if doc is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "customer not known to tiering")
     return _classification(doc)
@@ -100,15 +100,15 @@ async def delete_override(request: Request, customer_id: Customer, dimension: Di
 
 @router.get("/policy", dependencies=[require("tiers:read")], summary="The active policy")
 async def get_policy(request: Request) -> dict[str, Any]:
-    policy = await _engine(request).ready()
+    policy = await _workflow(request).ready()
     return policy.model_dump(mode="json")
 
 
 @router.post("/policy", dependencies=[require("policy:write")], status_code=status.HTTP_201_CREATED,
              summary="Validate and store a new policy version (apply it with POST /reclassify)")
 async def post_policy(request: Request, policy: Annotated[Policy, Body()]) -> dict[str, Any]:
-    engine = _engine(request)
-    if not await engine.repo.store_policy(policy, engine.clock.now()):
+    workflow = _workflow(request)
+    if not await workflow.repo.store_policy(policy, workflow.clock.now()):
         raise HTTPException(status.HTTP_409_CONFLICT, f"policy version {policy.version!r} exists; versions are "
                                                       "immutable, use a new one")
     return {"version": policy.version, "stored": True}
@@ -118,32 +118,32 @@ async def post_policy(request: Request, policy: Annotated[Policy, Body()]) -> di
              summary="Transition counts under a policy version; unless dry_run, activate it and publish in bulk")
 async def reclassify(request: Request, dry_run: bool = True,
                      policy_version: Annotated[str | None, Query(max_length=64)] = None) -> dict[str, Any]:
-    engine = _engine(request)
-    policy = await engine.ready() if policy_version is None else await engine.repo.policy(policy_version)
+    workflow = _workflow(request)
+    policy = await workflow.ready() if policy_version is None else await workflow.repo.policy(policy_version)
     if policy is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"policy_version: no policy {policy_version!r}")
-    return await engine.reclassify(policy, dry_run=dry_run)
+    return await workflow.reclassify(policy, dry_run=dry_run)
 
 
 @router.post("/population/refresh", dependencies=[require("policy:write")],
              summary="Recompute the population cut-offs now; returns when done")
 async def refresh(request: Request) -> dict[str, Any]:
-    return await _engine(request).refresh()
+    return await _workflow(request).refresh()
 
 
 @router.get("/reports/segments", dependencies=[require("tiers:read")],
             summary="Distribution per dimension, the ABC Pareto table and rates per first-purchase month")
 async def segments(request: Request) -> dict[str, Any]:
-    engine = _engine(request)
-    await engine.ready()
+    workflow = _workflow(request)
+    await workflow.ready()
     latest: dict[str, Any] = {}
-    async for doc in engine.repo.scan(reports.PROJECTION):  # one revision per customer held at a time
+    async for doc in workflow.repo.scan(reports.PROJECTION):  # one revision per customer held at a time
         reports.keep_latest(latest, doc)
-    for doc in engine.pending_docs():  # and the newest, not written yet
+    for doc in workflow.pending_docs():  # and the newest, not written yet
         reports.keep_latest(latest, doc)
     return {
-        "policy_version": engine.policy.version if engine.policy else None,
-        "cutoffs_version": engine.cutoffs.version if engine.cutoffs else None,
+        "policy_version": workflow.policy.version if workflow.policy else None,
+        "cutoffs_version": workflow.cutoffs.version if workflow.cutoffs else None,
         **reports.segment_report(latest.values()),
     }
 

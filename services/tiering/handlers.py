@@ -1,8 +1,8 @@
 """Kafka subscribers of the tiering service: validate, call the domain, persist, publish.
 
-Every input is read in batches: the engine applies a batch with one read of the customers it does
+Every input is read in batches: the workflow applies a batch with one read of the customers it does
 not hold yet and the outbound events sent together; the new state is written in the background,
-and a batch's offsets are committed by the engine once what it led to is written
+and a batch's offsets are committed by the workflow once what it led to is written
 (``AckPolicy.MANUAL``). That is what keeps up with the order stream on a store that does a few
 thousand writes per second.
 """
@@ -38,7 +38,7 @@ from shared.contract.topics import (
 from shared.kafka import DeadLetterMiddleware, Rejected, batch_options, dead_letter_event
 
 from .domain import RuleViolation
-from .engine import Engine, Position
+from .workflow import Workflow, Position
 from .settings import TieringSettings
 
 ComplaintEvent = Union[tuple(COMPLAINT_EVENTS)]  # type: ignore[valid-type]
@@ -50,18 +50,18 @@ class Ownership(ConsumerRebalanceListener):  # type: ignore[misc]
     writes what is evaluated and commits its offsets, before the group hands them to another instance;
     being given partitions that this consumer did not hold re-reads what another may have moved on."""
 
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
+    def __init__(self, workflow: Workflow) -> None:
+        self.workflow = workflow
         self.held: set[TopicPartition] = set()
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
-        await self.engine.flush()  # waits for the batch in hand, then writes and commits
+        await self.workflow.flush()  # waits for the batch in hand, then writes and commits
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         gained = set(assigned) - self.held
         self.held = set(assigned)
         if gained:
-            await self.engine.resync()
+            await self.workflow.resync()
 
 
 def position(msg: KafkaMessage) -> Position:
@@ -74,20 +74,20 @@ def position(msg: KafkaMessage) -> Position:
     return msg.consumer, ends
 
 
-def build_router(settings: TieringSettings, engine: Engine, dead_letters: DeadLetterMiddleware) -> KafkaRouter:
+def build_router(settings: TieringSettings, workflow: Workflow, dead_letters: DeadLetterMiddleware) -> KafkaRouter:
     router = KafkaRouter()
 
     def batch(topic: str) -> dict[str, object]:
-        # Committed by the engine once what a batch led to is written (``Engine.flush``).
-        return batch_options(settings, topic, ack_policy=AckPolicy.MANUAL, listener=Ownership(engine))
+        # Committed by the workflow once what a batch led to is written (``Workflow.flush``).
+        return batch_options(settings, topic, ack_policy=AckPolicy.MANUAL, listener=Ownership(workflow))
 
     # Records that never reach a handler (dead-lettered, tombstones) are committed with the rest.
-    dead_letters.skipped = lambda msg: engine.handled(position(msg))
+    dead_letters.skipped = lambda msg: workflow.handled(position(msg))
 
     async def reject(event: CloudEvent, exc: RuleViolation) -> None:
         await dead_letter_event(dead_letters, event, Rejected(exc.code, exc.detail))
 
-    # What the engine publishes (through the runtime's publisher, in bulk), declared for the AsyncAPI document.
+    # What the workflow publishes (through the runtime's publisher, in bulk), declared for the AsyncAPI document.
     router.publisher(
         CRM_TIER_CHANGES, title="customer.tier.changed", schema=CustomerTierChanged,
         description="One event per changed dimension, with a deterministic id; `bulk` marks reclassifications "
@@ -102,17 +102,17 @@ def build_router(settings: TieringSettings, engine: Engine, dead_letters: DeadLe
                                    "unknown currency goes to the DLQ as `unknown_currency`, a refund above what is "
                                    "left of its order as `refund_exceeds_order`.")
     async def on_purchases(events: list[Union[PurchaseCompleted, PurchaseRefunded]], msg: KafkaMessage) -> None:
-        await engine.ingest(events, reject, position(msg))
+        await workflow.ingest(events, reject, position(msg))
 
     @router.subscriber(CRM_INTERACTIONS, **batch(CRM_INTERACTIONS), title="crm.interactions.v1 (tiering)",
                        description="Referrals made and satisfaction scores from survey responses.")
     async def on_interactions(events: list[InteractionRecorded], msg: KafkaMessage) -> None:
-        await engine.ingest(events, reject, position(msg))
+        await workflow.ingest(events, reject, position(msg))
 
     @router.subscriber(CRM_COMPLAINTS, **batch(CRM_COMPLAINTS), title="crm.complaints.v1 (tiering)",
                        description="Complaint lifecycle: open complaints and feedback scores feed churn risk.")
     async def on_complaints(events: list[ComplaintEvent], msg: KafkaMessage) -> None:
-        await engine.ingest(events, reject, position(msg))
+        await workflow.ingest(events, reject, position(msg))
 
     @router.subscriber(CRM_CUSTOMERS, **batch(CRM_CUSTOMERS), title="crm.customers.v1 (tiering)",
                        description="A profile makes the customer a prospect until the first purchase; "
@@ -121,11 +121,11 @@ def build_router(settings: TieringSettings, engine: Engine, dead_letters: DeadLe
         profiles: list[CloudEvent] = []
         for event in events:  # in order: an erasure comes after the profiles before it, before those after
             if isinstance(event, CustomerErased):
-                await engine.ingest(profiles, reject)
+                await workflow.ingest(profiles, reject)
                 profiles = []
-                await engine.erase(event.subject)
+                await workflow.erase(event.subject)
             else:
                 profiles.append(event)
-        await engine.ingest(profiles, reject, position(msg))
+        await workflow.ingest(profiles, reject, position(msg))
 
     return router

@@ -34,6 +34,10 @@ def _gin_expressions(database: str) -> set[str]:
     return {line.split("USING gin ", 1)[1] for line in rows.splitlines() if line}
 
 
+def _analyze() -> None:
+    infra.Postgres().psql("ANALYZE")
+
+
 async def test_every_key_of_every_declared_index_gets_a_gin_index_on_the_expression_ferretdb_filters_with(
         infra: dict[str, str], unique: str) -> None:
     store, database = _store(unique)
@@ -58,12 +62,16 @@ async def test_equality_lookups_read_no_whole_table_and_a_filter_ferretdb_keeps_
     things = store["things"]
     try:
         await store.ensure_indexes()
-        await things.insert_many([{"_id": f"t{i}", "owner": f"o{i % 50}", "code": i, "status": "open",
-                                   "meta": {"kind": f"k{i % 7}"}} for i in range(2000)])
+        await things.insert_many([{"_id": f"t{i}", "owner": f"o{i % 50}", "code": i,
+                                   "status": "open" if i % 10 == 0 else "closed", "meta": {"kind": f"k{i % 7}"}}
+                                  for i in range(2000)])
+        # With statistics, as autovacuum gathers them sooner or later: a filter that matches most of
+        # a table is rightly read whole by the planner, which is why hot paths filter selectively.
+        await asyncio.to_thread(_analyze)
         before = await settled(database)
         assert await things.find_one({"_id": "t1234"}) is not None
         assert len(await things.find({"owner": "o7"}).to_list(None)) == 40
-        assert len(await things.find({"meta.kind": "k3", "status": "open"}).to_list(None)) == 286
+        assert len(await things.find({"meta.kind": "k3", "status": "open"}).to_list(None)) == 29
         await things.update_one({"_id": "t5"}, {"$set": {"status": "closed"}})
         await things.delete_one({"code": 6})
         assert scanned(before, await settled(database)) == {}

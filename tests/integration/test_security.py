@@ -198,7 +198,7 @@ async def test_the_unsubscribe_link_needs_the_token_signed_for_its_customer_inst
     customer = "C-sec-unsubscribe"
     forged = await client.post("/unsubscribe", params={"customer_id": customer, "token": "0" * 32})
     assert forged.status_code == 403
-    other = app.state.notifier.unsubscribe_url("C-sec-someone-else").split("token=")[-1]
+    other = app.state.workflow.unsubscribe_url("C-sec-someone-else").split("token=")[-1]
     assert (await client.post("/unsubscribe", params={"customer_id": customer, "token": other})).status_code == 403
-    token = app.state.notifier.unsubscribe_url(customer).split("token=")[-1]
+    token = app.state.workflow.unsubscribe_url(customer).split("token=")[-1]
     assert (await client.post("/unsubscribe", params={"customer_id": customer, "token": token})).status_code == 204

@@ -85,7 +85,9 @@ async def test_an_upstream_registration_becomes_a_profile_published_on_the_compa
 
     published = ours(customer)(await consume_all(bootstrap, CRM_CUSTOMERS,
                                                  until=lambda rs: len(ours(customer)(rs)) >= 3))
-    events = [json.loads(r.value) for r in published]
+    # The redelivered last update may publish its profile again (it cannot tell whether its first
+    # publication happened): the same event, under the same id.
+    events = list({e["id"]: e for e in map(json.loads, (r.value for r in published))}.values())
     assert [e["type"] for e in events] == ["customer.profile.changed"] * 3
     assert [e["data"]["version"] for e in events] == [1, 2, 3]
     assert [e["id"] for e in events] == [profile_event_id(customer, v) for v in (1, 2, 3)]

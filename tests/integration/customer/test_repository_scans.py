@@ -15,7 +15,7 @@ from pymongo import AsyncMongoClient
 
 from services.customer.app import build_app
 from shared.pii import PiiCipher
-from services.customer.repository import COMPLAINTS, CONSENTS, CUSTOMERS, INBOX, TIMELINE, Repository
+from services.customer.repository import COMPLAINTS, CONSENTS, CUSTOMERS, TIMELINE, Repository
 from shared.contract.events import CustomerProfile
 from shared.contract.topics import (
     CRM_COMPLAINTS,
@@ -35,11 +35,11 @@ STORED = 3_000
 
 
 async def _fill(url: str, database: str, settings: Any, unique: str) -> None:
-    """``STORED`` customers as the repository writes them, each with timeline, consent, inbox and
+    """``STORED`` customers as the repository writes them, each with timeline, consent and
     complaint documents: enough rows that a whole-table read is one PostgreSQL would count."""
     repo = Repository(None, PiiCipher.from_settings(settings))  # type: ignore[arg-type]
     at = datetime.now(UTC).replace(microsecond=0) - timedelta(days=1)
-    docs: dict[str, list[dict[str, Any]]] = {name: [] for name in (CUSTOMERS, TIMELINE, CONSENTS, COMPLAINTS, INBOX)}
+    docs: dict[str, list[dict[str, Any]]] = {name: [] for name in (CUSTOMERS, TIMELINE, CONSENTS, COMPLAINTS)}
     for n in range(STORED):
         customer = f"F-{n}-{unique}"
         profile = CustomerProfile(status="active", source="tests", version=1, created_at=at, updated_at=at,
@@ -51,7 +51,6 @@ async def _fill(url: str, database: str, settings: Any, unique: str) -> None:
                                "version": 1, "granted": True})
         docs[COMPLAINTS].append({"_id": f"{customer}|K", "customer_id": customer, "complaint_id": "K",
                                  "status": "received", "at": at})
-        docs[INBOX].append({"_id": f"{customer}|seed", "at": at})
     client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(url, tz_aware=True)
     try:
         for name, batch in docs.items():

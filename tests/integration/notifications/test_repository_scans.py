@@ -133,7 +133,7 @@ async def test_events_a_scheduler_pass_and_the_api_read_no_collection_whole(
         added = await client.post("/suppressions", headers={"X-API-Key": WRITE_KEY},
                                   json={"kind": "phone", "value": "+8613900000001", "reason": "complained"})
         removed = await client.delete(f"/suppressions/{added.json()['id']}", headers={"X-API-Key": WRITE_KEY})
-        link = app.state.notifier.unsubscribe_url(shanghai[40])
+        link = app.state.workflow.unsubscribe_url(shanghai[40])
         unsubscribed = await client.post(f"/unsubscribe?{link.split('?', 1)[1]}")
         preview = await client.post("/preview", headers={"X-API-Key": READ_KEY}, json={"template": "birthday"})
 

@@ -72,7 +72,7 @@ async def test_offsets_are_committed_only_once_the_state_they_led_to_is_written(
         assert await stored(settings, customer) == []
         assert await committed(settings) == before
 
-        await app.state.engine.flush()
+        await app.state.workflow.flush()
         assert await stored_tiers(settings, customer) == ["high"]
         assert await committed(settings) == before + 1
 
@@ -116,27 +116,27 @@ async def test_a_service_stopped_before_writing_reads_the_records_again_and_reac
 async def test_a_write_that_fails_keeps_the_state_and_the_offsets_for_the_next_one(
         infra: dict[str, str], unique: str) -> None:
     customer, settings, app, before = await holding(unique)
-    engine = app.state.engine
+    workflow = app.state.workflow
     async with running(app) as client:
         await buys_high(infra, client, customer, unique)
-        save = engine.repo.save
+        save = workflow.repo.save
 
         async def store_away(*_: Any) -> None:
             raise ConnectionError("store away")
-        engine.repo.save = store_away
+        workflow.repo.save = store_away
         with pytest.raises(ConnectionError):
-            await engine.flush()
-        assert customer in engine.unsaved and await committed(settings) == before
+            await workflow.flush()
+        assert customer in workflow.saving.unsaved and await committed(settings) == before
         assert await value_tier(client, customer, "high")  # still answered
 
         # Evaluated again before the next write: that one writes the newest revision only.
         await send(infra, ORDERS_PURCHASES, purchase(customer, f"O2-{unique}", "100.00", BASE + timedelta(hours=1)))
         await eventually(lambda: _spent(client, customer, 2510000))
-        engine.repo.save = save
-        await engine.flush()
+        workflow.repo.save = save
+        await workflow.flush()
         docs = await stored(settings, customer)
         assert [(d["output"]["value_tier"], len(d["ledger"])) for d in docs] == [("high", 2)]
-        assert await committed(settings) == before + 2 and not engine.unsaved
+        assert await committed(settings) == before + 2 and not workflow.saving.unsaved
 
 
 async def _spent(client: Any, customer: str, minor: int) -> bool:

@@ -1,6 +1,6 @@
 """Replay of the real UCI Online Retail data (see data/README.md) against an independent computation.
 
-The whole file (22,190 invoices) goes through the service's engine and store directly, in the batches
+The whole file (22,190 invoices) goes through the service's workflow and store directly, in the batches
 the Kafka consumer would hand it; a sample of customers also goes through the real broker. The
 cut-offs and classes are then checked against figures computed here from the CSV alone.
 """
@@ -22,7 +22,7 @@ from prometheus_client import CollectorRegistry
 from pydantic import ValidationError
 
 from services.tiering.app import build_app
-from services.tiering.engine import Engine
+from services.tiering.workflow import Workflow
 from services.tiering.policy import default_policy
 from services.tiering.repository import INDEXES, Repository
 from shared.clock import FixedClock
@@ -110,7 +110,7 @@ async def test_the_online_retail_replay_matches_an_independent_pareto_vip_and_rf
     store = Store.connect(settings, INDEXES)
     await store.ensure_indexes()
     repo = Repository(store)
-    engine = Engine(settings, repo, FixedClock(END), CollectorRegistry(), publisher=Sink())  # type: ignore[arg-type]
+    workflow = Workflow(settings, repo, FixedClock(END), CollectorRegistry(), publisher=Sink())  # type: ignore[arg-type]
     rejected: Counter[str] = Counter()
 
     async def reject(event: Any, exc: Any) -> None:
@@ -130,14 +130,14 @@ async def test_the_online_retail_replay_matches_an_independent_pareto_vip_and_rf
     events.append(batch)
     try:
         for chunk in events:
-            await engine.ingest(chunk, reject)
+            await workflow.ingest(chunk, reject)
         for chunk in events[:2]:  # a replay of the start changes nothing
-            await engine.ingest(chunk, reject)
-        refreshed = await engine.refresh()
-        cutoffs = engine.cutoffs
+            await workflow.ingest(chunk, reject)
+        refreshed = await workflow.refresh()
+        cutoffs = workflow.cutoffs
         final: dict[str, Any] = {}
         async for doc in repo.scan({"ledger": 0}):
-            if doc["rev"] == engine.directory.get(doc["customer_id"]):
+            if doc["rev"] == workflow.directory.get(doc["customer_id"]):
                 final[doc["customer_id"]] = doc
     finally:
         await store.close()

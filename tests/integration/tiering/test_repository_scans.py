@@ -20,7 +20,7 @@ import pytest
 from services.tiering import domain
 from services.tiering.app import build_app
 from services.tiering.domain import Entry, Snapshot
-from services.tiering.engine import Engine
+from services.tiering.workflow import Workflow
 from services.tiering.policy import Policy, default_policy
 from services.tiering.repository import CustomerState, Repository, doc_id, history_doc, state_doc
 from shared.clock import FixedClock
@@ -92,13 +92,13 @@ async def _fill(repo: Repository, unique: str) -> list[str]:
     return ids
 
 
-def _applied(engine: Engine, kind: str) -> float:
-    return sum(s.value for m in engine.events_in.collect() for s in m.samples
+def _applied(workflow: Workflow, kind: str) -> float:
+    return sum(s.value for m in workflow.events_in.collect() for s in m.samples
                if s.name.endswith("_total") and s.labels.get("kind") == kind)
 
 
-async def _reached(engine: Engine, **counts: int) -> bool:
-    return all(_applied(engine, kind) >= n for kind, n in counts.items())
+async def _reached(workflow: Workflow, **counts: int) -> bool:
+    return all(_applied(workflow, kind) >= n for kind, n in counts.items())
 
 
 async def test_events_the_flush_the_scheduler_and_the_api_read_no_collection_whole(
@@ -107,7 +107,7 @@ async def test_events_the_flush_the_scheduler_and_the_api_read_no_collection_who
     settings = await settings_for(unique)
     app = build_app(settings, clock=clock)
     repo: Repository = app.state.repo
-    engine: Engine = app.state.engine
+    workflow: Workflow = app.state.workflow
     ids = await _fill(repo, unique)
     buyers, refunders, erased = ids[:BUYERS], ids[BUYERS:BUYERS + REFUNDERS], ids[-1]
     overridden, looked_up = ids[-2], ids[-3]  # neither touched by an event: read from the store
@@ -123,8 +123,8 @@ async def test_events_the_flush_the_scheduler_and_the_api_read_no_collection_who
             "satisfaction": 4}, time_=BASE))
         await send(infra, CRM_COMPLAINTS, envelope("complaint.opened", warm, {
             "complaint_id": f"KW-{unique}", "status": "received", "priority": "p2"}, time_=BASE))
-        await eventually(lambda: _reached(engine, registered=1, purchase=1, survey=1, complaint=1), timeout=60)
-        assert len(engine.directory) >= CUSTOMERS
+        await eventually(lambda: _reached(workflow, registered=1, purchase=1, survey=1, complaint=1), timeout=60)
+        assert len(workflow.directory) >= CUSTOMERS
         before = await settled(settings.database_name)
 
         # Events through Kafka: stored customers buy again or get a refund, new ones buy, one is erased.
@@ -135,26 +135,26 @@ async def test_events_the_flush_the_scheduler_and_the_api_read_no_collection_who
                    *(purchase(cid, f"O-{cid}", "120.00", NOW - timedelta(hours=2)) for cid in newcomers))
         await send(infra, CRM_CUSTOMERS, envelope("customer.erased", erased, {"erased_at": NOW.isoformat()},
                                                   time_=NOW))
-        await eventually(lambda: _reached(engine, purchase=1 + BUYERS + len(newcomers), refund=REFUNDERS),
+        await eventually(lambda: _reached(workflow, purchase=1 + BUYERS + len(newcomers), refund=REFUNDERS),
                          timeout=90)
         await eventually(lambda: _absent(client, erased))
 
         # The write-behind flush, then the clean-up of the revisions it superseded.
-        await engine.flush()
-        await engine.collect_garbage()
+        await workflow.flush()
+        await workflow.collect_garbage()
 
         # Two weeks on: the scheduler re-evaluates the customers whose next evaluation has come.
         clock.advance(timedelta(days=14))
-        due = sum(1 for when in engine.planned.values() if when <= clock.now())
-        while await engine.run_due(500):
+        due = sum(1 for when in workflow.planned.values() if when <= clock.now())
+        while await workflow.run_due(500):
             pass
 
         # An override (audited, written at once) and a population refresh.
         put = await client.put(f"/customers/{overridden}/overrides/value_tier", headers={"X-API-Key": WRITE_KEY},
                                json={"value": "high", "reason": "key account"})
         refreshed = await client.post("/population/refresh", headers={"X-API-Key": POLICY_KEY})
-        await engine.flush()
-        await engine.collect_garbage()
+        await workflow.flush()
+        await workflow.collect_garbage()
 
         # The routine API calls: a stored customer's classification, a customer's history and audit.
         stored = await client.get(f"/customers/{looked_up}/classification", headers={"X-API-Key": READ_KEY})

@@ -96,3 +96,14 @@ def test_a_late_update_changes_the_profile_without_moving_its_change_time_backwa
     late = domain.apply_changes(current, {"country": "CN"}, at=AT + timedelta(minutes=5), source="x",
                                 activate=False)
     assert (late.country, late.version, late.updated_at) == ("CN", 3, LATER)
+
+
+def test_an_intake_event_applied_is_known_by_its_id_and_once_forgotten_by_its_time() -> None:
+    applied = domain.Applied()
+    for n in range(domain.APPLIED_KEPT + 2):
+        applied = applied.plus(f"e{n}", AT + timedelta(minutes=n))
+    assert len(applied.recent) == domain.APPLIED_KEPT
+    assert ("e0", AT) in applied and ("e1", AT + timedelta(minutes=1)) in applied  # forgotten ids, by time
+    assert ("e2", AT + timedelta(minutes=2)) in applied  # the oldest id still kept
+    assert ("new", AT + timedelta(minutes=2)) not in applied  # a new event after the floor is not
+    assert ("new", AT + timedelta(minutes=1)) in applied

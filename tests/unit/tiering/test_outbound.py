@@ -1,4 +1,4 @@
-"""The engine builds its outbound events without validation, for speed; these tests validate them."""
+"""Tiering builds its outbound events without validation, for speed; these tests validate them."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from decimal import Decimal
 
 from prometheus_client import CollectorRegistry
 
-from services.tiering import domain
-from services.tiering.engine import Engine
+from services.tiering import domain, outbound
+from services.tiering.workflow import Workflow
 from services.tiering.policy import default_policy
 from services.tiering.repository import CustomerState, history_doc
 from services.tiering.settings import TieringSettings
@@ -26,28 +26,28 @@ def parsed(record: OutboundRecord) -> object:
     return parse_event(record.value, record.headers, key=record.key)
 
 
-def engine_with_customer() -> tuple[Engine, CustomerState, list[domain.Change]]:
-    engine = Engine(TieringSettings(), repo=None, clock=FixedClock(NOW), registry=CollectorRegistry(),  # type: ignore[arg-type]
-                    publisher=None)
-    engine.policy = default_policy()
+def workflow_with_customer() -> tuple[Workflow, CustomerState, list[domain.Change]]:
+    workflow = Workflow(TieringSettings(), repo=None, clock=FixedClock(NOW), registry=CollectorRegistry(),  # type: ignore[arg-type]
+                        publisher=None)
+    workflow.policy = default_policy()
     state = CustomerState("C-outbound-1")
     for n, days in enumerate((200, 100, 40, 3)):
         domain.add_entry(state.ledger, domain.Entry(f"p:o{n}", "purchase", NOW - timedelta(days=days), 90_000_00,
                                                     order_id=f"o{n}"))
-    state.metrics = domain.compute_metrics(state.ledger.values(), NOW, engine.policy)
-    targets = domain.classify(state.metrics, None, engine.policy, NOW)
-    state.snapshot, changes = domain.decide(domain.Snapshot(), targets, state.metrics, None, engine.policy, NOW, NOW)
+    state.metrics = domain.compute_metrics(state.ledger.values(), NOW, workflow.policy)
+    targets = domain.classify(state.metrics, None, workflow.policy, NOW)
+    state.snapshot, changes = domain.decide(domain.Snapshot(), targets, state.metrics, None, workflow.policy, NOW, NOW)
     state.rev = 1
-    return engine, state, changes
+    return workflow, state, changes
 
 
-def test_every_tier_change_the_engine_builds_passes_the_contract_it_is_published_under() -> None:
-    engine, state, changes = engine_with_customer()
-    metrics = engine._tier_metrics(state.metrics, NOW)
+def test_every_tier_change_tiering_builds_passes_the_contract_it_is_published_under() -> None:
+    workflow, state, changes = workflow_with_customer()
+    metrics = outbound.tier_metrics(workflow.policy, None, state.metrics, NOW)
     assert changes
     for change in changes:
-        record = engine._change_event(state.customer_id, change.event_id(state.customer_id), change, metrics, bulk=False,
-                                      cause=None)
+        record = outbound.change_event(workflow.policy, state.customer_id, change.event_id(state.customer_id),
+                                       change, metrics, bulk=False, cause=None)
         event = parsed(record)
         assert isinstance(event, CustomerTierChanged) and record.topic == CustomerTierChanged.topic
         assert event.id == change.event_id(state.customer_id)
@@ -57,11 +57,12 @@ def test_every_tier_change_the_engine_builds_passes_the_contract_it_is_published
         assert event.data.metrics.orders_12m == 4 and event.data.metrics.last_purchase_at == NOW - timedelta(days=3)
 
 
-def test_the_snapshot_the_engine_builds_passes_the_contract_with_every_dimension() -> None:
-    engine, state, _ = engine_with_customer()
+def test_the_snapshot_tiering_builds_passes_the_contract_with_every_dimension() -> None:
+    workflow, state, _ = workflow_with_customer()
     state.snapshot.pending["value_tier"] = domain.Pending(current="high", pending="medium", below_since=NOW,
                                                           effective_at=NOW + timedelta(days=30), needed="spend")
-    record = engine._snapshot_event(state, engine._tier_metrics(state.metrics, NOW), NOW, cause=None)
+    metrics = outbound.tier_metrics(workflow.policy, None, state.metrics, NOW)
+    record = outbound.snapshot_event(workflow.policy, state, metrics, NOW, cause=None)
     event = parsed(record)
     assert isinstance(event, CustomerClassification) and record.key == state.customer_id.encode()
     assert event.data.value_tier == state.snapshot.output["value_tier"] == "high"
@@ -71,7 +72,7 @@ def test_the_snapshot_the_engine_builds_passes_the_contract_with_every_dimension
 
 
 def test_history_of_a_retried_evaluation_has_the_same_id_and_a_larger_one_another() -> None:
-    engine, state, changes = engine_with_customer()
+    workflow, state, changes = workflow_with_customer()
     ids = [c.event_id(state.customer_id) for c in changes]
     first = history_doc(state.customer_id, changes, ids, False, "v1")
     assert first["_id"] == history_doc(state.customer_id, changes, ids, False, "v1")["_id"]
@@ -87,8 +88,8 @@ def test_stable_ids_are_the_uuid5_of_the_name_so_ids_stay_what_earlier_versions_
 def test_a_stored_customer_evaluated_first_after_a_start_has_its_snapshot_published_once() -> None:
     # The snapshot topic may hold what a killed process published and never stored: the first
     # evaluation after a start publishes the snapshot even though nothing visible moved.
-    engine, state, _ = engine_with_customer()
-    engine.cutoffs = None
+    workflow, state, _ = workflow_with_customer()
+    workflow.cutoffs = None
 
     def published(when: datetime) -> list[str]:
         order = f"o-{when.timestamp():.0f}"
@@ -96,17 +97,17 @@ def test_a_stored_customer_evaluated_first_after_a_start_has_its_snapshot_publis
         cause = parse_event(json.dumps(envelope("order.purchase.completed", state.customer_id, {
             "order_id": order, "total_amount": "1.00", "currency": "CNY", "channel": "online"},
             time_=when)).encode())
-        outbound, _ = engine._evaluate([(state, when, cause)], when, [], [], bulk=False, force=False,
-                                       immediate=False)
-        return [parsed(r).type for r in outbound]
+        records, _ = workflow._evaluate([(state, when, cause)], when, [], [], bulk=False, force=False,
+                                        immediate=False)
+        return [parsed(r).type for r in records]
 
     assert published(NOW) == ["customer.classification"]
     assert published(NOW + timedelta(minutes=1)) == []
 
 
 def test_a_customer_paying_in_one_currency_sees_figures_in_it_and_the_base_spend_the_policy_compared() -> None:
-    engine, _, _ = engine_with_customer()
-    policy = engine.policy
+    workflow, _, _ = workflow_with_customer()
+    policy = workflow.policy
     assert policy is not None
 
     def metrics_of(*currencies: str) -> object:
@@ -119,7 +120,7 @@ def test_a_customer_paying_in_one_currency_sees_figures_in_it_and_the_base_spend
             assert entry is not None
             domain.add_entry(state.ledger, entry)
         metrics = domain.compute_metrics(state.ledger.values(), NOW, policy)
-        return json.loads(engine._tier_metrics(metrics, NOW))
+        return json.loads(outbound.tier_metrics(policy, workflow.cutoffs, metrics, NOW))
 
     pounds = metrics_of("GBP", "GBP")
     assert (pounds["currency"], pounds["spend_12m"]) == ("GBP", "200.00")

@@ -11,7 +11,7 @@ from aiokafka import TopicPartition
 from prometheus_client import CollectorRegistry
 
 from services.tiering import domain
-from services.tiering.engine import Engine
+from services.tiering.workflow import Workflow
 from services.tiering.handlers import Ownership
 from services.tiering.policy import default_policy
 from services.tiering.repository import CustomerState
@@ -23,7 +23,7 @@ STANDING = domain.standing(domain.Metrics(), {}, ())
 
 
 class Store:
-    """What ``Engine.ready`` reads; ``revisions`` is what other instances have written so far."""
+    """What ``Workflow.ready`` reads; ``revisions`` is what other instances have written so far."""
 
     def __init__(self, revisions: dict[str, int]) -> None:
         self.revisions = revisions
@@ -43,55 +43,55 @@ class Store:
         return {cid: (rev, None, STANDING) for cid, rev in self.revisions.items()}
 
 
-def engine_on(store: Store) -> Engine:
-    return Engine(TieringSettings(), repo=store, clock=FixedClock(NOW), registry=CollectorRegistry(),  # type: ignore[arg-type]
+def workflow_on(store: Store) -> Workflow:
+    return Workflow(TieringSettings(), repo=store, clock=FixedClock(NOW), registry=CollectorRegistry(),  # type: ignore[arg-type]
                   publisher=None)
 
 
-def held(engine: Engine, customer: str, rev: int) -> None:
+def held(workflow: Workflow, customer: str, rev: int) -> None:
     state = CustomerState(customer)
     state.rev = rev
-    engine.cache[customer] = state
+    workflow.cache[customer] = state
 
 
 async def test_resync_drops_only_the_customers_whose_stored_revision_moved_on() -> None:
     store = Store({"moved": 2, "kept": 3})
-    engine = engine_on(store)
-    await engine.ready()
-    held(engine, "moved", 2)
-    held(engine, "kept", 3)
-    held(engine, "new", 0)  # never written: nobody else knows it either
+    workflow = workflow_on(store)
+    await workflow.ready()
+    held(workflow, "moved", 2)
+    held(workflow, "kept", 3)
+    held(workflow, "new", 0)  # never written: nobody else knows it either
     store.revisions.update(moved=5, other=1)  # another instance wrote on
-    await engine.resync()
-    assert list(engine.cache) == ["kept", "new"]
-    assert engine.directory == {"moved": 5, "kept": 3, "other": 1}
+    await workflow.resync()
+    assert list(workflow.cache) == ["kept", "new"]
+    assert workflow.directory == {"moved": 5, "kept": 3, "other": 1}
 
 
 async def test_resync_before_anything_was_read_reads_nothing() -> None:
     store = Store({"a": 1})
-    await engine_on(store).resync()
+    await workflow_on(store).resync()
     assert store.reads == 0
 
 
 async def test_a_resync_the_store_refuses_leaves_nothing_stale_in_memory() -> None:
     store = Store({"a": 1})
-    engine = engine_on(store)
-    await engine.ready()
-    held(engine, "a", 1)
+    workflow = workflow_on(store)
+    await workflow.ready()
+    held(workflow, "a", 1)
     store.fail = True
     with pytest.raises(ConnectionError):
-        await engine.resync()
-    assert not engine.cache and engine.policy is None  # the next batch reads everything again
+        await workflow.resync()
+    assert not workflow.cache and workflow.policy is None  # the next batch reads everything again
     store.fail = False
-    await engine.ready()
-    assert engine.directory == {"a": 1}
+    await workflow.ready()
+    assert workflow.directory == {"a": 1}
 
 
 async def test_only_partitions_a_consumer_did_not_hold_make_it_resync() -> None:
     store = Store({"a": 1})
-    engine = engine_on(store)
-    await engine.ready()
-    listener = Ownership(engine)
+    workflow = workflow_on(store)
+    await workflow.ready()
+    listener = Ownership(workflow)
     tp = [TopicPartition("orders.purchases.v1", p) for p in range(6)]
     await listener.on_partitions_assigned(set(tp))
     assert store.reads == 2
@@ -104,13 +104,13 @@ async def test_only_partitions_a_consumer_did_not_hold_make_it_resync() -> None:
 
 
 async def test_giving_partitions_up_waits_for_the_batch_in_hand() -> None:
-    engine = engine_on(Store({}))
-    listener = Ownership(engine)
-    await engine.lock.acquire()  # a batch being applied
+    workflow = workflow_on(Store({}))
+    listener = Ownership(workflow)
+    await workflow.lock.acquire()  # a batch being applied
     revoked = asyncio.create_task(listener.on_partitions_revoked(set()))
     await asyncio.sleep(0.05)
     assert not revoked.done()
-    engine.lock.release()
+    workflow.lock.release()
     await asyncio.wait_for(revoked, 1)
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from services.notifications.channels import DeliveryError, Recipient
 from services.notifications.domain import Profile, Request
-from services.notifications.notifier import Notifier
+from services.notifications.workflow import Workflow
 from services.notifications.settings import NotificationsSettings
 from services.notifications.templates import Rendered, Templates
 from shared.clock import FixedClock
@@ -21,7 +21,7 @@ REQUEST = Request("C-1", "tier", "tier_upgrade", "tier_upgrade", "tier_upgrade:v
 
 
 class Records:
-    """The notifications store as the notifier uses it, in memory."""
+    """The notifications store as the workflow uses it, in memory."""
 
     def __init__(self) -> None:
         self.docs: dict[str, dict[str, Any]] = {}
@@ -79,17 +79,17 @@ class Published:
         self.events.extend(events)
 
 
-def notifier(records: Records, mail: Mail, clock: FixedClock) -> tuple[Notifier, Published]:
+def workflow(records: Records, mail: Mail, clock: FixedClock) -> tuple[Workflow, Published]:
     settings = NotificationsSettings(channel_backoff_s=0, channel_retry_interval_s=60, channel_retry_for_hours=1,
                                      webhook_url="")
     out = Published()
-    n = Notifier(settings, records, Templates("en-US"), {"email": mail}, clock, out)  # type: ignore[arg-type]
+    n = Workflow(settings, records, Templates("en-US"), {"email": mail}, clock, out)  # type: ignore[arg-type]
     return n, out
 
 
 async def test_a_message_for_an_unreachable_server_is_deferred_then_sent_once_when_it_is_back() -> None:
     records, mail, clock = Records(), Mail(), FixedClock(NOW)
-    n, out = notifier(records, mail, clock)
+    n, out = workflow(records, mail, clock)
     await n.submit([REQUEST])
     doc = records.docs[REQUEST.dedupe_key]
     assert doc["status"] == "deferred" and doc["due_at"] == NOW + timedelta(seconds=60)
@@ -107,7 +107,7 @@ async def test_a_message_for_an_unreachable_server_is_deferred_then_sent_once_wh
 
 async def test_a_message_no_server_took_for_longer_than_the_retry_window_is_reported_failed() -> None:
     records, mail, clock = Records(), Mail(), FixedClock(NOW)
-    n, out = notifier(records, mail, clock)
+    n, out = workflow(records, mail, clock)
     await n.submit([REQUEST])
     clock.advance(timedelta(hours=2))
     await n.submit([REQUEST], resumed=True)

@@ -11,12 +11,13 @@ import asyncio
 import contextlib
 import weakref
 from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
 import structlog
 
+from shared.batch import Remembered
 from shared.clock import Clock
 from shared.contract.events import (
     CloudEvent,
@@ -67,7 +68,7 @@ class Cause:
         object.__setattr__(self, "at", domain.store_precision(self.at))
 
 
-class CustomerRecords:
+class Workflow:
     def __init__(self, repo: Repository, publisher: Publisher, clock: Clock) -> None:
         self.repo = repo
         self.publisher = publisher
@@ -76,6 +77,10 @@ class CustomerRecords:
         # Customers that have a profile or were erased: a purchase of theirs needs no read. Safe to
         # remember and to share between instances, since neither ever goes back to "unknown".
         self._known: set[str] = set()
+        # The profile this process last wrote for a customer: the next change of it starts from
+        # there without a read. A stale one (another process wrote meanwhile) fails the versioned
+        # write and the retry reads.
+        self._written: Remembered[str, Stored] = Remembered()
 
     @contextlib.asynccontextmanager
     async def _serialised(self, customer_id: str) -> AsyncIterator[None]:
@@ -88,36 +93,58 @@ class CustomerRecords:
             yield
 
     async def change(self, customer_id: str, changes: Mapping[str, Any], cause: Cause, *, activate: bool,
-                     create: bool) -> CustomerProfile:
-        """Apply ``changes``; ``create`` makes a new active customer (or registers a prospect)."""
+                     create: bool, once: bool = False) -> CustomerProfile:
+        """Apply ``changes``; ``create`` makes a new active customer (or registers a prospect).
+        ``once``: the cause is an event applied at most once, even after later changes (an intake
+        event read again must not roll the profile back)."""
         async with self._serialised(customer_id):
-            for _ in range(_ATTEMPTS):
-                profile = await self._try_change(customer_id, changes, cause, activate=activate, create=create)
+            for attempt in range(_ATTEMPTS):
+                if attempt == 0 and (written := self._written.get(customer_id)) is not None:
+                    stored: Stored | None = written
+                elif attempt == 0 and create and cause.event is not None and customer_id not in self._known:
+                    # A registration of an id never seen: almost always new. Should a document be
+                    # there after all, the write that expects none fails and the retry reads it.
+                    stored = None
+                else:
+                    self._written.forget(customer_id)
+                    stored = await self.repo.load(customer_id)
+                profile = await self._try_change(customer_id, stored, changes, cause, activate=activate,
+                                                 create=create, once=once)
                 if profile is not None:
                     return profile
             raise Conflict(customer_id)
 
-    async def _try_change(self, customer_id: str, changes: Mapping[str, Any], cause: Cause, *, activate: bool,
-                          create: bool) -> CustomerProfile | None:
-        """One optimistic attempt: the resulting profile, or ``None`` when another writer came first."""
-        stored = await self.repo.load(customer_id)
+    async def _try_change(self, customer_id: str, stored: Stored | None, changes: Mapping[str, Any], cause: Cause,
+                          *, activate: bool, create: bool, once: bool) -> CustomerProfile | None:
+        """One optimistic attempt from ``stored``: the resulting profile, or ``None`` when another
+        writer came first."""
         if stored is not None and stored.erased:
             raise Erased(customer_id)
         current = stored.profile if stored else None
+        applied = stored.applied if stored else domain.Applied()
+        if once and (cause.id, cause.at) in applied:
+            assert current is not None
+            if stored is not None and stored.last_cause == cause.id:
+                await self._publish_profile(customer_id, current, cause)  # the earlier attempt may not have
+            return current
         if current is None and not create:
             raise NotFound(customer_id)
         if create and current is not None and current.status == "active" and cause.event is None:
             raise AlreadyExists(customer_id)
         updated = domain.apply_changes(current, changes, at=cause.at, source=cause.source, activate=activate)
+        now_applied = applied.plus(cause.id, cause.at) if once else None
         if updated is None:
             assert current is not None
-            if stored is not None and stored.last_cause == cause.id:
-                await self._publish_profile(customer_id, current, cause)  # the earlier attempt may not have
+            if now_applied is not None:  # nothing changed, but a later replay of it must still change nothing
+                await self.repo.note_applied(customer_id, now_applied)
+                self._written.put(customer_id, replace(stored, applied=now_applied))  # type: ignore[arg-type]
             return current
         await self._record_consents(customer_id, current, updated, cause)
         if not await self.repo.save(customer_id, updated, expected_version=current.version if current else None,
-                                    cause=cause.id):
+                                    cause=cause.id, applied=now_applied):
             return None
+        self._written.put(customer_id, Stored(customer_id, updated, updated.status, cause.id, None,
+                                              applied=now_applied or applied))
         await self._publish_profile(customer_id, updated, cause)
         self._remember(customer_id)
         log.info("customer_profile_changed", customer_id=customer_id, version=updated.version,
@@ -153,6 +180,7 @@ class CustomerRecords:
     async def erase(self, customer_id: str, *, at: datetime, reason: str | None) -> None:
         """Remove the personal data, announce it, then drop the key from the compacted topic."""
         async with self._serialised(customer_id):
+            self._written.forget(customer_id)
             stored = await self.repo.load(customer_id)
             if stored is None or (stored.profile is None and not stored.erased):
                 raise NotFound(customer_id)
@@ -169,13 +197,12 @@ class CustomerRecords:
     async def _record_consents(self, customer_id: str, before: CustomerProfile | None, after: CustomerProfile,
                                cause: Cause) -> None:
         # Written before the profile: a crash in between replays into the same ledger ids.
-        for change in domain.consent_changes(before.consents if before else None, after.consents):
-            await self.repo.record_consent({
-                "_id": domain.event_id("consent", customer_id, cause.id, change.key),
-                "customer_id": customer_id, "consent": change.key, "kind": domain.CONSENT_KINDS[change.key],
-                "granted": change.granted, "at": cause.at, "source": cause.source, "actor": cause.actor,
-                "version": after.version,
-            })
+        await self.repo.record_consents([{
+            "_id": domain.event_id("consent", customer_id, cause.id, change.key),
+            "customer_id": customer_id, "consent": change.key, "kind": domain.CONSENT_KINDS[change.key],
+            "granted": change.granted, "at": cause.at, "source": cause.source, "actor": cause.actor,
+            "version": after.version,
+        } for change in domain.consent_changes(before.consents if before else None, after.consents)])
 
     async def _publish_profile(self, customer_id: str, profile: CustomerProfile, cause: Cause) -> None:
         event = CustomerProfileChanged(

@@ -1,11 +1,9 @@
-"""The stateful core: a bounded in-memory working set of customers in front of the store.
+"""Tiering's workflow: a bounded in-memory working set of customers in front of the store.
 
 Every path (Kafka batches, the scheduler, overrides, refreshes, reclassification) goes through
 ``_apply``: evaluate and publish the outbound events together. The new state revisions wait in
-memory and ``flush`` writes them in the background (every ``flush_interval_s``, or sooner when
-``flush_customers`` wait), then commits the Kafka offsets of the batches they came from: an offset
-is never committed before the state it led to is stored, and a customer touched by several batches
-between two writes is written once. After a crash the uncommitted records are read again and, the
+memory for the write-behind (``writebehind.py``), which writes them and then commits the Kafka
+offsets of the batches they came from. After a crash the uncommitted records are read again and, the
 ledger being keyed by natural ids and the event ids deterministic, give the same state and the
 same events. When a batch fails, its customers are dropped from memory so that the retry starts
 again from their last evaluated revision.
@@ -14,7 +12,6 @@ again from their last evaluated revision.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import heapq
 import time
 import uuid
@@ -22,23 +19,18 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import Decimal
 from typing import Any
 
 import structlog
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from pydantic_core import to_json
-
-from aiokafka.errors import KafkaError
+from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from shared.clock import Clock
 from shared.contract import CloudEvent
-from shared.contract.events import CustomerClassification, CustomerTierChanged
 from shared.contract.topics import CRM_CUSTOMER_TIERS
-from shared.kafka import OutboundRecord, Publisher, trace_headers
+from shared.kafka import OutboundRecord, Publisher
 
-from . import domain
-from .domain import Change, Cutoffs, Metrics, Override, RuleViolation
+from . import domain, outbound
+from .domain import Cutoffs, Metrics, Override, RuleViolation
 from .policy import Policy, default_policy
 from .repository import (
     CustomerState,
@@ -49,14 +41,11 @@ from .repository import (
     state_doc,
 )
 from .settings import TieringSettings
+from .writebehind import Position, Unsaved, WriteBehind, detached
 
 log = structlog.get_logger(__name__)
-SOURCE = "carecrm/tiering"
 #: Customers evaluated per send to the producer within one batch (see ``_apply``).
 APPLY_CHUNK = 250
-#: Documents per insert when ``flush`` writes: encoding them holds the event loop, and between two
-#: inserts batches go on.
-FLUSH_CHUNK = 250
 Reject = Callable[[CloudEvent, RuleViolation], Awaitable[None]]
 
 
@@ -66,47 +55,7 @@ class Outcome:
     events: int = 0
 
 
-@dataclass(slots=True)
-class Unsaved:
-    """A customer's newest revision not written yet, and the stored revisions it replaces. It keeps
-    the state's own immutable parts (snapshot, metrics, ledger entries) and becomes a document only
-    when written or asked for: documents of every customer waiting would take several times the
-    memory, and a customer evaluated again before the write is encoded once."""
-
-    state: CustomerState
-    policy_version: str
-    updated_at: datetime
-    superseded: list[str]
-
-    @classmethod
-    def of(cls, state: CustomerState, policy_version: str, updated_at: datetime,
-           superseded: list[str]) -> Unsaved:
-        return cls(detached(state), policy_version, updated_at, superseded)
-
-    @property
-    def doc(self) -> dict[str, Any]:
-        """The revision without its ledger."""
-        return state_doc(self.state, self.policy_version, self.updated_at, ledger=False)
-
-    def stored(self) -> dict[str, Any]:
-        return state_doc(self.state, self.policy_version, self.updated_at)
-
-
-def detached(state: CustomerState) -> CustomerState:
-    """A copy of ``state`` that later events do not change (its parts other than the ledger are
-    replaced, never changed, by an evaluation)."""
-    copy = CustomerState(state.customer_id)
-    copy.ledger = dict(state.ledger)
-    copy.snapshot, copy.metrics, copy.rev = state.snapshot, state.metrics, state.rev
-    copy.next_eval_at, copy.doc_ids = state.next_eval_at, list(state.doc_ids)
-    return copy
-
-
-#: Where a batch of records ends: the consumer that read it and, per partition, the next offset.
-Position = tuple[Any, dict[Any, int]]
-
-
-class Engine:
+class Workflow:
     def __init__(self, settings: TieringSettings, repo: Repository, clock: Clock, registry: CollectorRegistry,
                  publisher: Publisher) -> None:
         self.settings = settings
@@ -122,22 +71,12 @@ class Engine:
         #: Each customer's next evaluation time, and a heap of them for the scheduler.
         self.planned: dict[str, datetime] = {}
         self.due: list[tuple[datetime, str]] = []
-        #: Superseded revision documents, deleted in bulk by ``collect_garbage``.
-        self.stale: list[str] = []
-        #: Evaluated revisions and history waiting for ``flush``, and those it is writing now.
-        self.unsaved: dict[str, Unsaved] = {}
-        self.unsaved_history: list[dict[str, Any]] = []
-        self.writing: dict[str, Unsaved] = {}
-        self.writing_history: list[dict[str, Any]] = []
-        #: Per consumer, the offsets to commit once what their batches led to is written.
-        self.offsets: dict[Any, dict[Any, int]] = {}
         #: Customers whose snapshot this process has published. After a kill -9 the snapshot topic
         #: may hold a classification evaluated and published but never stored, which the records
         #: read again need not reach: a customer's first evaluation here publishes its snapshot.
         self.announced: set[str] = set()
-        self._flushing = asyncio.Lock()
-        self._many_waiting = asyncio.Event()
         self.lock = asyncio.Lock()
+        self.saving = WriteBehind(repo, self.lock, settings.flush_customers, registry)
         self._loading = asyncio.Lock()
         self.policy: Policy | None = None
         self.cutoffs: Cutoffs | None = None
@@ -155,12 +94,6 @@ class Engine:
                                 registry=registry)
         self.batch_seconds = Histogram("carecrm_tiering_batch_seconds", "Time to apply one batch",
                                        registry=registry)
-        self.flush_seconds = Histogram("carecrm_tiering_flush_seconds",
-                                       "Time to write the waiting revisions and commit their offsets",
-                                       registry=registry)
-        self.waiting = Gauge("carecrm_tiering_unsaved_customers", "Customers whose newest revision is not written yet",
-                             registry=registry)
-        self.waiting.set_function(lambda: len(self.unsaved) + len(self.writing))
 
     async def ready(self) -> Policy:
         """Load the active policy, the cut-offs and the directory once, whoever asks first."""
@@ -208,11 +141,11 @@ class Engine:
         return None if rev is None else await self.repo.state(customer_id, rev)
 
     async def tier_history(self, customer_id: str) -> list[dict[str, Any]]:
-        return await self.repo.tier_history(customer_id, unsaved=[*self.writing_history, *self.unsaved_history])
+        return await self.repo.tier_history(customer_id, unsaved=self.saving.pending_history())
 
     def pending_docs(self) -> list[dict[str, Any]]:
         """The revisions not written yet (without their ledgers), older first."""
-        return [*(u.doc for u in self.writing.values()), *(u.doc for u in self.unsaved.values())]
+        return [u.doc for u in self.saving.pending()]
 
     async def current_docs(self) -> AsyncIterator[Mapping[str, Any]]:
         """Every customer's current revision (without the ledger) once: the stored ones, then those
@@ -226,8 +159,7 @@ class Engine:
             yield doc
 
     def _newest(self, customer_id: str) -> Unsaved | None:
-        """The customer's newest revision when it is not written yet."""
-        return self.unsaved.get(customer_id) or self.writing.get(customer_id)
+        return self.saving.newest(customer_id)
 
     # --- working set --------------------------------------------------------------------------------
 
@@ -277,7 +209,7 @@ class Engine:
             except BaseException:
                 self.cache.clear()  # the next batch reads it all again
                 raise
-            for waiting in [*self.writing.values(), *self.unsaved.values()]:  # newer than the store
+            for waiting in self.saving.pending():  # newer than the store
                 self._remember(waiting.state)
             for cid in [c for c, s in self.cache.items() if self.directory.get(c, 0) != s.rev]:
                 del self.cache[cid]
@@ -288,7 +220,7 @@ class Engine:
         """Apply a batch of inbound events; events the rules refuse go to ``reject`` one by one.
         ``position`` is committed once what the batch led to is written."""
         started = time.perf_counter()
-        if len(self.unsaved) >= 2 * self.settings.flush_customers:
+        if self.saving.backlog >= 2 * self.settings.flush_customers:
             await self.flush()  # the store falls behind: wait for it rather than hold ever more
         async with self.lock:
             policy = await self.ready()
@@ -323,20 +255,21 @@ class Engine:
         self.batch_seconds.observe(time.perf_counter() - started)
 
     def handled(self, position: Position | None) -> None:
-        """Note that a batch's records are handled: the next ``flush`` commits them."""
-        if position is not None:
-            consumer, ends = position
-            held = self.offsets.setdefault(consumer, {})
-            for tp, offset in ends.items():
-                held[tp] = max(offset, held.get(tp, 0))
+        """Note that a batch's records are handled: they are committed once written."""
+        self.saving.handled(position)
+
+    async def flush(self) -> None:
+        await self.saving.flush()
+
+    async def flush_due(self, interval: float) -> None:
+        await self.saving.due(interval)
 
     async def erase(self, customer_id: str, position: Position | None = None) -> None:
         # Not while a write is under way: it could store the customer again after the delete.
-        async with self._flushing, self.lock:
+        async with self.saving.flushing, self.lock:
             await self.ready()
             self._forget([customer_id])
-            self.unsaved.pop(customer_id, None)
-            self.unsaved_history = [d for d in self.unsaved_history if d["customer_id"] != customer_id]
+            self.saving.forget(customer_id)
             await self.repo.erase(customer_id)
             self.directory.pop(customer_id, None)
             self.standings.pop(customer_id, None)
@@ -377,11 +310,11 @@ class Engine:
 
     async def collect_garbage(self) -> int:
         """Delete superseded revisions; the scheduler calls this between evaluations."""
-        stale, self.stale = self.stale, []
+        stale, self.saving.stale = self.saving.stale, []
         try:
             await self.repo.delete_revisions(stale)
         except BaseException:
-            self.stale.extend(stale)
+            self.saving.stale.extend(stale)
             raise
         return len(stale)
 
@@ -541,32 +474,25 @@ class Engine:
         published = changed = 0
         try:
             for start in range(0, len(work), APPLY_CHUNK):
-                outbound, chunk_changed = self._evaluate(work[start:start + APPLY_CHUNK], now, revisions, history,
+                records, chunk_changed = self._evaluate(work[start:start + APPLY_CHUNK], now, revisions, history,
                                                          bulk=bulk, force=force, immediate=immediate)
-                if outbound:
-                    deliveries.append(asyncio.ensure_future(await self.publisher.send(outbound)))
-                published += len(outbound)
+                if records:
+                    deliveries.append(asyncio.ensure_future(await self.publisher.send(records)))
+                published += len(records)
                 changed += chunk_changed
         finally:
             results = await asyncio.gather(*deliveries, return_exceptions=True)
         for result in results:
             if isinstance(result, BaseException):
                 raise result
-        version = self.policy.version if self.policy else ""
-        for state, replaced in revisions:
-            prior = self.unsaved.get(state.customer_id)
-            self.unsaved[state.customer_id] = Unsaved.of(
-                state, version, now, [*prior.superseded, *replaced] if prior else replaced)
-        self.unsaved_history.extend(history)
-        if len(self.unsaved) >= self.settings.flush_customers:
-            self._many_waiting.set()
+        self.saving.keep(revisions, history, self.policy.version if self.policy else "", now)
         for state, _, _ in work:
             if state.rev:
                 self._remember(state)
         return published, changed
 
     def _remember(self, state: CustomerState) -> None:
-        """What the engine keeps of every customer: current revision, standing, next evaluation."""
+        """What the workflow keeps of every customer: current revision, standing, next evaluation."""
         self.directory[state.customer_id] = state.rev
         before = self.standings.get(state.customer_id)
         now = self.standings[state.customer_id] = domain.standing(state.metrics, state.snapshot.held,
@@ -589,7 +515,7 @@ class Engine:
         ``history``. States move to their new revision in memory."""
         policy = self.policy
         assert policy is not None
-        outbound: list[OutboundRecord] = []
+        records: list[OutboundRecord] = []
         changed = 0
         for state, effective_at, cause in work:
             metrics = domain.compute_metrics(state.ledger.values(), now, policy)
@@ -608,171 +534,20 @@ class Engine:
             if not (changes or visible or force or state.customer_id not in self.announced):
                 continue  # a new revision with nothing to publish
             self.announced.add(state.customer_id)
-            tier_metrics = self._tier_metrics(metrics, now)
+            tier_metrics = outbound.tier_metrics(policy, self.cutoffs, metrics, now)
             if changes:
                 changed += 1
                 ids = [change.event_id(state.customer_id) for change in changes]
-                outbound.extend(self._change_event(state.customer_id, event_id, change, tier_metrics, bulk, cause)
-                                for event_id, change in zip(ids, changes))
+                records.extend(outbound.change_event(policy, state.customer_id, event_id, change, tier_metrics, bulk, cause)
+                               for event_id, change in zip(ids, changes))
                 history.append(history_doc(state.customer_id, changes, ids, bulk, policy.version))
                 for change in changes:
                     self._count_change(change.dimension, change.direction)
-            outbound.append(self._snapshot_event(state, tier_metrics, now, cause))
-        return outbound, changed
-
-    # --- writing what waits in memory -------------------------------------------------------------------
-
-    async def flush_due(self, interval: float) -> None:
-        """Return after ``interval``, or sooner once ``flush_customers`` customers wait."""
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._many_waiting.wait(), interval)
-
-    async def flush(self) -> None:
-        """Write the waiting revisions and history, then commit the offsets of the batches they came
-        from. Batches go on meanwhile; what they evaluate waits for the next flush."""
-        async with self._flushing:
-            async with self.lock:  # between batches, so that a batch is wholly in or wholly out
-                batch, self.unsaved = self.unsaved, {}
-                history, self.unsaved_history = self.unsaved_history, []
-                offsets, self.offsets = self.offsets, {}
-                self._many_waiting.clear()
-            if not (batch or history or offsets):
-                return
-            started = time.perf_counter()
-            self.writing, self.writing_history = batch, history
-            left = dict(batch)
-            try:
-                for start in range(0, len(history), FLUSH_CHUNK):
-                    await self.repo.save([], history[start:start + FLUSH_CHUNK])
-                items = list(batch.items())
-                for start in range(0, len(items), FLUSH_CHUNK):
-                    chunk = items[start:start + FLUSH_CHUNK]
-                    await self.repo.save([u.stored() for _, u in chunk], [])
-                    for cid, waiting in chunk:
-                        del left[cid]
-                        self.stale.extend(waiting.superseded)
-            except BaseException:
-                self._restore(left, history, offsets)
-                raise
-            finally:
-                self.writing, self.writing_history = {}, []
-            await self._commit(offsets)
-            self.flush_seconds.observe(time.perf_counter() - started)
-
-    def _restore(self, batch: dict[str, Unsaved], history: list[dict[str, Any]],
-                 offsets: dict[Any, dict[Any, int]]) -> None:
-        """Put back what a failed flush did not write, under what was evaluated since."""
-        for cid, waiting in batch.items():
-            newer = self.unsaved.get(cid)
-            if newer is None:
-                self.unsaved[cid] = waiting
-            else:
-                newer.superseded[:0] = waiting.superseded
-        self.unsaved_history[:0] = history  # history inserts are idempotent: all of it goes again
-        for consumer, ends in offsets.items():
-            self.handled((consumer, ends))
-
-    async def _commit(self, offsets: dict[Any, dict[Any, int]]) -> None:
-        for consumer, ends in offsets.items():
-            assignment = getattr(consumer, "assignment", None)
-            if assignment is None:
-                continue  # FastStream's in-memory test broker: no group to commit to
-            # A partition given up since is another instance's now: it reads those records again.
-            held = assignment()
-            mine = {tp: offset for tp, offset in ends.items() if tp in held}
-            if not mine:
-                continue
-            try:
-                await consumer.commit(mine)
-            except KafkaError as exc:
-                log.warning("offsets_not_committed", error=type(exc).__name__, partitions=len(mine))
-
-    # The outbound events are built as JSON directly: every value comes from the rules and the
-    # policy, already checked, and building, validating and serializing pydantic models for them
-    # cost more than evaluating the customers (``to_json`` is pydantic's encoder, without a model).
-    # The unit tests parse what these builders make with the contract's own parser.
+            records.append(outbound.snapshot_event(policy, state, tier_metrics, now, cause))
+        return records, changed
 
     def _count_change(self, dimension: str, direction: str) -> None:
         child = self._change_counters.get((dimension, direction))
         if child is None:
             child = self._change_counters[dimension, direction] = self.changes_out.labels(dimension, direction)
         child.inc()
-
-    def _tier_metrics(self, m: Metrics, now: datetime) -> bytes:
-        """The metrics as JSON, encoded once for all of the customer's events."""
-        assert self.policy is not None
-        scores = domain.rfm_scores(m, self.cutoffs, now)
-        currency, shown = self._shown(m.currency)
-        metrics = {
-            "currency": currency, "spend_12m": shown(m.spend_12m), "orders_12m": m.orders_12m,
-            "first_purchase_at": _time(m.first_purchase_at), "last_purchase_at": _time(m.last_purchase_at),
-            "recency_days": m.recency_days(now),
-            "rfm": {"r": scores[0], "f": scores[1], "m": scores[2]} if scores else None,
-            "spend_90d": shown(m.spend_90d), "spend_prev_90d": shown(m.spend_prev_90d),
-            "orders_prev_12m": m.orders_prev_12m, "typical_gap_days": m.typical_gap_days,
-            "lifetime_spend": shown(m.lifetime_spend), "lifetime_orders": m.lifetime_orders,
-            "referrals": m.referrals, "open_complaints": m.open_complaints,
-            "latest_satisfaction": m.latest_satisfaction,
-            # What the policy compared: the spend in its base currency.
-            "base": {"currency": self.policy.base_currency, "spend_12m": _money(m.spend_12m)}
-            if currency != self.policy.base_currency else None,
-        }
-        return to_json({k: v for k, v in metrics.items() if v is not None})
-
-    def _shown(self, currency: str | None) -> tuple[str, Callable[[int], str]]:
-        """The currency a customer's figures are shown in (theirs when they paid in one, else the
-        base currency) and how a base amount reads in it, at the policy's fixed rate."""
-        assert self.policy is not None
-        rate = self.policy.rates.get(currency or "")
-        if currency is None or rate is None or currency == self.policy.base_currency:
-            return self.policy.base_currency, _money
-        return currency, lambda minor: format((Decimal(minor) / 100 / rate).quantize(Decimal("0.01")), "f")
-
-    def _change_event(self, customer_id: str, event_id: str, change: Change, metrics: bytes, bulk: bool,
-                      cause: CloudEvent | None) -> OutboundRecord:
-        assert self.policy is not None
-        effective_at = _time(change.effective_at)
-        return _record(CustomerTierChanged, event_id, customer_id, effective_at, {
-            "dimension": change.dimension, "previous": change.previous, "current": change.current,
-            "direction": change.direction, "reason": change.reason or change.current,
-            "policy_version": self.policy.version, "effective_at": effective_at,
-            "override": change.override, "bulk": bulk,
-        }, metrics, cause)
-
-    def _snapshot_event(self, state: CustomerState, metrics: bytes, now: datetime,
-                        cause: CloudEvent | None) -> OutboundRecord:
-        assert self.policy is not None
-        s = state.snapshot
-        data: dict[str, Any] = {dim: s.output[dim] for dim in domain.RANKS if s.output.get(dim) is not None}
-        currency, shown = self._shown(state.metrics.currency)
-        data.update({
-            "policy_version": self.policy.version, "updated_at": _time(now),
-            "downgrade_pending": {d: {"current": p.current, "pending": p.pending, "below_since": _time(p.below_since),
-                                      "effective_at": _time(p.effective_at), "needed": p.needed,
-                                      **({"spend_needed": shown(p.spend_needed), "currency": currency}
-                                         if p.spend_needed is not None else {})}
-                                  for d, p in s.pending.items()},
-            "overrides": {d: o.value for d, o in s.overrides.items()},
-        })
-        event_id = domain.stable_id(f"{state.customer_id}|classification|{state.rev}")
-        return _record(CustomerClassification, event_id, state.customer_id, _time(now), data, metrics, cause)
-
-
-def _record(kind: type[CloudEvent], event_id: str, subject: str, time_: str | None, data: dict[str, Any],
-            metrics: bytes, cause: CloudEvent | None) -> OutboundRecord:
-    envelope = to_json({"specversion": "1.0", "id": event_id, "source": SOURCE,
-                        "type": kind.model_fields["type"].default, "subject": subject, "time": time_,
-                        "datacontenttype": "application/json", "dataschemaversion": 1})
-    # The metrics JSON is shared by the customer's events, so it is spliced in rather than re-encoded.
-    value = b"".join((envelope[:-1], b',"data":', to_json(data)[:-1], b',"metrics":', metrics, b"}}"))
-    return OutboundRecord(kind.topic, subject.encode(), value, trace_headers(cause))
-
-
-def _money(minor: int) -> str:
-    sign = "-" if minor < 0 else ""
-    whole, cents = divmod(abs(minor), 100)
-    return f"{sign}{whole}.{cents:02d}"
-
-
-def _time(value: datetime | None) -> str | None:
-    return value.isoformat() if value is not None else None

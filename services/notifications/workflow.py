@@ -1,7 +1,7 @@
 """Carries requests through the policy pipeline, the dedupe record and the channels; publishes outcomes.
 
 Handlers, the daily scheduler and the deferred-message loop all hand their requests to
-``Notifier.submit``. The record under the dedupe key is written before any provider is called, and
+``Workflow.submit``. The record under the dedupe key is written before any provider is called, and
 the key goes to the provider as its idempotency key, so a redelivered trigger never sends twice.
 """
 
@@ -49,7 +49,7 @@ def unsubscribe_token(secret: bytes, customer_id: str) -> str:
     return hmac.new(secret, f"unsubscribe:{customer_id}".encode(), hashlib.sha256).hexdigest()[:32]
 
 
-class Notifier:
+class Workflow:
     def __init__(self, settings: NotificationsSettings, repo: Repository, templates: Templates,
                  channels: Mapping[str, Channel], clock: Clock, publisher: Publisher) -> None:
         self.settings = settings
