@@ -132,7 +132,8 @@ async def refresh(request: Request) -> dict[str, Any]:
 
 
 @router.get("/reports/segments", dependencies=[require("tiers:read")],
-            summary="Distribution per dimension, the ABC Pareto table and rates per first-purchase month")
+            summary="Distribution per dimension, the ABC Pareto table, rates per first-purchase month "
+                    "and the customers at risk of churn per reason and value tier")
 async def segments(request: Request) -> dict[str, Any]:
     workflow = _workflow(request)
     await workflow.ready()
@@ -144,6 +145,6 @@ async def segments(request: Request) -> dict[str, Any]:
     return {
         "policy_version": workflow.policy.version if workflow.policy else None,
         "cutoffs_version": workflow.cutoffs.version if workflow.cutoffs else None,
-        **reports.segment_report(latest.values()),
+        **reports.segment_report(latest.values(), await workflow.ready()),
     }
 

@@ -108,6 +108,8 @@ class Metrics:
     #: Days between the last purchase and the one before it (a long one means a comeback).
     last_gap_days: float | None = None
     referrals: int = 0
+    #: Referrals within the window: what loyalty counts (``LoyaltyRule.referral_orders``).
+    referrals_12m: int = 0
     open_complaints: int = 0
     latest_satisfaction: int | None = None
     registered: bool = False
@@ -140,7 +142,7 @@ def compute_metrics(ledger: Iterable[Entry], now: datetime, policy: Policy) -> M
     buy_12m = refund_12m = buy_90 = refund_90 = buy_prev90 = refund_prev90 = 0
     orders_12m = orders_prev = lifetime_buy = lifetime_refund = 0
     times: list[datetime] = []
-    referrals = 0
+    referrals = referrals_12m = 0
     complaints: dict[str, Entry] = {}
     satisfaction: Entry | None = None
     registered = False
@@ -173,6 +175,7 @@ def compute_metrics(ledger: Iterable[Entry], now: datetime, policy: Policy) -> M
                 orders_prev += 1
         elif e.kind == "referral":
             referrals += 1
+            referrals_12m += e.time > start
         elif e.kind == "complaint":
             current = complaints.get(e.ref or "")
             if current is None or (e.time, e.key) > (current.time, current.key):
@@ -197,6 +200,7 @@ def compute_metrics(ledger: Iterable[Entry], now: datetime, policy: Policy) -> M
         typical_gap_days=round(median(gaps), 3) if gaps else None,
         last_gap_days=round(gaps[-1], 3) if gaps else None,
         referrals=referrals,
+        referrals_12m=referrals_12m,
         open_complaints=sum(1 for e in complaints.values() if e.status not in CLOSED_COMPLAINT),
         latest_satisfaction=satisfaction.score if satisfaction else None,
         registered=registered,
@@ -429,21 +433,41 @@ def churn_after_days(metrics: Metrics, policy: Policy) -> float:
     return max(float(policy.loyalty.min_gap_days), own)
 
 
-def _loyalty(metrics: Metrics, policy: Policy, recency: int) -> tuple[str, str]:
+#: Why a customer is a churn risk, in the order the loyalty rule checks them.
+CHURN_SIGNALS = ("recency", "frequency_drop", "open_complaints", "low_satisfaction")
+
+
+def churn_signal(metrics: Metrics, policy: Policy, recency: int) -> tuple[str, str] | None:
+    """The first of ``CHURN_SIGNALS`` the customer shows, with its reason; None when none."""
     rule = policy.loyalty
     limit = churn_after_days(metrics, policy)
     if recency > limit:
-        return "churn_risk", f"{recency} days since the last purchase, more than the expected {limit:.0f}"
+        return "recency", f"{recency} days since the last purchase, more than the expected {limit:.0f}"
     if metrics.orders_prev_12m and metrics.orders_12m <= metrics.orders_prev_12m * (1 - rule.frequency_drop_share):
-        return "churn_risk", (f"orders fell from {metrics.orders_prev_12m} to {metrics.orders_12m} against the "
-                              f"previous period")
+        return "frequency_drop", (f"orders fell from {metrics.orders_prev_12m} to {metrics.orders_12m} against "
+                                  f"the previous period")
     if metrics.open_complaints >= rule.max_open_complaints:
-        return "churn_risk", f"{metrics.open_complaints} open complaints"
+        return "open_complaints", f"{metrics.open_complaints} open complaints"
     if metrics.latest_satisfaction is not None and metrics.latest_satisfaction <= rule.low_satisfaction:
-        return "churn_risk", f"latest satisfaction {metrics.latest_satisfaction} of 5"
-    if metrics.orders_12m >= rule.loyal_min_orders and metrics.spend_12m >= Policy.minor(rule.loyal_min_spend):
-        return "loyal", f"{metrics.orders_12m} orders in the window, at least {rule.loyal_min_orders}"
-    return "general", f"{metrics.orders_12m} orders in the window, below {rule.loyal_min_orders} for loyal"
+        return "low_satisfaction", f"latest satisfaction {metrics.latest_satisfaction} of 5"
+    return None
+
+
+def _loyalty(metrics: Metrics, policy: Policy, recency: int) -> tuple[str, str]:
+    rule = policy.loyalty
+    signal = churn_signal(metrics, policy, recency)
+    if signal is not None:
+        return "churn_risk", signal[1]
+    # A referral in the window counts as ``referral_orders`` orders towards loyal standing, for a
+    # customer who buys at all: bringing others is loyalty too.
+    referred = rule.referral_orders * metrics.referrals_12m if metrics.orders_12m else 0
+    counted = metrics.orders_12m + referred
+    orders = f"{metrics.orders_12m} orders"
+    if referred:
+        orders += f" and {metrics.referrals_12m} referral" + ("s" if metrics.referrals_12m > 1 else "")
+    if counted >= rule.loyal_min_orders and metrics.spend_12m >= Policy.minor(rule.loyal_min_spend):
+        return "loyal", f"{orders} in the window, at least {rule.loyal_min_orders}"
+    return "general", f"{orders} in the window, below {rule.loyal_min_orders} for loyal"
 
 
 def _lifecycle(metrics: Metrics, policy: Policy, recency: int, loyalty: str, now: datetime) -> tuple[str, str]:

@@ -85,6 +85,9 @@ class LoyaltyRule(_Part):
     low_satisfaction: Annotated[int, Field(ge=0, le=4)] = 2
     loyal_min_orders: Annotated[int, Field(ge=1)] = 4
     loyal_min_spend: Money = Decimal("0")
+    #: Orders a referral within the window counts as towards ``loyal_min_orders``. 0 when a stored
+    #: policy does not say, so that a policy's meaning never changes under its version.
+    referral_orders: Annotated[int, Field(ge=0, le=10)] = 0
 
 
 class LifecycleRule(_Part):

@@ -183,7 +183,7 @@ async def test_a_new_policy_is_diffed_in_a_dry_run_then_applied_in_bulk(infra: d
         await send(infra, ORDERS_PURCHASES, purchase(customer, f"O-{unique}", "6000.00", BASE))
         await eventually(lambda: classified(client, customer, value_tier="medium"))
         current = (await client.get("/policy", headers={"X-API-Key": READ_KEY})).json()
-        assert current["version"] == "2026-11-default"
+        assert current["version"] == "2026-12-default"
         stricter = {**current, "version": f"strict-{unique}", "value_tier": {"high": "50000", "medium": "8000"}}
         assert (await client.post("/policy", headers={"X-API-Key": WRITE_KEY}, json=stricter)).status_code == 403
         broken = {**stricter, "value_tier": {"high": "1", "medium": "8000"}}
@@ -207,7 +207,7 @@ async def test_a_new_policy_is_diffed_in_a_dry_run_then_applied_in_bulk(infra: d
     assert after["value_tier"] == "low" and after["downgrade_pending"] == {}
     moved = [e["data"] for e in events if e["data"]["dimension"] == "value_tier"]
     assert [(m["current"], m["bulk"], m["policy_version"]) for m in moved] == [
-        ("medium", False, "2026-11-default"), ("low", True, f"strict-{unique}")]
+        ("medium", False, "2026-12-default"), ("low", True, f"strict-{unique}")]
 
 
 async def test_bad_purchases_go_to_the_dlq_with_the_rule_that_refused_them(infra: dict[str, str], unique: str) -> None:
@@ -271,6 +271,7 @@ async def test_a_population_refresh_sets_abc_and_vip_and_announces_the_changes_i
     pareto = {row["abc_class"]: row for row in report["pareto"]}
     assert pareto["A"]["customers"] == 1 and pareto["A"]["spend_share"] == round(90000 / 92700, 4)
     assert report["distribution"]["vip"] == {"vip": 1, "regular": 9}
+    assert report["churn_risk"]["customers"] == 0  # every one of them bought yesterday
 
 
 async def test_the_cut_offs_are_measured_at_start_and_again_once_the_population_moved(

@@ -138,6 +138,43 @@ def test_open_complaints_and_low_satisfaction_mean_churn_risk() -> None:
     assert evaluate(unhappy)[0].output["loyalty"] == "churn_risk"
 
 
+def referral(rid: str, days_ago: float) -> Entry:
+    return Entry(f"i:{rid}", "referral", NOW - timedelta(days=days_ago))
+
+
+def test_referrals_in_the_window_count_towards_loyal_standing_under_the_policy() -> None:
+    # Loyal takes 4 orders and 2,000 CNY; the shipped policy counts a referral as one order.
+    three = [buy(str(i), 1000, 10 + 20 * i) for i in range(3)]
+    assert evaluate(three)[0].output["loyalty"] == "general"
+    snapshot, _, metrics = evaluate([*three, referral("r1", 5)])
+    assert metrics.referrals_12m == 1
+    assert snapshot.output["loyalty"] == "loyal"
+    assert snapshot.reasons["loyalty"] == "3 orders and 1 referral in the window, at least 4"
+    # A referral from before the window, or from someone who buys nothing, counts for nothing.
+    assert evaluate([*three, referral("old", 400)])[0].output["loyalty"] == "general"
+    only_referrals = [referral(str(i), 5 + i) for i in range(5)]
+    assert evaluate(only_referrals)[0].output.get("loyalty") != "loyal"
+    # A stored policy that does not say keeps its meaning: referrals count for nothing under it.
+    silent = POLICY.model_copy(update={"loyalty": POLICY.loyalty.model_copy(update={"referral_orders": 0})})
+    metrics = domain.compute_metrics([*three, referral("r1", 5)], NOW, silent)
+    assert domain.classify(metrics, None, silent, NOW)["loyalty"][0] == "general"
+    assert type(POLICY.loyalty).model_validate({}).referral_orders == 0
+
+
+def test_each_churn_signal_is_named_in_the_order_the_loyalty_rule_checks_them() -> None:
+    def signal(entries: list[Entry]) -> str | None:
+        metrics = domain.compute_metrics(entries, NOW, POLICY)
+        found = domain.churn_signal(metrics, POLICY, metrics.recency_days(NOW) or 0)
+        return found[0] if found else None
+
+    assert signal([buy("a", 100, 200)]) == "recency"
+    assert signal([buy("a", 100, 3), *(buy(f"p{i}", 100, 370 + i) for i in range(4))]) == "frequency_drop"
+    assert signal([buy("a", 100, 3), *(Entry(f"c:{c}:1", "complaint", NOW - timedelta(days=1), ref=c,
+                                             status="received") for c in "xy")]) == "open_complaints"
+    assert signal([buy("a", 100, 3), Entry("i:s", "survey", NOW - timedelta(days=1), score=2)]) == "low_satisfaction"
+    assert signal([buy("a", 100, 3)]) is None
+
+
 def test_lifecycle_moves_from_prospect_to_new_to_repeat_to_churned_and_back() -> None:
     assert evaluate([Entry("registered", "registered", NOW - timedelta(days=1))])[0].output == {
         "lifecycle": "prospect"}
