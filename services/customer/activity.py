@@ -37,8 +37,8 @@ from shared.batch import BatchRunner, Reject, Remembered
 from shared.kafka import TRANSIENT_ERRORS, Rejected
 
 from . import domain
-from .workflow import Cause, Erased, NotFound, Workflow
 from .repository import Repository
+from .workflow import Cause, Erased, NotFound, Workflow
 
 log = structlog.get_logger(__name__)
 

@@ -28,8 +28,8 @@ from shared.contract.types import CustomerId, Identifier, ShortText
 from shared.settings import ApiKey
 
 from . import domain
-from .workflow import SOURCE, AlreadyExists, Cause, Conflict, Erased, NotFound, Workflow
 from .repository import LIST_BUCKETS, Repository, Stored, list_bucket
+from .workflow import SOURCE, AlreadyExists, Cause, Conflict, Erased, NotFound, Workflow
 
 router = APIRouter(prefix="/customers", tags=["customers"])
 

@@ -8,13 +8,13 @@ from faststream.kafka import KafkaRouter
 from shared.clock import Clock
 from shared.contract.events import CustomerProfileChanged, InteractionRecorded
 from shared.contract.topics import CRM_CUSTOMERS, CRM_INTERACTIONS
+from shared.pii import PiiCipher
 from shared.service import Runtime
 
 from . import api, handlers, repository
 from .activity import Activity
-from shared.pii import PiiCipher
-from .workflow import Workflow
 from .settings import CustomerSettings
+from .workflow import Workflow
 
 TITLE = "Customer service"
 DESCRIPTION = "The system of record for customer profiles, contacts, consents and the 360-degree view."

@@ -13,9 +13,9 @@ from shared.contract.types import AwareTime, CustomerId, TextModel
 
 from . import reports
 from .domain import Override, validate_override_value
-from .workflow import Workflow
 from .policy import Policy
 from .repository import Repository
+from .workflow import Workflow
 
 router = APIRouter(tags=["tiering"])
 Customer = Annotated[CustomerId, Path(description="Customer id")]
@@ -148,3 +148,21 @@ async def segments(request: Request) -> dict[str, Any]:
         **reports.segment_report(latest.values(), await workflow.ready()),
     }
 
+
+@router.get("/reports/periods", dependencies=[require("tiers:read")],
+            summary="Per calendar period: buyers, repeat-purchase and referral rates among them, churn rate "
+                    "against the customers not churned at its start, reactivations")
+async def periods(request: Request, months: Annotated[Literal[1, 3, 12], Query(
+        description="Period length: 1 (months), 3 (quarters) or 12 (years), calendar-aligned in UTC")] = 1,
+                  ) -> dict[str, Any]:
+    workflow = _workflow(request)
+    policy = await workflow.ready()
+    latest: dict[str, reports.Activity] = {}
+    async for doc in workflow.repo.scan(reports.LEDGER_PROJECTION):  # one revision per customer held at a time
+        reports.keep_newest(latest, doc)
+    for waiting in workflow.saving.pending():  # and the newest, not written yet
+        latest[waiting.state.customer_id] = reports.Activity.of_entries(waiting.state.rev,
+                                                                        waiting.state.ledger.values())
+    churned_days = policy.lifecycle.churned_days
+    return {"months": months, "churned_days": churned_days, "policy_version": policy.version,
+            "periods": reports.period_report(latest.values(), workflow.clock.now(), churned_days, months)}

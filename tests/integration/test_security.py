@@ -45,6 +45,7 @@ SCOPES: dict[Route, frozenset[str]] = {route: frozenset(scopes) for route, scope
     ("tiering", "POST", "/reclassify"): {"policy:write"},
     ("tiering", "POST", "/population/refresh"): {"policy:write"},
     ("tiering", "GET", "/reports/segments"): {"tiers:read"},
+    ("tiering", "GET", "/reports/periods"): {"tiers:read"},
     ("complaints", "GET", "/complaints"): {"complaints:read"},
     ("complaints", "POST", "/complaints"): {"complaints:write"},
     ("complaints", "GET", "/complaints/{complaint_id}"): {"complaints:read"},

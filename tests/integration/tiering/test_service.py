@@ -255,6 +255,8 @@ async def test_a_population_refresh_sets_abc_and_vip_and_announces_the_changes_i
         top = await classification(client, customers[0])
         rest = await classification(client, customers[1])
         report = (await client.get("/reports/segments", headers={"X-API-Key": READ_KEY})).json()
+        periods = (await client.get("/reports/periods", headers={"X-API-Key": READ_KEY})).json()
+        bad_period = await client.get("/reports/periods?months=2", headers={"X-API-Key": READ_KEY})
         again = (await client.post("/population/refresh", headers={"X-API-Key": POLICY_KEY})).json()
         events = await watch.events(customers[1], at_least=8)
     assert all(doc is not None and {"abc_class", "vip", "rfm_segment"} <= set(doc) for doc in first)
@@ -272,6 +274,10 @@ async def test_a_population_refresh_sets_abc_and_vip_and_announces_the_changes_i
     assert pareto["A"]["customers"] == 1 and pareto["A"]["spend_share"] == round(90000 / 92700, 4)
     assert report["distribution"]["vip"] == {"vip": 1, "regular": 9}
     assert report["churn_risk"]["customers"] == 0  # every one of them bought yesterday
+    by_period = {p["period"]: (p["buyers"], p["repeat_purchase_rate"]) for p in periods["periods"]}
+    assert by_period.pop(BASE.strftime("%Y-%m")) == (10, 0.0)
+    assert all(buyers == 0 for buyers, _ in by_period.values())  # the next month, when BASE ends one
+    assert bad_period.status_code == 422
 
 
 async def test_the_cut_offs_are_measured_at_start_and_again_once_the_population_moved(

@@ -51,3 +51,49 @@ def test_a_churn_reason_is_judged_as_of_the_revisions_own_time() -> None:
     assert reports.churn_reason(fresh, POLICY) == "override"
     fresh["updated_at"] = (NOW + timedelta(days=30)).replace(tzinfo=None)
     assert reports.churn_reason(fresh, POLICY) == "recency"
+
+
+def at(month: int, day: int) -> datetime:
+    return datetime(2026, month, day, tzinfo=UTC)
+
+
+def test_figures_per_calendar_month_match_a_hand_count() -> None:
+    # churned after 60 days without a purchase; the report is made on 20 May.
+    activities = [
+        reports.Activity(1, [at(1, 5), at(2, 10), at(3, 1)], [at(2, 11)]),  # a: buys Jan, Feb, Mar; refers in Feb
+        reports.Activity(1, [at(1, 20)], []),                              # b: buys once; churns 21 Mar
+        reports.Activity(1, [at(2, 1), at(5, 2)], [at(3, 3)]),             # c: churns 2 Apr, back 2 May
+        reports.Activity(1, [], [at(4, 1)]),                               # d: only refers (no purchase)
+        reports.Activity(1, [at(5, 25)], []),                              # e: after the report's time
+    ]
+    rows = {r["period"]: r for r in reports.period_report(activities, at(5, 20), churned_days=60)}
+    assert list(rows) == ["2026-01", "2026-02", "2026-03", "2026-04", "2026-05"]
+    # January: a and b buy for the first time; nobody was a customer at its start.
+    assert rows["2026-01"] == {"period": "2026-01", "buyers": 2, "repeat_purchase_rate": 0.0,
+                               "referral_rate": 0.0, "customers_at_start": 0, "churned": 0, "churn_rate": None,
+                               "reactivated": 0}
+    # February: a (repeat, refers) and c (new); a and b were customers at its start.
+    assert rows["2026-02"] == {"period": "2026-02", "buyers": 2, "repeat_purchase_rate": 0.5,
+                               "referral_rate": 0.5, "customers_at_start": 2, "churned": 0, "churn_rate": 0.0,
+                               "reactivated": 0}
+    # March: a repeats; b churns on 21 March (60 days after 20 Jan); c refers without buying.
+    assert rows["2026-03"] == {"period": "2026-03", "buyers": 1, "repeat_purchase_rate": 1.0,
+                               "referral_rate": 0.0, "customers_at_start": 3, "churned": 1, "churn_rate": 0.3333,
+                               "reactivated": 0}
+    # April: nobody buys; c churns on 2 April and a on 30 April (60 days after 1 March). At its start:
+    # a (1 Mar) and c (1 Feb, 59 days).
+    assert rows["2026-04"] == {"period": "2026-04", "buyers": 0, "repeat_purchase_rate": None,
+                               "referral_rate": None, "customers_at_start": 2, "churned": 2, "churn_rate": 1.0,
+                               "reactivated": 0}
+    # May: c comes back after 90 days; nobody was a customer at its start; e's purchase is after the
+    # report's time and d never bought.
+    assert rows["2026-05"] == {"period": "2026-05", "buyers": 1, "repeat_purchase_rate": 1.0,
+                               "referral_rate": 0.0, "customers_at_start": 0, "churned": 0, "churn_rate": None,
+                               "reactivated": 1}
+
+
+def test_quarters_start_with_the_calendar_quarter() -> None:
+    activities = [reports.Activity(1, [at(2, 5), at(5, 1)], [])]
+    rows = reports.period_report(activities, at(5, 20), churned_days=365, months=3)
+    assert [(r["period"], r["buyers"], r["repeat_purchase_rate"]) for r in rows] == [
+        ("2026-01", 1, 0.0), ("2026-04", 1, 1.0)]
