@@ -12,11 +12,12 @@ from shared.auth import require
 from shared.contract.events import Timezone
 from shared.contract.types import CustomerId, TextModel
 
+from . import reports
 from .domain import Profile, SuppressionEntry, template_context
 from .domain import Request as MessageRequest
-from .workflow import Workflow
 from .repository import Repository
 from .templates import TemplateError
+from .workflow import Workflow
 
 router = APIRouter(tags=["notifications"])
 CUSTOMER_ID = r"^[A-Za-z0-9][A-Za-z0-9._:\-]{0,63}$"
@@ -126,7 +127,8 @@ async def unsubscribe(request: Request, customer_id: Annotated[str, Query(patter
 
 
 @router.get("/reports/notifications", dependencies=[require("notifications:read")],
-            summary="Messages sent, failed and suppressed, by reason and channel")
+            summary="Messages sent, failed and suppressed, by reason and channel; what the win-back messages "
+                    "achieved (reactivations after one, by its outcome)")
 async def report(request: Request, since: AwareDatetime | None = None) -> dict[str, Any]:
     rows = await _repo(request).report(since)
     totals: dict[str, int] = {}
@@ -142,8 +144,9 @@ async def report(request: Request, since: AwareDatetime | None = None) -> dict[s
         if key.get("reason"):
             by_reason.setdefault(outcome, {})[key["reason"]] = by_reason.get(outcome, {}).get(
                 key["reason"], 0) + count
+    win_back = reports.win_back_report(await _repo(request).with_triggers(reports.TRIGGERS))
     return {"since": since.isoformat() if isinstance(since, datetime) else None, "totals": totals,
-            "by_channel": by_channel, "by_reason": by_reason}
+            "by_channel": by_channel, "by_reason": by_reason, "win_back": win_back}
 
 
 def _valid_customer(value: str) -> bool:

@@ -264,6 +264,13 @@ class Repository:
             .limit(limit).to_list(None)
         return list((await self._with_outcomes(docs)).values())
 
+    async def with_triggers(self, triggers: Sequence[str]) -> list[dict[str, Any]]:
+        """Every record of these triggers with its outcome (a report's read of the whole collection)."""
+        docs = await self.notifications.find(
+            {"trigger": {"$in": list(triggers)}},
+            {"customer_id": 1, "trigger": 1, "status": 1, "reason": 1, "created_at": 1}).to_list(None)
+        return list((await self._with_outcomes(docs)).values())
+
     async def report(self, since: datetime | None) -> list[dict[str, Any]]:
         since_filter: dict[str, Any] = {"created_at": {"$gte": since}} if since else {}
         group = {"$group": {"_id": {"status": "$status", "reason": "$reason", "channel": "$channel"},

@@ -187,6 +187,35 @@ async def test_the_same_tier_change_delivered_twice_or_noticed_again_sends_one_m
     assert len({e["id"] for e in sent if e["data"]["template"] == "tier_upgrade"}) == 1
 
 
+async def test_the_report_counts_comebacks_after_a_win_back_beside_the_customers_it_could_not_reach(
+        infra: dict[str, str], unique: str, smtp_sink: tuple[SmtpSink, int], sms_provider: SmsProvider) -> None:
+    sink, port = smtp_sink
+    reached, unreached, silent = f"C-wb-{unique}", f"C-wn-{unique}", f"C-ws-{unique}"
+    clock = FixedClock(BASE)
+    app = build_app(await settings_for(unique, port, sms_provider), clock=clock)
+    async with running(app) as client:
+        await send(infra, CRM_CUSTOMERS, profile(reached, email=f"wb-{unique}@example.com", version=2),
+                   profile(silent, email=f"ws-{unique}@example.com", version=2),
+                   profile(unreached, email=f"wn-{unique}@example.com", version=2,
+                           consents={"care_messages": False, "email": False, "sms": False}))
+        for c in (reached, unreached, silent):
+            await eventually(lambda c=c: app.state.repo.profile(c))
+        await send(infra, CRM_TIER_CHANGES, *(tier_change(c, "loyalty", "general", "churn_risk", "downgrade")
+                                              for c in (reached, unreached, silent)))
+        for c in (reached, unreached, silent):
+            await eventually(lambda c=c: _history_has(client, c, "win_back"))
+        clock.set(BASE + timedelta(hours=1))  # they come back later; the silent one does not
+        await send(infra, CRM_TIER_CHANGES, *(tier_change(c, "lifecycle", "churned", "reactivated", "upgrade",
+                                                          at=BASE + timedelta(hours=1)) for c in (reached, unreached)))
+        for c in (reached, unreached):
+            await eventually(lambda c=c: _history_has(client, c, "welcome_back"))
+        report = (await client.get("/reports/notifications", headers={"X-API-Key": READ_KEY})).json()
+    assert report["win_back"] == {
+        "sent": {"customers": 2, "reactivated": 1, "reactivation_rate": 0.5},
+        "suppressed:no_consent": {"customers": 1, "reactivated": 1, "reactivation_rate": 1.0},
+    }
+
+
 async def test_when_the_preferred_channel_keeps_failing_the_message_goes_by_the_next_one(
         infra: dict[str, str], unique: str, smtp_sink: tuple[SmtpSink, int], sms_provider: SmsProvider) -> None:
     sink, port = smtp_sink
@@ -498,6 +527,10 @@ async def _async_known(app: Any, customer: str) -> bool:
 
 async def _async_not(awaitable: Any) -> bool:
     return not await awaitable
+
+
+async def _history_has(client: Any, customer: str, template: str) -> bool:
+    return any(h["template"] == template for h in await _history(client, customer))
 
 
 async def _history(client: Any, customer: str) -> list[dict[str, Any]]:
