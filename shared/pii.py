@@ -3,7 +3,9 @@ every service that stores personal data, each under its own keys.
 
 Every sealed value carries the id of the key that sealed it, so keys can rotate while old values
 stay readable. The associated data binds a ciphertext to its document and field: a value copied
-into another customer's document does not decrypt.
+into another customer's document does not decrypt. The blind-index key rotates too: documents note
+the id of the key their indexes were made with (``bidx_kid``), lookups try the previous keys as
+well until a rotation has made every index again under the new one.
 """
 
 from __future__ import annotations
@@ -53,6 +55,9 @@ class PiiSettings(ServiceSettings):
     pii_active_key_id: str = DEV_PII_KEY_ID
     #: Base64 32-byte HMAC key of the blind indexes (exact lookups of sealed values).
     blind_index_key: SecretStr = SecretStr(DEV_BLIND_INDEX_KEY)
+    #: JSON list of base64 blind-index keys used before ``blind_index_key``: lookups try them too
+    #: until ``rotate-keys`` has made every index again; then they can go.
+    blind_index_previous_keys: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
 
     @property
     def _prefix(self) -> str:
@@ -68,6 +73,16 @@ class PiiSettings(ServiceSettings):
                 raise ValueError("PII_KEYS must be a JSON object {key_id: base64 key}") from None
         return value
 
+    @field_validator("blind_index_previous_keys", mode="before")
+    @classmethod
+    def _parse_previous(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            try:
+                value = json.loads(value) if value.strip() else []
+            except json.JSONDecodeError:
+                raise ValueError("BLIND_INDEX_PREVIOUS_KEYS must be a JSON list of base64 keys") from None
+        return value
+
     @model_validator(mode="after")
     def _keys_usable(self) -> PiiSettings:
         if not self.pii_keys:
@@ -77,6 +92,8 @@ class PiiSettings(ServiceSettings):
         if self.pii_active_key_id not in self.pii_keys:
             raise ValueError(f"{self._prefix}PII_ACTIVE_KEY_ID names no key of {self._prefix}PII_KEYS")
         decode_key(self.blind_index_key.get_secret_value(), f"{self._prefix}BLIND_INDEX_KEY")
+        for n, key in enumerate(self.blind_index_previous_keys):
+            decode_key(key.get_secret_value(), f"{self._prefix}BLIND_INDEX_PREVIOUS_KEYS[{n}]")
         return self
 
     def _development_secrets(self) -> list[str]:
@@ -98,19 +115,29 @@ class UnknownKey(LookupError):
     """A value sealed with a key the settings no longer hold."""
 
 
+def blind_key_id(key: bytes) -> str:
+    """A short public name of a blind-index key (its settings hold no id of their own)."""
+    return hashlib.sha256(b"carecrm-blind-index-key-id:" + key).hexdigest()[:12]
+
+
 class PiiCipher:
-    def __init__(self, keys: dict[str, bytes], active_key_id: str, blind_index_key: bytes) -> None:
+    def __init__(self, keys: dict[str, bytes], active_key_id: str, blind_index_key: bytes,
+                 previous_blind_index_keys: tuple[bytes, ...] = ()) -> None:
         if active_key_id not in keys:
             raise ValueError("the active key id names no key")
         self._aead = {key_id: AESGCM(key) for key_id, key in keys.items()}
         self.active_key_id = active_key_id
-        self._blind_key = blind_index_key
+        self._blind_keys = [blind_index_key, *(k for k in previous_blind_index_keys if k != blind_index_key)]
+        #: The id of the key new blind indexes are made with; documents note it as ``bidx_kid``.
+        self.blind_key_id = blind_key_id(blind_index_key)
 
     @classmethod
     def from_settings(cls, settings: PiiSettings) -> PiiCipher:
         keys = {key_id: decode_key(key.get_secret_value(), key_id) for key_id, key in settings.pii_keys.items()}
         return cls(keys, settings.pii_active_key_id,
-                   decode_key(settings.blind_index_key.get_secret_value(), "blind index key"))
+                   decode_key(settings.blind_index_key.get_secret_value(), "blind index key"),
+                   tuple(decode_key(k.get_secret_value(), "previous blind index key")
+                         for k in settings.blind_index_previous_keys))
 
     def seal(self, value: str, *, context: str) -> dict[str, str]:
         """Encrypt ``value`` under the active key; ``context`` names the document and field."""
@@ -158,7 +185,16 @@ class PiiCipher:
 
     def blind_index(self, kind: str, normalised: str) -> str:
         """A keyed hash of a normalised value: equal inputs match, the value cannot be read back."""
-        return hmac.new(self._blind_key, f"{kind}:{normalised}".encode(), hashlib.sha256).hexdigest()
+        return _hmac(self._blind_keys[0], kind, normalised)
+
+    def blind_indexes(self, kind: str, normalised: str) -> list[str]:
+        """The value's blind index under the active key and then under each previous one: what a
+        lookup tries while a rotation is under way."""
+        return [_hmac(key, kind, normalised) for key in self._blind_keys]
+
+
+def _hmac(key: bytes, kind: str, normalised: str) -> str:
+    return hmac.new(key, f"{kind}:{normalised}".encode(), hashlib.sha256).hexdigest()
 
 
 def _b64(data: bytes) -> str:

@@ -18,7 +18,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m services.customer")
     sub = parser.add_subparsers(dest="command")
     sub.add_parser("serve", help="run the service (the default)")
-    sub.add_parser("rotate-keys", help="re-encrypt every stored value under CUSTOMER_PII_ACTIVE_KEY_ID")
+    sub.add_parser("rotate-keys", help="re-encrypt every stored value under CUSTOMER_PII_ACTIVE_KEY_ID and make "
+                                       "every blind index again with CUSTOMER_BLIND_INDEX_KEY")
     args = parser.parse_args(argv)
     settings = CustomerSettings()
     if args.command == "rotate-keys":

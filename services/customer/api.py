@@ -178,13 +178,13 @@ async def lookup(
             normalised = _PHONE.validate_python(domain.normalise_phone(phone))
         except (ValueError, ValidationError) as exc:
             raise _invalid("query", "phone", _message(exc)) from None
-        found = await repo.find_by("phone_bidx", repo.phone_index(normalised))
+        found = await repo.find_by_phone(normalised)
     else:
         try:
             address = _EMAIL.validate_python(email)
         except ValidationError as exc:
             raise _invalid("query", "email", _message(exc)) from None
-        found = await repo.find_by("email_bidx", repo.email_index(address))
+        found = await repo.find_by_email(address)
     return {"items": [_view(s.customer_id, s.profile, key) for s in found if s.profile]}
 
 

@@ -101,10 +101,14 @@ class Repository:
         doc.update(created_at=profile.created_at, updated_at=profile.updated_at, last_cause=cause)
         self.cipher.seal_fields(doc, domain.ENCRYPTED_FIELDS, collection=CUSTOMERS)
         del doc["_id"]  # the caller writes under it
-        doc["phone_bidx"] = self.phone_index(profile.phone) if profile.phone else None
-        doc["email_bidx"] = self.email_index(profile.email) if profile.email else None
+        doc.update(self._blind_indexes(profile.phone, profile.email))
         doc["list_bucket"] = list_bucket(customer_id)
         return doc
+
+    def _blind_indexes(self, phone: str | None, email: str | None) -> dict[str, Any]:
+        return {"phone_bidx": self.phone_index(phone) if phone else None,
+                "email_bidx": self.email_index(email) if email else None,
+                "bidx_kid": self.cipher.blind_key_id}
 
     async def save(self, customer_id: str, profile: CustomerProfile, *, expected_version: int | None,
                    cause: str, applied: domain.Applied | None = None) -> bool:
@@ -135,10 +139,21 @@ class Repository:
     def email_index(self, email: str) -> str:
         return self.cipher.blind_index("email", domain.normalise_email(email))
 
-    async def find_by(self, field: str, blind_index: str) -> list[Stored]:
-        docs = await self.store[CUSTOMERS].find(
-            {field: blind_index, "status": {"$in": LISTED_STATUSES}}).sort("_id").limit(50).to_list(None)
-        return [self._stored(doc) for doc in docs]
+    async def find_by_phone(self, phone: str) -> list[Stored]:
+        return await self._find_by("phone_bidx", self.cipher.blind_indexes("phone", domain.normalise_phone(phone)))
+
+    async def find_by_email(self, email: str) -> list[Stored]:
+        return await self._find_by("email_bidx", self.cipher.blind_indexes("email", domain.normalise_email(email)))
+
+    async def _find_by(self, field: str, indexes: list[str]) -> list[Stored]:
+        """One equality lookup per blind-index key (the previous ones only while a rotation is
+        under way), the first found of each customer kept."""
+        found: dict[str, dict[str, Any]] = {}
+        for blind_index in indexes:
+            for doc in await self.store[CUSTOMERS].find(
+                    {field: blind_index, "status": {"$in": LISTED_STATUSES}}).sort("_id").limit(50).to_list(None):
+                found.setdefault(doc["_id"], doc)
+        return [self._stored(found[cid]) for cid in sorted(found)[:50]]
 
     async def list(self, *, tier: str | None, lifecycle: str | None, tag: str | None, needs: str | None,
                    after: tuple[int, str] | None, limit: int) -> list[Stored]:
@@ -169,7 +184,7 @@ class Repository:
     async def erase(self, customer_id: str, *, at: datetime, version: int) -> None:
         """Drop every personal field; ids, status and the purchase amounts stay."""
         kept = {"status": "erased", "erased_at": at, "updated_at": at, "version": version}
-        dropped = ["pii", "pii_kid", "phone_bidx", "email_bidx", "birthday", "locale", "timezone", "country",
+        dropped = ["pii", "pii_kid", "phone_bidx", "email_bidx", "bidx_kid", "birthday", "locale", "timezone", "country",
                    "preferred_channel", "consents", "tags", "needs", "referred_by"]
         await self.store[CUSTOMERS].update_one({"_id": customer_id},
                                                {"$set": kept, "$unset": {name: "" for name in dropped}})
@@ -260,28 +275,41 @@ class Repository:
 
     # --- key rotation ----------------------------------------------------------------------------
 
-    async def reseal_batch(self, collection: str, limit: int) -> tuple[int, int]:
-        """Re-encrypt up to ``limit`` documents not yet under the active key: (found, rewritten).
+    def _unrotated(self, collection: str) -> dict[str, Any]:
+        """Documents with a value sealed under an old key or, for profiles, blind indexes made with
+        an old blind-index key (or before indexes noted their key)."""
+        stale = {"pii_kid": {"$nin": [None, self.cipher.active_key_id]}}
+        if collection != CUSTOMERS:
+            return stale
+        return {"$or": [stale, {"bidx_kid": {"$ne": self.cipher.blind_key_id}, "status": {"$in": LISTED_STATUSES}}]}
 
-        The write is conditional on the old key id, so a concurrent writer (which always seals
-        with the active key) or an erasure wins and nothing is overwritten with stale values.
+    async def reseal_batch(self, collection: str, limit: int) -> tuple[int, int]:
+        """Re-encrypt up to ``limit`` documents not yet under the active keys: (found, rewritten).
+
+        The write is conditional on the key ids read, so a concurrent writer (which always seals
+        with the active keys) or an erasure wins and nothing is overwritten with stale values.
         """
         active = self.cipher.active_key_id
         docs = await self.store[collection].find(
-            {"pii_kid": {"$nin": [None, active]}}, {"pii": 1, "pii_kid": 1}).limit(limit).to_list(None)
+            self._unrotated(collection), {"pii": 1, "pii_kid": 1, "bidx_kid": 1}).limit(limit).to_list(None)
         done = 0
         for doc in docs:
-            pii = {name: self.cipher.seal(self.cipher.open(sealed, context=context(collection, doc["_id"], name)),
-                                          context=context(collection, doc["_id"], name))
-                   for name, sealed in (doc.get("pii") or {}).items()}
-            result = await self.store[collection].update_one(
-                {"_id": doc["_id"], "pii_kid": doc["pii_kid"]}, {"$set": {"pii": pii, "pii_kid": active}})
+            opened = {name: self.cipher.open(sealed, context=context(collection, doc["_id"], name))
+                      for name, sealed in (doc.get("pii") or {}).items()}
+            update: dict[str, Any] = {}
+            if doc.get("pii_kid") not in (None, active):
+                update["pii"] = {name: self.cipher.seal(value, context=context(collection, doc["_id"], name))
+                                 for name, value in opened.items()}
+                update["pii_kid"] = active
+            if collection == CUSTOMERS:
+                update.update(self._blind_indexes(opened.get("phone"), opened.get("email")))
+            read = {name: doc[name] if name in doc else {"$exists": False} for name in ("pii_kid", "bidx_kid")}
+            result = await self.store[collection].update_one({"_id": doc["_id"], **read}, {"$set": update})
             done += result.modified_count
         return len(docs), done
 
     async def count_unrotated(self, collection: str) -> int:
-        return await self.store[collection].count_documents(
-            {"pii_kid": {"$nin": [None, self.cipher.active_key_id]}})
+        return await self.store[collection].count_documents(self._unrotated(collection))
 
 
 def _applied_fields(applied: domain.Applied) -> dict[str, Any]:

@@ -142,3 +142,40 @@ async def test_the_rotate_keys_command_reseals_from_the_command_line_and_is_idem
     assert second == {"rewritten": {"customers": 0, "timeline": 0}}
     docs = await _raw_docs(infra["MONGODB_URL"], settings.database_name, unique)
     assert len(docs) == COUNT + 1 and {d["pii_kid"] for d in docs} == {"k2"}
+
+
+async def test_the_blind_index_key_rotates_lookups_finding_customers_before_during_and_after(
+    infra: dict[str, str], unique: str, keys: dict[str, Any]
+) -> None:
+    pii, old_blind, new_blind = _key(), _key(), _key()
+    before = customer_settings(unique, keys["entries"], pii_keys={"k1": pii}, pii_active_key_id="k1",
+                               blind_index_key=old_blind)
+    await _seed(before, keys, unique)
+    full = headers(keys["all"])
+
+    async def lookup(settings: Any, i: int) -> list[str]:
+        async with running(build_app(settings)) as client:
+            found = await client.get("/customers/lookup", params={"phone": phone(i)}, headers=full)
+        return [c["customer_id"] for c in found.json()["items"]]
+
+    # A new key alone does not find what the old one indexed: that is why the old one stays a while.
+    alone = customer_settings(unique, keys["entries"], pii_keys={"k1": pii}, pii_active_key_id="k1",
+                              blind_index_key=new_blind)
+    assert await lookup(alone, 3) == []
+    during = customer_settings(unique, keys["entries"], pii_keys={"k1": pii}, pii_active_key_id="k1",
+                               blind_index_key=new_blind, blind_index_previous_keys=[old_blind],
+                               rotation_batch_size=7)
+    assert await lookup(during, 3) == [f"C-3-{unique}"]
+    app = build_app(during)
+    async with running(app):
+        rewritten = await rotate_keys(app.state.repo, during.rotation_batch_size)
+        again = await rotate_keys(app.state.repo, during.rotation_batch_size)
+    assert rewritten["customers"] >= COUNT and again == {"customers": 0, "timeline": 0}
+    # Every index made again: the new key alone finds everyone, and no document keeps an old index.
+    assert [await lookup(alone, i) for i in (0, 3, 19)] == [[f"C-{i}-{unique}"] for i in (0, 3, 19)]
+    client = AsyncMongoClient(infra["MONGODB_URL"])
+    try:
+        docs = await client[during.database_name]["customers"].find({"_id": {"$regex": unique}}).to_list(None)
+    finally:
+        await client.close()
+    assert len(docs) == COUNT and {d["bidx_kid"] for d in docs} == {app.state.repo.cipher.blind_key_id}

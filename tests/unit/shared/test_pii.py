@@ -1,11 +1,12 @@
 from __future__ import annotations
 
 import base64
+import json
 import os
 
 import pytest
 
-from shared.pii import PiiCipher, UnknownKey
+from shared.pii import PiiCipher, PiiSettings, UnknownKey
 
 OLD, NEW, BLIND = os.urandom(32), os.urandom(32), os.urandom(32)
 
@@ -50,3 +51,22 @@ def test_the_blind_index_matches_equal_values_only_and_depends_on_its_key() -> N
     assert cipher.blind_index("phone", "a") != cipher.blind_index("email", "a")
     assert cipher.blind_index("phone", "a") != PiiCipher({"k1": OLD}, "k1", NEW).blind_index("phone", "a")
     assert "8613800138000" not in cipher.blind_index("phone", "+8613800138000")
+
+
+def test_a_lookup_during_a_blind_index_rotation_tries_the_new_key_first_then_the_old_ones() -> None:
+    rotating = PiiCipher({"k1": OLD}, "k1", NEW, (BLIND,))
+    before, after = PiiCipher({"k1": OLD}, "k1", BLIND), PiiCipher({"k1": OLD}, "k1", NEW)
+    assert rotating.blind_index("phone", "a") == after.blind_index("phone", "a")
+    assert rotating.blind_indexes("phone", "a") == [after.blind_index("phone", "a"), before.blind_index("phone", "a")]
+    assert rotating.blind_key_id == after.blind_key_id != before.blind_key_id
+    assert PiiCipher({"k1": OLD}, "k1", NEW, (NEW,)).blind_indexes("phone", "a") == [after.blind_index("phone", "a")]
+
+
+def test_previous_blind_index_keys_come_as_a_json_list_of_keys_and_a_bad_one_is_refused() -> None:
+    old = base64.b64encode(BLIND).decode()
+    settings = PiiSettings(blind_index_previous_keys=json.dumps([old]))
+    assert [k.get_secret_value() for k in settings.blind_index_previous_keys] == [old]
+    assert PiiSettings(blind_index_previous_keys="").blind_index_previous_keys == []
+    for bad in ("not json", json.dumps(["c2hvcnQ="])):
+        with pytest.raises(ValueError, match="BLIND_INDEX_PREVIOUS_KEYS"):
+            PiiSettings(blind_index_previous_keys=bad)
