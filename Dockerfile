@@ -1,4 +1,4 @@
-# One image for the four services; the compose file picks the service by its command.
+# One image for the four services and the console; the compose file picks which by its command.
 FROM python:3.11-slim AS base
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
 WORKDIR /app
@@ -7,6 +7,7 @@ RUN pip install -r requirements.lock
 COPY shared ./shared
 COPY services ./services
 COPY deploy ./deploy
+COPY console ./console
 COPY data ./data
 RUN pip install --no-deps . && useradd --system --uid 10001 carecrm
 USER carecrm

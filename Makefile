@@ -29,10 +29,10 @@ infra-up: ## Start the embedded Kafka and FerretDB on PostgreSQL (or use KAFKA_B
 infra-down: ## Stop the embedded Kafka and FerretDB
 	$(PYTHON) deploy/local/infra.py down
 
-up: $(STAMP) ## Start the infrastructure and the four services in the background
+up: $(STAMP) ## Start the infrastructure, the four services and the console in the background
 	$(PY) deploy/local/run.py up
 
-down: ## Stop the four services and the infrastructure
+down: ## Stop the console, the four services and the infrastructure
 	$(PYTHON) deploy/local/run.py down
 
 status: ## Show what is running

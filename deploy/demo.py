@@ -787,6 +787,7 @@ def main(argv: list[str] | None = None) -> int:
     print(summary(counts, reports, rejected, care))
     print(f"""
 Report:        {RUN / 'report.html'}
+Console:       http://127.0.0.1:8000/  (sign in with the development API key, the line in {key_file})
 APIs:          customer :8001, tiering :8002, complaints :8003, notifications :8004 (OpenAPI at /docs,
                AsyncAPI at /asyncapi.json); API key with every scope in {key_file}
 E-mails sent:  {RUN / 'outbox' / 'mail'}

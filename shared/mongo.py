@@ -22,7 +22,7 @@ from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from pymongo import ASCENDING, AsyncMongoClient, IndexModel, InsertOne, UpdateOne
+from pymongo import ASCENDING, AsyncMongoClient, IndexModel, InsertOne, ReplaceOne, UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
@@ -200,12 +200,16 @@ UPDATES_PER_COMMAND = 16
 DUPLICATE_KEY = 11000
 
 
-async def update_in_commands(collection: Collection, updates: Sequence[UpdateOne]) -> None:
-    """``updates`` (unordered) in commands of at most ``UPDATES_PER_COMMAND``, one at a time. Not for
-    upserts that may meet a duplicate key: FerretDB v1's answer to such a command lacks ``nModified``
-    and PyMongo fails on it with a ``KeyError`` (``update_one`` raises ``DuplicateKeyError`` as it should)."""
+async def update_in_commands(collection: Collection, updates: Sequence[UpdateOne | ReplaceOne]) -> int:
+    """``updates`` (unordered) in commands of at most ``UPDATES_PER_COMMAND``, one at a time; how many
+    matched. Not for upserts that may meet a duplicate key: FerretDB v1's answer to such a command
+    lacks ``nModified`` and PyMongo fails on it with a ``KeyError`` (``update_one`` raises
+    ``DuplicateKeyError`` as it should)."""
+    matched = 0
     for start in range(0, len(updates), UPDATES_PER_COMMAND):
-        await collection.bulk_write(list(updates[start:start + UPDATES_PER_COMMAND]), ordered=False)
+        result = await collection.bulk_write(list(updates[start:start + UPDATES_PER_COMMAND]), ordered=False)
+        matched += result.matched_count
+    return matched
 
 
 async def insert_once(collection: Collection, document: Mapping[str, Any]) -> bool:

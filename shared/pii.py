@@ -58,6 +58,8 @@ class PiiSettings(ServiceSettings):
     #: JSON list of base64 blind-index keys used before ``blind_index_key``: lookups try them too
     #: until ``rotate-keys`` has made every index again; then they can go.
     blind_index_previous_keys: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
+    #: Documents re-encrypted per round by ``python -m services.<name> rotate-keys``.
+    rotation_batch_size: Annotated[int, Field(ge=1, le=10_000)] = 200
 
     @property
     def _prefix(self) -> str:

@@ -7,8 +7,10 @@ and topics are created, the broker starts, scheduled tasks run, and all stop in 
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
+import json
 import math
 import time
 import uuid
@@ -266,3 +268,22 @@ def serve(factory: Callable[[Any], FastAPI], settings: ServiceSettings) -> None:
     app = with_heap_settled(factory(settings))
     uvicorn.run(app, host=settings.http_host, port=settings.http_port, log_config=None, access_log=False,
                 lifespan="on")
+
+
+def command_line(prog: str, factory: Callable[[Any], FastAPI], settings: ServiceSettings,
+                 run: Callable[[Any], Awaitable[dict[str, int]]], argv: list[str] | None = None) -> int:
+    """``python -m services.<name> [serve | rotate-keys]`` of a service that seals personal data:
+    ``run`` is its key rotation (``shared.rotation``)."""
+    prefix = str(settings.model_config.get("env_prefix") or "")
+    parser = argparse.ArgumentParser(prog=prog)
+    sub = parser.add_subparsers(dest="command")
+    sub.add_parser("serve", help="run the service (the default)")
+    sub.add_parser("rotate-keys", help=f"re-encrypt every stored value under {prefix}PII_ACTIVE_KEY_ID and file "
+                                       f"every blind index under {prefix}BLIND_INDEX_KEY")
+    args = parser.parse_args(argv)
+    if args.command == "rotate-keys":
+        configure_logging(settings.log_level, settings.log_format)
+        print(json.dumps({"rewritten": asyncio.run(run(settings))}))
+        return 0
+    serve(factory, settings)
+    return 0

@@ -45,6 +45,11 @@ DATA: dict[str, dict[str, Any]] = {
                               "effective_at": "2026-01-01T00:00:00+00:00", "bulk": True,
                               "metrics": {"currency": "CNY", "spend_12m": "1200.00", "orders_12m": 3}},
     "complaint.opened": {"complaint_id": "CP-1", "status": "received", "priority": "p3"},
+    # Reaches nobody by design: its only webhook is outside every allowed prefix, so no test calls it.
+    "complaint.staff_alert": {"complaint_id": "CP-1", "status": "received", "priority": "p2", "team": "care",
+                              "alert": {"kind": "escalated", "staff_id": "sup-1", "staff_name": "Wang Fang",
+                                        "role": "supervisor", "rung": "supervisor", "on_duty": True,
+                                        "webhook": "https://hooks.example.invalid/sup-1"}},
     "notification.sent": {"notification_id": "N-1", "trigger": "birthday", "channel": "email",
                           "template": "birthday"},
 }

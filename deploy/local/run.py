@@ -1,10 +1,13 @@
-"""Run the four services in the background on local defaults: ``make up`` / ``make down``.
+"""Run the four services and the web console in the background on local defaults: ``make up`` /
+``make down``.
 
     python deploy/local/run.py up | down | status
 
 Starts the embedded infrastructure first (see ``infra.py``), creates a development API key with
 every scope in ``.run/dev-api-key`` (its hash is what the services are given), then starts each
 service with ``python -m services.<name>``, logs in ``.run/<name>.log``, and waits for ``/health``.
+Last comes the console (``python -m console`` on :8000, log in ``.run/console.log``), a client of
+the four services; sign in there with the development key.
 With ``CARECRM_KAFKA_SASL_PORT`` set the services reach Kafka over its SASL_SSL listener.
 """
 
@@ -25,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import infra  # noqa: E402  (standard library only, like this file)
 
 SERVICES = {"customer": 8001, "tiering": 8002, "complaints": 8003, "notifications": 8004}
+CONSOLE_PORT = 8000
 SCOPES = sorted({
     "customers:read", "customers:write", "pii:read", "customers:erase",
     "tiers:read", "tiers:write", "policy:write",
@@ -101,10 +105,35 @@ def up(clock: str = "wall", timeout: float = 90.0) -> None:
             if time.monotonic() > deadline:
                 raise infra.InfraError(f"{name} not healthy after {timeout:.0f}s")
             time.sleep(0.3)
+    _start_console(timeout)
     infra._log(f"development API key (every scope) in {KEY_FILE}")
 
 
+def _start_console(timeout: float) -> None:
+    """The web console beside the services; it talks to them over HTTP only."""
+    pid_file = infra.RUN_DIR / "console.pid"
+    if infra._pid_alive(pid_file) and _healthy(CONSOLE_PORT):
+        infra._log(f"console already running on :{CONSOLE_PORT}")
+        return
+    env = {**os.environ, "ENVIRONMENT": "development", "LOG_FORMAT": "json",
+           "CONSOLE_HTTP_PORT": str(CONSOLE_PORT),
+           # The session secret is generated on first start and kept beside the development key.
+           "CONSOLE_SECRET_FILE": str(infra.RUN_DIR / "console-secret"),
+           **{f"CONSOLE_{name.upper()}_URL": f"http://127.0.0.1:{port}" for name, port in SERVICES.items()}}
+    pid = infra._spawn([sys.executable, "-m", "console"], log_file=infra.RUN_DIR / "console.log",
+                       pid_file=pid_file, cwd=infra.ROOT, env=env)
+    infra._log(f"console starting (pid {pid}) on :{CONSOLE_PORT}")
+    deadline = time.monotonic() + timeout
+    while not _healthy(CONSOLE_PORT):
+        if infra._pid_alive(pid_file) is None:
+            raise infra.InfraError(f"console exited during start; see {infra.RUN_DIR / 'console.log'}")
+        if time.monotonic() > deadline:
+            raise infra.InfraError(f"console not healthy after {timeout:.0f}s")
+        time.sleep(0.3)
+
+
 def down() -> None:
+    infra._stop(infra.RUN_DIR / "console.pid", "console")
     for name in SERVICES:
         infra._stop(infra.RUN_DIR / f"{name}.pid", name)
     infra._stop(infra.RUN_DIR / "sinks.pid", "sinks")
@@ -122,11 +151,12 @@ def main(argv: list[str] | None = None) -> int:
             up(args.clock)
             for name, port in SERVICES.items():
                 print(f"{name:<14} http://127.0.0.1:{port}  (docs /docs, AsyncAPI /asyncapi.json)")
+            print(f"{'console':<14} http://127.0.0.1:{CONSOLE_PORT}/  (sign in with the API key)")
             print(f"API key: {KEY_FILE}")
         elif args.command == "down":
             down()
         else:
-            for name, port in SERVICES.items():
+            for name, port in {**SERVICES, "console": CONSOLE_PORT}.items():
                 pid = infra._pid_alive(infra.RUN_DIR / f"{name}.pid")
                 state = "healthy" if pid and _healthy(port) else ("running" if pid else "stopped")
                 print(f"{name:<14} {state}")

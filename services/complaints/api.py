@@ -6,15 +6,16 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, HTTPException, Query, Request, Response, status
+from fastapi import APIRouter, HTTPException, Path, Query, Request, Response, status
 from fastapi.encoders import jsonable_encoder
 from pydantic import ConfigDict, Field
 
 from shared.auth import require
-from shared.contract.events import ComplaintStatus, ComplaintSubmittedData
+from shared.contract.events import ComplaintStatus, ComplaintSubmittedData, TeamName
 from shared.contract.types import CustomerId, TextModel
+from shared.settings import ApiKey
 
-from . import domain, reports
+from . import domain, queues, reports, staff
 from .policy import ESCALATION_LADDER
 from .domain import Complaint, DomainError
 from .workflow import NotFound, Workflow
@@ -26,6 +27,7 @@ WRITE = require("complaints:write")
 RootCause = Literal["product_defect", "process_error", "staff_behaviour", "logistics", "billing_error",
                     "pricing", "customer_misunderstanding", "third_party", "other"]
 Actor = Annotated[str, Field(min_length=1, max_length=128)]
+QueueLimit = Annotated[int, Query(ge=1, le=500)]
 
 
 class Body(TextModel):
@@ -203,3 +205,36 @@ async def report(request: Request, from_: Annotated[datetime, Query(alias="from"
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, "to must be after from")
     complaints = await _workflow(request).repo.opened_between(from_, to)
     return reports.complaint_report(complaints, from_, to)
+
+
+@router.get("/queues/agents/{staff_id}", dependencies=[READ], tags=["queues"],
+            summary="A person's open complaints, the one due soonest first")
+async def agent_queue(staff_id: Annotated[str, Path(min_length=1, max_length=128)], request: Request,
+                      limit: QueueLimit = 100) -> dict[str, Any]:
+    # Any assignee has a queue: complaints can be assigned by hand to people outside the directory.
+    workflow = _workflow(request)
+    found = await workflow.repo.queue(assignee=staff_id)
+    return {"assignee": staff_id, "items": queues.ordered(found, workflow.rules, limit), "open": len(found)}
+
+
+@router.get("/queues/teams/{team}", dependencies=[READ], tags=["queues"],
+            summary="A team's open complaints, the one due soonest first")
+async def team_queue(team: Annotated[TeamName, Path()], request: Request, limit: QueueLimit = 100) -> dict[str, Any]:
+    workflow = _workflow(request)
+    if workflow.directory is None or workflow.directory.team(team) is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "no such team")
+    found = await workflow.repo.queue(team=team)
+    return {"team": team, "items": queues.ordered(found, workflow.rules, limit), "open": len(found)}
+
+
+@router.get("/staff", tags=["queues"],
+            summary="The staff directory and who is on duty; contacts only for a key with pii:read")
+async def staff_directory(request: Request, key: ApiKey = READ) -> dict[str, Any]:
+    workflow = _workflow(request)
+    directory, now = workflow.directory, workflow.now()
+    if directory is None:
+        return {"teams": [], "staff": [], "routing": None}
+    contacts = "pii:read" in key.scopes
+    return {"routing": directory.routing.model_dump(mode="json"),
+            "teams": [t.model_dump(mode="json") for t in directory.teams],
+            "staff": [staff.public_view(m, now, contacts=contacts) for m in directory.staff]}

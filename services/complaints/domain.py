@@ -104,6 +104,8 @@ class Complaint(BaseModel):
     breached: bool = False
     escalation_level: int = 0
     assignee: str | None = None
+    #: The team whose queue holds the complaint (see ``staff.py``).
+    team: str | None = None
     resolved_by: str | None = None
     verified_by: str | None = None
     resolution_summary: str | None = None
@@ -130,6 +132,8 @@ class Emit:
     kind: str
     changes: dict[str, Any] = field(default_factory=dict)
     sla_target: str | None = None
+    #: For ``staff_alert``: who is told, and why (``shared.contract.events.StaffAlert``).
+    alert: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -144,6 +148,8 @@ class Rules:
     low_score_action: Literal["reopen", "escalate"] = "reopen"
     #: A survey answer naming no complaint scores the latest one only if resolved this recently.
     survey_window_days: int = 14
+    #: An SLA warning already moves the complaint one rung up, as a breach does.
+    escalate_on_warning: bool = False
 
 
 Result = tuple[Complaint, list[Emit]]
@@ -411,6 +417,9 @@ def tick(complaint: Complaint, *, now: datetime, rules: Rules) -> Result:
         if not state.warned and state.warn_at is not None and now >= state.warn_at:
             _log(c, target, "warned", state.warn_at)
             emits.append(Emit("sla_warning", {"due_at": state.due_at.isoformat()}, sla_target=target))
+            if rules.escalate_on_warning:
+                c, more = escalate(c, now=now, reason=f"{target}_warning")
+                emits += more
         if not state.breached and now >= state.due_at:
             _log(c, target, "breached", state.due_at)
             emits.append(Emit("sla_breached", {"due_at": state.due_at.isoformat()}, sla_target=target))

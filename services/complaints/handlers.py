@@ -44,7 +44,9 @@ def build_router(settings: ComplaintsSettings, workflow: Workflow, dead_letters:
     router.publisher(
         CRM_COMPLAINTS, title="complaint lifecycle",
         description="complaint.opened, .acknowledged, .assigned, .escalated, .sla_warning, .sla_breached, "
-                    ".resolved, .closed, .reopened, .feedback_received; keyed by customer id, ids deterministic.",
+                    ".resolved, .closed, .reopened, .feedback_received, and .staff_alert (the member of staff "
+                    "an escalation, warning or breach concerns, with their contact); keyed by customer id, "
+                    "ids deterministic.",
         schema=Union[COMPLAINT_EVENTS],  # type: ignore[valid-type]
     )
 

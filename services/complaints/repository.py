@@ -13,14 +13,16 @@ the collection for anything else (ranges, ``$in``, sorts). Hence the SLA timers 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any
 
-from pymongo import DESCENDING, UpdateOne
+from pymongo import DESCENDING, ReplaceOne, UpdateOne
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
+from shared import rotation
 from shared.clock import Clock, WallClock
+from shared.contract.events import ComplaintCategory, ComplaintStatus
 from shared.mongo import DUPLICATE_KEY, Index, Store, index, insert_once, update_in_commands
 from shared.pii import PiiCipher
 
@@ -34,14 +36,28 @@ INDEXES: list[Index] = [
     index("complaints", "due_slot"),
     index("complaints", "pending"),
     index("complaints", "opened_at"),
+    # The work queues: a team's or a person's open complaints, both equalities.
+    index("complaints", "team", "open"),
+    index("complaints", "assignee", "open"),
     index("tiers", "updated_at"),
 ]
+#: States in which a complaint waits on someone: it is in its team's and its assignee's queue.
+CLOSED_STATES = frozenset({"resolved", "closed"})
+#: The most complaints one queue read returns to be ordered: far more than anyone's queue holds.
+QUEUE_READ_CAP = 5000
+#: What a queue shows of a complaint needs none of the sealed text: it is neither read nor opened.
+_QUEUE_PROJECTION = {"subject": 0, "description": 0, "resolution_summary": 0, "comments": 0, "feedback": 0,
+                     "outbox": 0, "pii": 0, "pii_kid": 0, "applied": 0}
 SLOT_S = 60
 #: Documents per insert command; a batch's commands run side by side (an insert holds one connection).
 INSERTS_PER_COMMAND = 100
 #: Tier upserts of a batch in flight at once.
 TIERS_IN_FLIGHT = 8
 SCHEDULER_STATE = "sla"
+#: The ``scheduler`` document recording that complaints stored before the work queues got their keys.
+QUEUE_KEYS = "queue_keys"
+STATUSES: tuple[str, ...] = ComplaintStatus.__args__  # type: ignore[attr-defined]
+CATEGORIES: tuple[str, ...] = ComplaintCategory.__args__  # type: ignore[attr-defined]
 #: What the customer and staff wrote, sealed at rest: these fields, and the text of each entry of
 #: these lists.
 SEALED = ("subject", "description", "resolution_summary")
@@ -76,8 +92,12 @@ class Repository:
         for items, name in SEALED_ITEMS:
             self.cipher.seal_items(doc, items, name, collection="complaints")
         self.cipher.seal_fields(doc, SEALED, collection="complaints")
+        if doc["pii_kid"] is None and any(isinstance(entry.get(name), dict)
+                                          for items, name in SEALED_ITEMS for entry in doc.get(items) or ()):
+            doc["pii_kid"] = self.cipher.active_key_id  # only comments sealed: a rotation must find them too
         doc["outbox"] = outbox
         doc["pending"] = bool(outbox)
+        doc["open"] = complaint.status not in CLOSED_STATES
         doc["due_slot"] = due_slot(complaint.next_check_at, self.clock.now())
         return doc
 
@@ -114,6 +134,26 @@ class Repository:
         result = await self.complaints.replace_one(
             {"_id": complaint.complaint_id, "revision": expected_revision}, self._document(complaint, outbox))
         return result.matched_count == 1
+
+    async def reseal_batch(self, limit: int) -> tuple[int, int]:
+        """Up to ``limit`` complaints sealed under an old key put under the active one."""
+        return await rotation.reseal_batch(self.complaints, self.cipher, "complaints", limit, SEALED_ITEMS)
+
+    async def count_unrotated(self) -> int:
+        return await self.complaints.count_documents(rotation.stale_fields(self.cipher))
+
+    async def replace_many(self, changed: list[tuple[Complaint, list[str], int]], token: str) -> int:
+        """Each complaint with its outbox, written at the revision it was read at (the third item),
+        in a few commands, marked with ``token``; how many were written."""
+        return await update_in_commands(self.complaints, [
+            ReplaceOne({"_id": c.complaint_id, "revision": expected}, {**self._document(c, outbox), "write": token})
+            for c, outbox, expected in changed])
+
+    async def written_with(self, complaint_ids: Iterable[str], token: str) -> set[str]:
+        """Which of these complaints hold the write marked ``token``: one ``_id`` lookup each."""
+        found = await asyncio.gather(*(self.complaints.find_one({"_id": complaint_id, "write": token}, {"_id": 1})
+                                       for complaint_id in complaint_ids))
+        return {doc["_id"] for doc in found if doc is not None}
 
     async def clear_outbox(self, complaint_id: str, revision: int) -> None:
         await self.clear_outboxes([(complaint_id, revision)])
@@ -168,6 +208,37 @@ class Repository:
             query["breached"] = breached
         cursor = self.complaints.find(query).sort("opened_at", DESCENDING).limit(limit)
         return [self._complaint(doc) for doc in await cursor.to_list(None)]
+
+    async def queue(self, *, team: str | None = None, assignee: str | None = None) -> list[Complaint]:
+        """The open complaints of a team or of a person, in no order (the caller orders them by due
+        time): an equality on the team or the assignee and on ``open``, both indexed. Their
+        subjects, descriptions and comments are left out."""
+        query: dict[str, Any] = {"team": team} if team is not None else {"assignee": assignee}
+        cursor = self.complaints.find({**query, "open": True}, _QUEUE_PROJECTION).limit(QUEUE_READ_CAP)
+        return [Complaint.model_validate({**doc, "subject": ""}) for doc in await cursor.to_list(None)]
+
+    async def backfill_queue_keys(self, team_for: Callable[[str], str] | None) -> int:
+        """Once per store: the queue keys (``open``, ``team``) of complaints stored before the work
+        queues existed; reads each status's and each category's complaints once, so it is recorded as
+        done and not repeated at the next start. How many complaints it changed."""
+        if await self.state.find_one({"_id": QUEUE_KEYS}) is not None:
+            return 0
+        changed = 0
+        for status in STATUSES:
+            result = await self.complaints.update_many({"status": status, "open": {"$exists": False}},
+                                                       {"$set": {"open": status not in CLOSED_STATES}})
+            changed += result.modified_count
+        for category in CATEGORIES if team_for else ():
+            result = await self.complaints.update_many({"category": category, "team": None},
+                                                       {"$set": {"team": team_for(category)}})  # type: ignore[misc]
+            changed += result.modified_count
+        await self.state.update_one({"_id": QUEUE_KEYS}, {"$set": {"done_at": self.clock.now()}}, upsert=True)
+        return changed
+
+    async def open_count(self, assignee: str) -> int:
+        """How many open complaints a person holds: their load when new complaints are shared out."""
+        cursor = self.complaints.find({"assignee": assignee, "open": True}, {"_id": 1})
+        return len(await cursor.to_list(None))
 
     async def opened_between(self, start: datetime, end: datetime) -> list[Complaint]:
         # The report reads a period by design (a range, so every complaint); it is not a hot path.

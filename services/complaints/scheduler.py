@@ -29,6 +29,8 @@ log = structlog.get_logger(__name__)
 LOOKBACK_SLOTS = 2
 #: Beyond this many minutes to catch up, one read of all complaints is cheaper than a query per minute.
 MAX_CATCH_UP_SLOTS = 24 * 60
+#: Complaints ticked in one bulk write; a few chunks are under way at once (``concurrency``).
+TICK_CHUNK = 200
 
 
 class Scheduler:
@@ -91,21 +93,21 @@ class Scheduler:
         return handled
 
     async def _tick(self, due: list[tuple[Complaint, list[str]]]) -> int:
-        """Tick each complaint from the document just read; a failure leaves the others to finish and
-        then fails the pass, whose minutes the next pass reads again."""
+        """Tick the complaints from the documents just read, a chunk at a time in bulk (see
+        ``Workflow.change_many``); a failure leaves the other chunks to finish and then fails the
+        pass, whose minutes the next pass reads again."""
         workflow = self.workflow
         gate = asyncio.Semaphore(self.concurrency)
 
-        async def one(complaint: Complaint, outbox: list[str]) -> None:
+        async def chunk(part: list[tuple[Complaint, list[str]]]) -> None:
             async with gate:
-                await workflow.change(complaint.complaint_id,
-                                      lambda c, t: domain.tick(c, now=t, rules=workflow.rules),
-                                      loaded=(complaint, outbox))
+                await workflow.change_many(part, lambda c, t: domain.tick(c, now=t, rules=workflow.rules))
 
-        results = await asyncio.gather(*(one(c, o) for c, o in due), return_exceptions=True)
+        parts = [due[start:start + TICK_CHUNK] for start in range(0, len(due), TICK_CHUNK)]
+        results = await asyncio.gather(*map(chunk, parts), return_exceptions=True)
         failed = [r for r in results if isinstance(r, BaseException)]
         if failed:
-            log.warning("scheduler_ticks_failed", failed=len(failed), of=len(due), error=type(failed[0]).__name__)
+            log.warning("scheduler_ticks_failed", failed=len(failed), of=len(parts), error=type(failed[0]).__name__)
             raise failed[0]
         return len(due)
 

@@ -13,6 +13,7 @@ from shared.pii import PiiSettings
 from .calendar import BusinessCalendar, parse_periods
 from .domain import Rules
 from .policy import DEFAULT_POLICIES, SlaPolicy
+from .staff import Directory, load
 
 
 def _periods(value: str) -> str:
@@ -49,10 +50,17 @@ class ComplaintsSettings(PiiSettings):
     #: resolved within this many days of the answer; otherwise it is general satisfaction.
     survey_window_days: Annotated[int, Field(ge=0, le=365)] = 14
 
+    # Staff
+    #: The staff directory (YAML, or JSON by its ``.json`` name); unset: the development one shipped
+    #: with the service (``staff.default.yaml``).
+    staff_file: Annotated[str, Field(min_length=1, max_length=1024)] | None = None
+    #: An SLA warning already moves a complaint one rung up the ladder (and reassigns it), as a breach does.
+    escalate_on_warning: bool = False
+
     #: Seconds between scheduler passes (warnings, breaches, auto-close, unsent events).
     scheduler_interval_s: Annotated[float, Field(gt=0, le=300)] = 5.0
-    #: Complaints the scheduler changes at once within a pass (each change holds up to two of
-    #: FerretDB v1's PostgreSQL connections until it ends: keep well below its pool).
+    #: Chunks of complaints the scheduler writes at once within a pass (each chunk's bulk write
+    #: holds up to two of FerretDB v1's PostgreSQL connections until it ends: keep well below its pool).
     scheduler_concurrency: Annotated[int, Field(ge=1, le=64)] = 16
 
     # Intake: records of crm.complaint-intake.v1 handled together (one insert for all of them).
@@ -78,4 +86,8 @@ class ComplaintsSettings(PiiSettings):
         return Rules(calendar=self.calendar(), policies=self.sla_policies, policy_version=self.sla_policy_version,
                      verification=self.verification, reopen_days=self.reopen_days,
                      auto_close_days=self.auto_close_days, low_score_action=self.low_score_action,
-                     survey_window_days=self.survey_window_days)
+                     survey_window_days=self.survey_window_days, escalate_on_warning=self.escalate_on_warning)
+
+    def staff(self) -> Directory:
+        """The staff directory; ``StaffFileError`` when its file cannot be used."""
+        return load(self.staff_file)

@@ -14,6 +14,7 @@ scheduler tick) could both succeed and the later one silently drop the earlier o
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import uuid
 import weakref
@@ -26,12 +27,13 @@ import structlog
 
 from shared.clock import Clock
 from shared.contract import EVENT_TYPES, CloudEvent
-from shared.contract.events import ComplaintEventData
+from shared.contract.events import ComplaintEventData, StaffAlertData
 from shared.kafka import Publisher
 
-from . import domain
+from . import assignment, domain, staff
 from .domain import Complaint, DomainError, Emit, Rules
 from .repository import Repository
+from .staff import Directory
 
 log = structlog.get_logger(__name__)
 NAMESPACE = uuid.UUID("0b7f6f0e-3c55-4bde-9d8f-5f0c2f7c1a01")
@@ -59,11 +61,14 @@ class Submission:
 
 
 class Workflow:
-    def __init__(self, repo: Repository, rules: Rules, clock: Clock, publisher: Publisher) -> None:
+    def __init__(self, repo: Repository, rules: Rules, clock: Clock, publisher: Publisher,
+                 directory: Directory | None = None) -> None:
         self.repo = repo
         self.rules = rules
         self.clock = clock
         self.publisher = publisher
+        #: The staff directory: who new complaints go to, whom escalations reach. None: nobody.
+        self.directory = directory
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
 
     def _lock(self, complaint_id: str) -> asyncio.Lock:
@@ -104,11 +109,17 @@ class Workflow:
         tiers = dict(zip(customers, await asyncio.gather(*map(self.repo.tier, customers)), strict=True))
         opened: dict[str, Complaint] = {}
         outboxes: list[tuple[list[str], CloudEvent | None]] = []
+        now = self.now()
+        loads = await self._loads(now, {submissions[first[k]].fields["category"] for k in new})
         for complaint_id in new:
             s = submissions[first[complaint_id]]
             complaint, emits = domain.open_complaint(
                 complaint_id=complaint_id, customer_id=s.customer_id, fields=s.fields, tier=tiers[s.customer_id],
                 opened_at=s.opened_at, rules=self.rules, source=s.source, linked_complaint_id=s.linked_complaint_id)
+            if self.directory is not None:
+                complaint = assignment.route_new(complaint, self.directory, now, loads)
+                if complaint.assignee is not None:  # the batch's own complaints count towards the next pick
+                    loads[complaint.assignee] = loads.get(complaint.assignee, 0) + 1
             opened[complaint_id] = complaint
             outboxes.append((self._render(complaint, emits), s.cause))
         await asyncio.gather(*(self._send(outbox, cause) for outbox, cause in outboxes))
@@ -151,7 +162,10 @@ class Workflow:
             if loaded is None:
                 raise NotFound(complaint_id)
             before, outbox = loaded
-            after, emits = operation(before, self.now())
+            now = self.now()
+            after, emits = operation(before, now)
+            if self.directory is not None:
+                after, emits = assignment.staffed(after, emits, self.directory, now)
             if not emits and after == before:
                 return before
             after.revision = before.revision + 1
@@ -161,6 +175,47 @@ class Workflow:
                 return after
             loaded = None
         raise RuntimeError(f"complaint {complaint_id} kept changing under {MAX_RACES} attempts")
+
+    async def change_many(self, loaded: list[tuple[Complaint, list[str]]], operation: Operation) -> int:
+        """``operation`` on each complaint as just read, in bulk: a few write commands for all of
+        them, their events published together, their outboxes cleared together. What another
+        process changed meanwhile goes the single way (``change``), which reads it again. Returns
+        how many complaints the operation changed."""
+        written: list[tuple[Complaint, list[str], int]] = []
+        raced: list[str] = []
+        async with contextlib.AsyncExitStack() as held:
+            for complaint_id in sorted({c.complaint_id for c, _ in loaded}):  # one order: no deadlock
+                await held.enter_async_context(self._lock(complaint_id))
+            now = self.now()
+            for before, outbox in loaded:
+                after, emits = operation(before, now)
+                if self.directory is not None:
+                    after, emits = assignment.staffed(after, emits, self.directory, now)
+                if not emits and after == before:
+                    continue
+                after.revision = before.revision + 1
+                written.append((after, outbox + self._render(after, emits), before.revision))
+            token = uuid.uuid4().hex
+            if await self.repo.replace_many(written, token) < len(written):
+                # Some lost their revision to another process: those not holding this write.
+                ours = await self.repo.written_with([c.complaint_id for c, _, _ in written], token)
+                raced = [c.complaint_id for c, _, _ in written if c.complaint_id not in ours]
+                written = [w for w in written if w[0].complaint_id in ours]
+            await asyncio.gather(*(self._send(outbox, None) for _, outbox, _ in written if outbox))
+            await self.repo.clear_outboxes((c.complaint_id, c.revision) for c, outbox, _ in written if outbox)
+        for complaint_id in raced:
+            await self.change(complaint_id, operation)
+        return len(written) + len(raced)
+
+    async def _loads(self, now: datetime, categories: set[str]) -> dict[str, int]:
+        """Open complaints of each agent on duty now in the teams that new complaints of these
+        categories go to, where the team assigns to agents: one indexed lookup per agent."""
+        directory = self.directory
+        if directory is None or not categories:
+            return {}
+        teams = {directory.team_for(category) for category in categories} & set(staff.agent_teams(directory))
+        agents = [m.id for team in sorted(teams) for m in staff.on_duty_agents(directory, team, now)]
+        return dict(zip(agents, await asyncio.gather(*map(self.repo.open_count, agents)), strict=True))
 
     async def reopen_or_link(self, complaint_id: str, reason: str) -> tuple[Complaint, bool]:
         """Reopen within the window; later, open a new complaint linked to the old one. True when new."""
@@ -194,15 +249,17 @@ class Workflow:
         for position, emit in enumerate(emits):
             event_type = f"complaint.{emit.kind}"
             event_id = uuid.uuid5(NAMESPACE, f"{complaint.complaint_id}/{complaint.revision}/{position}/{event_type}")
-            data = ComplaintEventData(
+            model = StaffAlertData if emit.alert is not None else ComplaintEventData
+            extra = {"alert": emit.alert} if emit.alert is not None else {}
+            data = model(
                 complaint_id=complaint.complaint_id, status=complaint.status, priority=complaint.priority,
                 category=complaint.category, channel=complaint.channel, severity=complaint.severity,
                 complexity=complaint.complexity, customer_tier=complaint.customer_tier,
                 first_response_due_at=complaint.first_response_due_at, update_due_at=complaint.update_due_at,
                 resolution_due_at=complaint.resolution_due_at, escalation_level=complaint.escalation_level,
-                assignee=complaint.assignee, sla_policy=complaint.sla_policy, sla_target=emit.sla_target,
-                feedback_score=complaint.feedback[-1].score if complaint.feedback else None,
-                linked_complaint_id=complaint.linked_complaint_id, changes=emit.changes)
+                assignee=complaint.assignee, team=complaint.team, sla_policy=complaint.sla_policy,
+                sla_target=emit.sla_target, feedback_score=complaint.feedback[-1].score if complaint.feedback else None,
+                linked_complaint_id=complaint.linked_complaint_id, changes=emit.changes, **extra)
             event = EVENT_TYPES[event_type].model_validate(
                 {"id": str(event_id), "source": SOURCE, "type": event_type, "subject": complaint.customer_id,
                  "time": now, "data": data}, context={"now": now})

@@ -1,44 +1,21 @@
 """``rotate-keys``: re-encrypt every sealed value under the active key, and make every blind index
-again with the active blind-index key, while the service serves.
-
-Runs in batches; each document is rewritten only if it still carries an old key id, so the run is
-idempotent and can be stopped and started again at any point. Readers keep working throughout
-because the old keys stay in the settings until the run reports nothing left.
-"""
+again with the active blind-index key, while the service serves (see ``shared.rotation``)."""
 
 from __future__ import annotations
 
-import structlog
-
 from shared.mongo import Store
-
 from shared.pii import PiiCipher
+from shared.rotation import rotate
+
 from .repository import INDEXES, SEALED_COLLECTIONS, Repository
 from .settings import CustomerSettings
-
-log = structlog.get_logger(__name__)
 
 
 async def rotate_keys(repo: Repository, batch_size: int) -> dict[str, int]:
     """Reseal every collection; how many documents each had rewritten."""
-    rewritten: dict[str, int] = {}
-    for collection in SEALED_COLLECTIONS:
-        total = 0
-        while True:
-            found, done = await repo.reseal_batch(collection, batch_size)
-            total += done
-            if found == 0:
-                break
-            if done == 0:
-                # Every one found was changed meanwhile by a writer, which seals with the active keys;
-                # a document that stays behind shows in the count below, and the run can be repeated.
-                log.warning("keys_rotation_stalled", collection=collection,
-                            left=await repo.count_unrotated(collection))
-                break
-            log.info("keys_rotation_progress", collection=collection, rewritten=total)
-        rewritten[collection] = total
-    log.info("keys_rotated", active_key_id=repo.cipher.active_key_id, **rewritten)
-    return rewritten
+    return await rotate({name: (lambda n, name=name: repo.reseal_batch(name, n),
+                                lambda name=name: repo.count_unrotated(name))
+                         for name in SEALED_COLLECTIONS}, batch_size)
 
 
 async def run(settings: CustomerSettings) -> dict[str, int]:

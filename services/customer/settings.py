@@ -17,7 +17,6 @@ class CustomerSettings(PiiSettings):
     http_port: int = 8001
 
     #: Documents re-encrypted per round by ``rotate-keys``.
-    rotation_batch_size: Annotated[int, Field(ge=1, le=10_000)] = 200
     #: Customers of one batch whose events are applied side by side (each customer's in order).
     concurrency: Annotated[int, Field(ge=1, le=500)] = 64
     #: Largest page the list and timeline endpoints return.

@@ -1,9 +1,15 @@
-"""``python -m services.notifications``: run the notifications service."""
+"""``python -m services.notifications``: run the notifications service; ``rotate-keys`` re-encrypts what it
+seals under the active keys."""
 
-from shared.service import serve
+from __future__ import annotations
+
+import sys
+
+from shared.service import command_line
 
 from .app import build_app
+from .rotation import run
 from .settings import NotificationsSettings
 
 if __name__ == "__main__":
-    serve(build_app, NotificationsSettings())
+    sys.exit(command_line("python -m services.notifications", build_app, NotificationsSettings(), run))

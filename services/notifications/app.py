@@ -12,7 +12,7 @@ from shared.service import Runtime
 
 from . import api, handlers, repository
 from .channels import Channel, EmailChannel, SmsChannel, WebhookChannel
-from .workflow import Workflow
+from .workflow import STAFF_WEBHOOK, Workflow
 from .scheduler import Scheduler
 from .settings import NotificationsSettings
 from .templates import Templates
@@ -31,6 +31,8 @@ def build_channels(settings: NotificationsSettings) -> dict[str, Channel]:
     }
     if settings.webhook_url:
         channels["webhook"] = WebhookChannel(settings.webhook_url, settings.webhook_secret.get_secret_value(), timeout)
+    # Staff alerts go to each person's own webhook, not to the customers' integration.
+    channels[STAFF_WEBHOOK] = WebhookChannel("", settings.webhook_secret.get_secret_value(), timeout)
     return channels
 
 

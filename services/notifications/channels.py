@@ -41,6 +41,9 @@ class Recipient:
     customer_id: str
     email: str | None
     phone: str | None
+    #: A member of staff (a staff alert): their id, and their own webhook where they have one.
+    staff_id: str | None = None
+    webhook_url: str | None = None
 
 
 class Channel(Protocol):
@@ -120,12 +123,12 @@ class _HttpChannel:
         self.timeout = timeout
         self.client = httpx.AsyncClient(timeout=timeout)
 
-    async def _post(self, body: dict, headers: dict[str, str]) -> None:
+    async def _post(self, body: dict, headers: dict[str, str], url: str | None = None) -> None:
         raw = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
         if self.client.is_closed:  # closed at shutdown while a last message was still being handled
             self.client = httpx.AsyncClient(timeout=self.timeout)
         try:
-            response = await self.client.post(self.url, content=raw,
+            response = await self.client.post(url or self.url, content=raw,
                                               headers={"content-type": "application/json", **headers,
                                                        **self._extra_headers(raw)})
         except (httpx.TimeoutException, httpx.TransportError) as exc:
@@ -159,7 +162,8 @@ class SmsChannel(_HttpChannel):
 
 
 class WebhookChannel(_HttpChannel):
-    """POSTs the message to the customer's integration, signed with HMAC-SHA256 over timestamp and body."""
+    """POSTs the message to the customer's integration (or a member of staff's own webhook), signed
+    with HMAC-SHA256 over timestamp and body."""
 
     name = "webhook"
 
@@ -168,9 +172,12 @@ class WebhookChannel(_HttpChannel):
         self.secret = secret.encode()
 
     async def send(self, message: Rendered, to: Recipient, idempotency_key: str) -> None:
-        await self._post({"customer_id": to.customer_id, "template": message.template, "locale": message.locale,
+        who = {"staff_id": to.staff_id} if to.staff_id else {"customer_id": to.customer_id}
+        if to.staff_id and not to.webhook_url:
+            raise DeliveryError("no_contact", retryable=False)
+        await self._post({**who, "template": message.template, "locale": message.locale,
                           "subject": message.subject, "text": message.body},
-                         {"idempotency-key": idempotency_key})
+                         {"idempotency-key": idempotency_key}, to.webhook_url if to.staff_id else None)
 
     def _extra_headers(self, raw: bytes) -> dict[str, str]:
         stamp = str(int(time.time()))

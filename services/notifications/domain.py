@@ -291,9 +291,11 @@ def tier_request(event: CustomerTierChanged) -> Request | None:
     # The event id is the transition's identity (which arrival at which tier), not the moment it was
     # noticed: a tiering restart that notices it again at another moment repeats the id.
     key = f"{kind}:{d.dimension}:{d.current}:{event.id}:{event.subject}"
+    # What brings the previous tier back, in the customer's currency: never the rule's own reason,
+    # which is written for staff in the policy's base currency.
+    regain = {"amount": format(d.spend_needed, "f"), "currency": d.metrics.currency} if d.spend_needed else {}
     return Request(customer_id=event.subject, family="tier", trigger=kind, template=kind, dedupe_key=key,
-                   source_id=event.id,
-                   params={"tier": d.current, "previous": d.previous or "", "needed": d.reason})
+                   source_id=event.id, params={"tier": d.current, "previous": d.previous or "", **regain})
 
 
 def complaint_requests(event: CloudEvent, *, survey_delay: timedelta) -> list[Request]:

@@ -13,6 +13,7 @@ from shared.contract import (
     CloudEvent,
     ComplaintEvent,
     ComplaintReopened,
+    ComplaintStaffAlert,
     CustomerClassification,
     CustomerErased,
     CustomerProfileChanged,
@@ -31,7 +32,7 @@ from shared.contract.topics import (
 from shared.batch import BatchRunner
 from shared.kafka import DeadLetterMiddleware, Rejected, batch_options, dead_letter_event, subscriber_options
 
-from . import domain
+from . import alerts, domain
 from .workflow import Workflow
 from .repository import Repository
 from .settings import NotificationsSettings
@@ -135,8 +136,13 @@ def build_router(settings: NotificationsSettings, repo: Repository, workflow: Wo
     @router.subscriber(CRM_COMPLAINTS, **subscriber_options(settings, CRM_COMPLAINTS),
                        title="crm.complaints.v1:notifications",
                        description="Acknowledgement with the expected response time in the customer's calendar, "
-                                   "apology on an SLA breach, resolution notice and a later satisfaction survey.")
+                                   "apology on an SLA breach, resolution notice and a later satisfaction survey; "
+                                   "complaint.staff_alert goes once to the member of staff it names, by e-mail "
+                                   "or their webhook, whatever the customer's consents and quiet hours.")
     async def on_complaint(event: ComplaintEvent) -> None:
+        if isinstance(event, ComplaintStaffAlert):
+            await workflow.alert_staff(alerts.message_from(event))
+            return
         if isinstance(event, ComplaintReopened):  # the survey waits for the next resolution
             await repo.cancel_pending(f"complaint_survey:{event.data.complaint_id}:{event.subject}")
             return

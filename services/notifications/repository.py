@@ -6,7 +6,8 @@ phone sealed under the service's own keys), ``notifications``
 failed, per dedupe key: written in one insert per batch, because FerretDB commits every single
 update on its own and a fan-out of updates crawls),
 ``suppressions`` (the suppression list; an address or number is found by its blind index and
-stored sealed) and ``scheduler_runs`` (daily runs per time zone done, and
+stored sealed), ``staff_alerts`` (one document per staff alert: its state and, sealed, whom it
+reaches) and ``scheduler_runs`` (daily runs per time zone done, and
 the list of time zones customers live in).
 
 Every query on a hot path holds an equality on ``_id`` or on a declared index field that selects
@@ -26,9 +27,11 @@ from typing import Any
 
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
-from shared.mongo import DUPLICATE_KEY, Index, Store, index
+from shared import rotation
+from shared.mongo import DUPLICATE_KEY, Index, Store, index, insert_once
 from shared.pii import PiiCipher, context
 
+from . import alerts
 from .domain import Profile, Request, SuppressionEntry
 
 INDEXES: list[Index] = [
@@ -37,6 +40,8 @@ INDEXES: list[Index] = [
     index("notifications", "due_slot"),
     index("suppressions", "customer_id"),
     index("outcomes", "customer_id", "created_at"),
+    index("staff_alerts", "due_slot"),
+    index("staff_alerts", "customer_id"),
 ]
 #: States that count against the frequency cap: sent, being sent, or planned.
 COUNTED = ("sent", "sending", "deferred")
@@ -99,6 +104,7 @@ class Repository:
         self.suppressions = store["suppressions"]
         self.runs = store["scheduler_runs"]
         self.outcomes = store["outcomes"]
+        self.staff_alerts = store["staff_alerts"]
         self._zones_noted: set[str] = set()
 
     # --- customers --------------------------------------------------------------------------------
@@ -134,7 +140,8 @@ class Repository:
         # The profile goes last: once it is gone, everything else about the customer is too.
         await asyncio.gather(self.notifications.delete_many({"customer_id": customer_id}),
                              self.outcomes.delete_many({"customer_id": customer_id}),
-                             self.suppressions.delete_many({"customer_id": customer_id}))
+                             self.suppressions.delete_many({"customer_id": customer_id}),
+                             self.staff_alerts.delete_many({"customer_id": customer_id}))
         await self.customers.delete_one({"_id": customer_id})
 
     async def has_timezones(self) -> bool:
@@ -281,6 +288,40 @@ class Repository:
         done = await (await self.outcomes.aggregate([{"$match": since_filter}, group])).to_list(None)
         return pending + done
 
+    # --- staff alerts -------------------------------------------------------------------------------
+
+    def _staff_alert(self, doc: dict[str, Any]) -> dict[str, Any]:
+        return self.cipher.open_fields(dict(doc), collection="staff_alerts")
+
+    async def staff_alert(self, key: str) -> dict[str, Any] | None:
+        doc = await self.staff_alerts.find_one({"_id": key})
+        return self._staff_alert(doc) if doc else None
+
+    async def claim_staff_alert(self, message: alerts.StaffMessage, at: datetime) -> bool:
+        """Record an alert as being sent; False when its record exists (another delivery has it)."""
+        doc = {**alerts.message_doc(message), "status": "sending", "created_at": at}
+        sealed = self.cipher.seal_fields(doc, alerts.SEALED, collection="staff_alerts")
+        return await insert_once(self.staff_alerts, sealed)
+
+    async def claim_deferred_staff_alert(self, key: str) -> bool:
+        result = await self.staff_alerts.update_one({"_id": key, "status": "deferred"}, {"$set": {"status": "sending"}})
+        return result.modified_count == 1
+
+    async def finish_staff_alert(self, key: str, fields: dict[str, Any]) -> None:
+        """The outcome of a send (sent, failed, or deferred with ``due_at``) of a record being sent."""
+        if fields.get("due_at") is not None:
+            fields = {**fields, "due_slot": due_slot(fields["due_at"])}
+        await self.staff_alerts.update_one({"_id": key, "status": "sending"}, {"$set": fields})
+
+    async def staff_alerts_due_in(self, slot: str, now: datetime) -> list[dict[str, Any]]:
+        docs = await self.staff_alerts.find(
+            {"due_slot": slot, "status": "deferred", "due_at": {"$lte": now}}).to_list(None)
+        return [self._staff_alert(d) for d in docs]
+
+    async def deferred_staff_alerts(self) -> list[dict[str, Any]]:
+        """Every deferred alert: the scheduler's one pass at start."""
+        return [self._staff_alert(d) for d in await self.staff_alerts.find({"status": "deferred"}).to_list(None)]
+
     # --- suppression list -------------------------------------------------------------------------
 
     async def suppressions_for(self, profiles: Iterable[Profile]) -> dict[str, list[SuppressionEntry]]:
@@ -291,9 +332,15 @@ class Repository:
 
     def suppression_id(self, entry: SuppressionEntry) -> str:
         """A customer's entry by id (and channel); an address or number by its blind index."""
+        return self._suppression_ids(entry)[0]
+
+    def _suppression_ids(self, entry: SuppressionEntry) -> list[str]:
+        """The entry's id, then (an address or number) its ids under the previous blind-index keys,
+        where it may still be filed while a rotation is under way."""
         if entry.kind == "customer":
-            return f"customer:{entry.value}:{entry.channel}" if entry.channel else f"customer:{entry.value}"
-        return f"{entry.kind}:{self.cipher.blind_index(entry.kind, _normalised(entry.kind, entry.value))}"
+            return [f"customer:{entry.value}:{entry.channel}" if entry.channel else f"customer:{entry.value}"]
+        return [f"{entry.kind}:{index}"
+                for index in self.cipher.blind_indexes(entry.kind, _normalised(entry.kind, entry.value))]
 
     def _suppression(self, doc: dict[str, Any]) -> dict[str, Any]:
         if isinstance(doc.get("value"), dict):
@@ -301,8 +348,8 @@ class Repository:
         return doc
 
     async def _suppressions_of(self, p: Profile) -> list[SuppressionEntry]:
-        ids = [self.suppression_id(SuppressionEntry(kind, value)) for kind, value in (("email", p.email),
-                                                                                      ("phone", p.phone)) if value]
+        ids = [i for kind, value in (("email", p.email), ("phone", p.phone)) if value
+               for i in self._suppression_ids(SuppressionEntry(kind, value))]
         by_customer, by_contact = await asyncio.gather(
             self.suppressions.find({"customer_id": p.customer_id}).to_list(None), _each(self.suppressions, ids))
         return [suppression_from_doc(self._suppression(d)) for d in by_customer + by_contact]
@@ -313,12 +360,44 @@ class Repository:
                       else self.cipher.seal(entry.value, context=context("suppressions", key, "value")))
         doc = {"_id": key, "kind": entry.kind, "value": value, "channel": entry.channel,
                "all_messages": entry.all_messages, "reason": reason, "created_at": at,
-               "customer_id": entry.value if entry.kind == "customer" else None}
+               "customer_id": entry.value if entry.kind == "customer" else None,
+               "bidx_kid": self.cipher.blind_key_id if entry.kind != "customer" else None}
         await self.suppressions.replace_one({"_id": doc["_id"]}, doc, upsert=True)
         return self._suppression(doc)
 
     async def remove_suppression(self, suppression_id_: str) -> bool:
         return (await self.suppressions.delete_one({"_id": suppression_id_})).deleted_count == 1
+
+    # --- key rotation -------------------------------------------------------------------------------
+
+    async def reseal_batch(self, name: str, limit: int) -> tuple[int, int]:
+        """Up to ``limit`` documents of ``customers`` or ``staff_alerts`` put under the active key."""
+        return await rotation.reseal_batch(self.store[name], self.cipher, name, limit)
+
+    async def count_unrotated(self, name: str) -> int:
+        return await self.store[name].count_documents(rotation.stale_fields(self.cipher))
+
+    def _unfiled(self) -> dict[str, Any]:
+        """Address and number entries sealed under an old key or filed under an old blind index."""
+        return {"kind": {"$in": ["email", "phone"]},
+                "$or": [{"bidx_kid": {"$ne": self.cipher.blind_key_id}},
+                        {"value.k": {"$ne": self.cipher.active_key_id}}]}
+
+    async def refile_suppressions(self, limit: int) -> tuple[int, int]:
+        """Up to ``limit`` address and number entries filed again under the active keys (a new id
+        when the blind index changes, the old one removed after): (found, refiled)."""
+        docs = await self.suppressions.find(self._unfiled()).limit(limit).to_list(None)
+        for doc in docs:
+            opened = self._suppression(dict(doc))
+            entry = SuppressionEntry(doc["kind"], opened["value"], channel=doc.get("channel"),
+                                     all_messages=doc.get("all_messages", False))
+            added = await self.add_suppression(entry, doc.get("reason") or "", doc["created_at"])
+            if added["_id"] != doc["_id"]:
+                await self.suppressions.delete_one({"_id": doc["_id"]})
+        return len(docs), len(docs)
+
+    async def count_unfiled(self) -> int:
+        return await self.suppressions.count_documents(self._unfiled())
 
     async def list_suppressions(self, kind: str | None, limit: int) -> list[dict[str, Any]]:
         docs = await self.suppressions.find({"kind": kind} if kind else {}).sort("_id", 1).limit(limit).to_list(None)

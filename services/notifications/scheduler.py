@@ -57,6 +57,8 @@ class Scheduler:
         async for batch in self.repo.all_deferred(self.settings.fan_out_batch):
             await self.repo.set_due_slots(d for d in batch if "due_slot" not in d)
             await self.workflow.resume([d for d in batch if d["due_at"] <= now])
+        deferred = await self.repo.deferred_staff_alerts()
+        await self.workflow.resume_staff_alerts([d for d in deferred if d["due_at"] <= now])
         self._next = min(self._next or now, now - OVERLAP)
         self.primed.set()
 
@@ -85,6 +87,7 @@ class Scheduler:
     async def _resume_slot(self, slot: str, now: datetime) -> None:
         async for batch in self.repo.due_in(slot, now, self.settings.fan_out_batch):
             await self.workflow.resume(batch)
+        await self.workflow.resume_staff_alerts(await self.repo.staff_alerts_due_in(slot, now))
 
     async def fan_out(self, timezone: str, local: datetime, run_id: str) -> int:
         """Hand each batch to the workflow; a few batches are in flight at once, so reading and

@@ -55,6 +55,11 @@ class NotificationsSettings(PiiSettings):
     channel_retry_for_hours: Annotated[float, Field(ge=0)] = 24.0
     #: Order in which channels are tried after the customer's preferred one.
     channel_fallback: tuple[Channel, ...] = ("sms", "email", "webhook")
+    #: URL prefixes a member of staff's own webhook must start with to be called (staff alerts);
+    #: an alert naming any other webhook goes by e-mail only. Each ends in ``/`` or ``:``, so that
+    #: ``https://chat.example.com/`` does not also allow ``https://chat.example.com.elsewhere.net``.
+    staff_webhook_prefixes: tuple[Annotated[str, Field(pattern=r"^https?://[^\s@]+[/:]$")], ...] = (
+        "http://127.0.0.1:", "http://localhost:")
 
     # Policy
     default_locale: str = "zh-CN"

@@ -86,6 +86,10 @@ class Templates:
         for key in ("tier", "previous"):
             if key in values:
                 values[f"{key}_name"] = tiers.get(values[key], values[key])
+        # Other codes (an SLA target, a rung of the ladder, a reason) by their names in the language.
+        for key, names in self.sources[chosen].get("_labels", {}).items():
+            if key in values:
+                values[f"{key}_name"] = names.get(values[key], values[key])
         try:
             subject = self._compiled(chosen, template, "subject").render(values)
             body = self._compiled(chosen, template, "body").render(values)

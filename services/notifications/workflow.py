@@ -21,7 +21,7 @@ from shared.clock import Clock
 from shared.contract import CloudEvent, NotificationFailed, NotificationSent, NotificationSuppressed
 from shared.kafka import Publisher
 
-from . import domain
+from . import alerts, domain
 from .channels import Channel, DeliveryError, Recipient, with_retries
 from .domain import Defer, Policy, Profile, Request, Suppress
 from .repository import Repository, due_slot, request_doc, request_from_doc
@@ -30,6 +30,8 @@ from .templates import Templates, TemplateError
 
 log = structlog.get_logger(__name__)
 SOURCE = "carecrm/notifications"
+#: The channel that calls a member of staff's own webhook (the ``webhook`` one is the customers').
+STAFF_WEBHOOK = "staff_webhook"
 _EVENTS: dict[str, type[CloudEvent]] = {
     "sent": NotificationSent, "failed": NotificationFailed, "suppressed": NotificationSuppressed,
     "deferred": NotificationSuppressed,
@@ -225,6 +227,73 @@ class Workflow:
     async def resume(self, docs: Sequence[Mapping[str, Any]]) -> None:
         """Send deferred messages whose time has come (their stored records)."""
         await self.submit([request_from_doc(dict(d)) for d in docs], resumed=True)
+
+    # --- staff alerts ------------------------------------------------------------------------------
+
+    async def alert_staff(self, message: alerts.StaffMessage, *, resumed: bool = False) -> str | None:
+        """Send one staff alert once; its outcome (sent, failed, deferred), or None when another
+        delivery of the same alert has it. The record is written before any provider is called."""
+        key = message.dedupe_key
+        doc = await self.repo.staff_alert(key)
+        now = self.clock.now()
+        if doc is None:
+            if not await self.repo.claim_staff_alert(message, now):
+                return None
+            first_tried = now
+        elif doc["status"] == "sending" and doc["source_id"] == message.source_id and not resumed:
+            first_tried = doc["created_at"]  # left half done by a crash: the provider knows the key
+        elif resumed and doc["status"] == "deferred" and await self.repo.claim_deferred_staff_alert(key):
+            first_tried = doc["created_at"]
+        else:
+            return None  # sent, failed, or waiting for its retry: nothing to send now
+        fields = await self._deliver_alert(message)
+        if fields["status"] == "failed" and fields.pop("unreachable") and now - first_tried < self.retry_for:
+            fields = {"status": "deferred", "reason": "provider_unreachable", "due_at": now + self.retry_interval,
+                      "attempts": fields["attempts"]}
+        fields.pop("unreachable", None)
+        await self.repo.finish_staff_alert(key, {**fields, "event_time": now})
+        # The staff id names the person; their address is never logged.
+        (log.info if fields["status"] == "sent" else log.warning)(
+            "staff_alert_" + fields["status"], staff_id=message.staff_id, complaint_id=message.complaint_id,
+            kind=message.kind, channel=fields.get("channel"), reason=fields.get("reason"))
+        return fields["status"]
+
+    async def _deliver_alert(self, message: alerts.StaffMessage) -> dict[str, Any]:
+        """Try e-mail, then the webhook; the outcome's fields, and whether a provider was unreachable."""
+        routes, reason = alerts.channels(message, self.settings.staff_webhook_prefixes)
+        attempts, unreachable = 0, False
+        locale = message.locale or self.policy.default_locale
+        for name, address in routes:
+            channel = self.channels.get(STAFF_WEBHOOK if name == "webhook" else name)
+            if channel is None:
+                continue
+            recipient = Recipient(message.customer_id, address if name == "email" else None, None,
+                                  staff_id=message.staff_id, webhook_url=address if name == "webhook" else None)
+            try:
+                rendered = self.templates.render(
+                    message.template, locale, name, alerts.context(message, locale, self.policy.default_timezone),
+                    care=False)
+                async with self._slots:
+                    used = await with_retries(lambda: channel.send(rendered, recipient, message.dedupe_key),
+                                              max_attempts=self.settings.channel_max_attempts,
+                                              backoff=self.settings.channel_backoff_s)
+            except TemplateError as exc:
+                log.error("template_failed", template=message.template, error=str(exc)[:300])
+                reason = "template_error"
+                continue
+            except DeliveryError as exc:
+                attempts += getattr(exc, "attempts", 1)
+                reason, unreachable = exc.reason, unreachable or exc.retryable
+                continue
+            return {"status": "sent", "channel": name, "locale": rendered.locale, "attempts": attempts + used,
+                    "sent_at": self.clock.now(), "reason": None, "unreachable": False}
+        return {"status": "failed", "reason": reason or "no_channel", "attempts": attempts,
+                "channel": routes[-1][0] if routes else None, "unreachable": unreachable}
+
+    async def resume_staff_alerts(self, docs: Sequence[Mapping[str, Any]]) -> None:
+        """Send deferred staff alerts whose time has come (their stored records)."""
+        for doc in docs:
+            await self.alert_staff(alerts.message_from_doc(doc), resumed=True)
 
 
 async def _nothing() -> dict[str, int]:

@@ -548,6 +548,9 @@ class Change:
     effective_at: datetime
     #: The how-many-th arrival at ``current`` this is (see ``entered_key``).
     ordinal: int = 1
+    #: After a downgrade where a spend line decides: the net spend (base minor) that brings
+    #: ``previous`` back.
+    spend_needed: int | None = None
 
     def event_id(self, customer_id: str) -> str:
         """The transition's identity: the customer, and which arrival at which value it is. Neither
@@ -648,7 +651,8 @@ def decide(previous: Snapshot, targets: Mapping[str, tuple[str, str]], metrics: 
         way = direction(dim, old, new)
         key = entered_key(dim, new, way)
         entered[key] = entered.get(key, 0) + 1
-        changes.append(Change(dim, old, new, way, reason[:1000], by_override, when, entered[key]))
+        regain = _spend_needed(dim, old, metrics, cutoffs, policy) if way == "downgrade" and old else None
+        changes.append(Change(dim, old, new, way, reason[:1000], by_override, when, entered[key], regain or None))
     snapshot = Snapshot(held=held, output=output, reasons=reasons, pending=pending, overrides=overrides,
                         entered=entered)
     return snapshot, changes

@@ -58,14 +58,18 @@ def shown_in(policy: Policy, currency: str | None) -> tuple[str, Callable[[int],
 
 
 def change_event(policy: Policy, customer_id: str, event_id: str, change: Change, metrics: bytes, bulk: bool,
-                 cause: CloudEvent | None) -> OutboundRecord:
+                 cause: CloudEvent | None, currency: str | None = None) -> OutboundRecord:
+    """``currency``: the one the customer paid in, as in the metrics (what ``spend_needed`` is shown in)."""
     effective_at = _time(change.effective_at)
-    return _record(CustomerTierChanged, event_id, customer_id, effective_at, {
+    data: dict[str, Any] = {
         "dimension": change.dimension, "previous": change.previous, "current": change.current,
         "direction": change.direction, "reason": change.reason or change.current,
         "policy_version": policy.version, "effective_at": effective_at,
         "override": change.override, "bulk": bulk,
-    }, metrics, cause)
+    }
+    if change.spend_needed:
+        data["spend_needed"] = shown_in(policy, currency)[1](change.spend_needed)
+    return _record(CustomerTierChanged, event_id, customer_id, effective_at, data, metrics, cause)
 
 
 def snapshot_event(policy: Policy, state: CustomerState, metrics: bytes, now: datetime,

@@ -538,7 +538,8 @@ class Workflow:
             if changes:
                 changed += 1
                 ids = [change.event_id(state.customer_id) for change in changes]
-                records.extend(outbound.change_event(policy, state.customer_id, event_id, change, tier_metrics, bulk, cause)
+                records.extend(outbound.change_event(policy, state.customer_id, event_id, change, tier_metrics, bulk,
+                                                     cause, metrics.currency)
                                for event_id, change in zip(ids, changes))
                 history.append(history_doc(state.customer_id, changes, ids, bulk, policy.version))
                 for change in changes:

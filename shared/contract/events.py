@@ -91,6 +91,14 @@ Complexity = Literal["standard", "complex"]
 Dimension = Literal["value_tier", "abc_class", "vip", "loyalty", "lifecycle", "rfm_segment", "potential"]
 DIMENSIONS: tuple[str, ...] = Dimension.__args__  # type: ignore[attr-defined]
 Direction = Literal["initial", "upgrade", "downgrade", "lateral"]
+StaffRole = Literal["agent", "supervisor", "manager"]
+#: The escalation ladder of a complaint, lowest first.
+EscalationRung = Literal["handler", "supervisor", "manager"]
+StaffAlertKind = Literal["escalated", "sla_warning", "sla_breached"]
+StaffId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._\-]*$")]
+TeamName = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._\-]*$")]
+#: No ``@``: a user part would let ``http://allowed.host:@elsewhere/`` pass a prefix check for another host.
+StaffWebhook = Annotated[str, Field(max_length=500, pattern=r"^https?://[^\s@]+$")]
 
 
 # --- Validators for profile fields --------------------------------------------------------------
@@ -357,6 +365,9 @@ class TierChangedData(Model):
     #: True for a reclassification under a new policy or a population refresh run in bulk:
     #: downstream systems record it but send the customer nothing.
     bulk: bool = False
+    #: After a downgrade where a spend line decides (value tier, VIP): the net spend within the
+    #: window that brings ``previous`` back, in ``metrics.currency``.
+    spend_needed: Amount | None = None
 
     @model_serializer(mode="wrap")
     def _previous_always_present(self, handler: SerializerFunctionWrapHandler):  # noqa: ANN202 - keeps the schema
@@ -429,11 +440,56 @@ class ComplaintEventData(Model):
     resolution_due_at: AwareTime | None = None
     escalation_level: Annotated[int, Field(ge=0, le=10)] = 0
     assignee: Annotated[str, Field(max_length=128)] | None = None
+    #: The team whose queue holds the complaint (the complaints service's staff directory).
+    team: TeamName | None = None
     sla_policy: Annotated[str, Field(max_length=128)] | None = None
     sla_target: Literal["first_response", "update", "resolution"] | None = None
     feedback_score: Annotated[int, Field(ge=1, le=5)] | None = None
     linked_complaint_id: Identifier | None = None
     changes: dict[str, Any] = Field(default_factory=dict)
+
+
+class StaffAlert(Model):
+    """Who is told about a complaint, why, and where to reach them. Staff contacts are work
+    addresses from the complaints service's staff directory: consumers deliver to them and never
+    log or copy them."""
+
+    kind: StaffAlertKind
+    staff_id: StaffId
+    staff_name: Annotated[str, Field(min_length=1, max_length=200)]
+    role: StaffRole
+    #: The rung of the escalation ladder the person stands on for this complaint.
+    rung: EscalationRung
+    #: False when nobody on the rung was on duty: the rung's first person is told all the same.
+    on_duty: bool
+    email: Annotated[EmailStr, Field(max_length=254)] | None = None
+    webhook: StaffWebhook | None = None
+    locale: Locale | None = None
+    timezone: Timezone | None = None
+    #: What led to the alert, e.g. ``first_response_breached``, ``low_satisfaction``.
+    reason: Annotated[str, Field(max_length=64, pattern=r"^[a-z0-9_]+$")] | None = None
+    previous_assignee: Annotated[str, Field(max_length=128)] | None = None
+    #: The due time of the SLA target at issue, if one is.
+    due_at: AwareTime | None = None
+
+    @model_validator(mode="after")
+    def _reachable(self) -> StaffAlert:
+        if not self.email and not self.webhook:
+            raise ValueError("a staff alert needs an email or a webhook to reach its recipient")
+        return self
+
+
+class StaffAlertData(ComplaintEventData):
+    alert: StaffAlert
+
+
+class ComplaintStaffAlert(CloudEvent):
+    """``complaint.staff_alert`` on crm.complaints.v1: the complaint as other lifecycle events carry
+    it, and the member of staff to alert."""
+
+    topic: ClassVar[str] = "crm.complaints.v1"
+    type: Literal["complaint.staff_alert"] = "complaint.staff_alert"
+    data: StaffAlertData
 
 
 def _complaint_event(name: str) -> type[CloudEvent]:
@@ -465,6 +521,7 @@ ComplaintFeedbackReceived = _complaint_event("feedback_received")
 COMPLAINT_EVENTS: tuple[type[CloudEvent], ...] = (
     ComplaintOpened, ComplaintAcknowledged, ComplaintAssigned, ComplaintEscalated, ComplaintSlaWarning,
     ComplaintSlaBreached, ComplaintResolved, ComplaintClosed, ComplaintReopened, ComplaintFeedbackReceived,
+    ComplaintStaffAlert,
 )
 #: Any complaint lifecycle event, for the annotation of a ``crm.complaints.v1`` subscriber.
 ComplaintEvent = Union[COMPLAINT_EVENTS]  # type: ignore[valid-type]

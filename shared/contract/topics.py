@@ -66,10 +66,10 @@ CATALOGUE: tuple[TopicSpec, ...] = (
               events=("customer.tier.changed",)),
     TopicSpec(CRM_CUSTOMER_TIERS, _COMPACT, "Current classification snapshot per customer (compacted).",
               events=("customer.classification",)),
-    TopicSpec(CRM_COMPLAINTS, _delete(90), "Complaint lifecycle events.",
+    TopicSpec(CRM_COMPLAINTS, _delete(90), "Complaint lifecycle events and the staff alerts they cause.",
               events=tuple(f"complaint.{n}" for n in (
                   "opened", "acknowledged", "assigned", "escalated", "sla_warning", "sla_breached",
-                  "resolved", "closed", "reopened", "feedback_received"))),
+                  "resolved", "closed", "reopened", "feedback_received", "staff_alert"))),
     TopicSpec(CRM_NOTIFICATIONS, _delete(30), "Outcome of every care message.",
               events=("notification.sent", "notification.failed", "notification.suppressed")),
 )

@@ -29,7 +29,18 @@ from shared.contract.topics import (
     ORDERS_PURCHASES,
 )
 from tests.helpers import api_key, eventually, skip_backlog
-from tests.hostile import CONTROL_NAME, NUL_TEXT, TEMPLATE_NAMES, Hostile, amount_corpus, changed, dumps, envelope_corpus, event
+from tests.hostile import (
+    CONTROL_NAME,
+    DELETE,
+    NUL_TEXT,
+    TEMPLATE_NAMES,
+    Hostile,
+    amount_corpus,
+    changed,
+    dumps,
+    envelope_corpus,
+    event,
+)
 from tests.integration.service_apps import SERVICES, build, serving, settings_for
 
 pytestmark = pytest.mark.integration
@@ -65,6 +76,8 @@ def valid(topic: str, customer: str, i: int) -> dict[str, Any]:
         return event(kind, customer, at=at, summary=name)
     if topic == CRM_COMPLAINT_INTAKE:
         return event(kind, customer, at=at, subject=name, description=name)
+    if topic == CRM_COMPLAINTS and i % 3 == 2:  # every consumer of the topic takes staff alerts too
+        return event("complaint.staff_alert", customer, at=at)
     return event(kind, customer, at=at)
 
 
@@ -90,6 +103,20 @@ def hostile(service: str, topic: str, customer: str, unique: str) -> list[Hostil
     if topic == CRM_INTERACTIONS:
         corpus.append(Hostile("satisfaction-float", dumps(changed(base, data__satisfaction=4.5)), "invalid_data",
                               key=customer.encode()))
+    if topic == CRM_COMPLAINTS:
+        alert = valid(topic, customer, 2)
+        corpus += [
+            Hostile("staff-alert-without-alert", dumps(changed(alert, data__alert=DELETE)), "invalid_data",
+                    "data.alert", key=customer.encode()),
+            Hostile("staff-alert-reaching-nobody", dumps(changed(alert, data__alert__webhook=DELETE)), "invalid_data",
+                    "data.alert", key=customer.encode()),
+            Hostile("staff-alert-bad-email", dumps(changed(alert, data__alert__email="{{ 7*7 }}@")), "invalid_data",
+                    "data.alert.email", key=customer.encode()),
+            Hostile("staff-alert-webhook-not-http", dumps(changed(alert, data__alert__webhook="file:///etc/passwd")),
+                    "invalid_data", "data.alert.webhook", key=customer.encode()),
+            Hostile("staff-alert-unknown-rung", dumps(changed(alert, data__alert__rung="ceo")), "invalid_data",
+                    "data.alert.rung", key=customer.encode()),
+        ]
     if topic == CRM_COMPLAINT_INTAKE:
         corpus.append(Hostile("description-too-long", dumps(changed(base, data__description="x" * 5001)),
                               "invalid_data", key=customer.encode()))
@@ -264,5 +291,8 @@ async def _effects(service: str, app: Any, client: Any, customer: str) -> dict[s
         return {CRM_COMPLAINT_INTAKE: found["count"] > 0, CRM_CUSTOMER_TIERS: tier is not None}
     profile = await app.state.repo.profile(customer)
     history = (await client.get(f"/customers/{customer}/notifications", headers=headers)).json()["notifications"]
+    # The valid staff alerts name only a webhook outside the allowed prefixes: recorded as failed, unsent.
+    alert = await app.state.repo.staff_alerts.find_one({"customer_id": customer})
     return {CRM_CUSTOMERS: profile is not None and profile.name in (*TEMPLATE_NAMES, CONTROL_NAME.strip()),
-            CRM_COMPLAINTS: any(h["trigger"].startswith("complaint") for h in history)}
+            CRM_COMPLAINTS: any(h["trigger"].startswith("complaint") for h in history),
+            "complaint.staff_alert": alert is not None and alert["reason"] == "webhook_not_allowed"}

@@ -56,6 +56,9 @@ SCOPES: dict[Route, frozenset[str]] = {route: frozenset(scopes) for route, scope
     ("complaints", "POST", "/complaints/{complaint_id}/reopen"): {"complaints:write"},
     ("complaints", "POST", "/complaints/{complaint_id}/feedback"): {"complaints:write"},
     ("complaints", "GET", "/reports/complaints"): {"complaints:read"},
+    ("complaints", "GET", "/queues/agents/{staff_id}"): {"complaints:read"},
+    ("complaints", "GET", "/queues/teams/{team}"): {"complaints:read"},
+    ("complaints", "GET", "/staff"): {"complaints:read"},
     ("notifications", "GET", "/customers/{customer_id}/notifications"): {"notifications:read"},
     ("notifications", "POST", "/preview"): {"notifications:read"},
     ("notifications", "GET", "/suppressions"): {"notifications:read"},
@@ -75,10 +78,10 @@ PUBLIC: frozenset[Route] = frozenset({
 UNDOCUMENTED = frozenset({"/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"})
 
 PLAUSIBLE = {"customer_id": "C-sec-1", "complaint_id": "CP-sec-1", "dimension": "value_tier",
-             "suppression_id": "S-sec-1"}
+             "suppression_id": "S-sec-1", "staff_id": "agent-zhao", "team": "care"}
 #: Values the route itself would refuse with 422: the key is checked first all the same.
 IMPLAUSIBLE = {"customer_id": "not a customer", "complaint_id": "{{7*7}}", "dimension": "shoe_size",
-               "suppression_id": "x" * 400}
+               "suppression_id": "x" * 400, "staff_id": "x" * 400, "team": "{{7*7}}"}
 #: Required query parameters, so that the right key meets the route itself.
 QUERY: dict[Route, dict[str, str]] = {
     ("customer", "GET", "/customers/lookup"): {"email": "nobody@example.com"},

@@ -66,3 +66,31 @@ async def test_what_customers_and_staff_wrote_is_sealed_at_rest_and_reads_back_w
     finally:
         await store.client.drop_database(store.db.name)
         await store.close()
+
+
+async def test_complaints_stored_before_the_work_queues_get_their_queue_keys_once(
+        infra: dict[str, str], unique: str) -> None:
+    config = settings(unique)
+    store = Store.connect(config, INDEXES)
+    await store.ensure_indexes()
+    repo = Repository(store, PiiCipher.from_settings(config))
+    rules = config.rules()
+    fields = {"channel": "phone", "category": "billing", "severity": "normal", "complexity": "standard",
+              "subject": "Charged twice"}
+    old = []
+    for n, status in enumerate(("investigating", "resolved")):
+        complaint, _ = domain.open_complaint(complaint_id=f"K-{unique}-{n}", customer_id=f"C-{unique}",
+                                             fields=fields, tier=None, opened_at=MONDAY, rules=rules)
+        old.append(complaint.model_copy(update={"status": status, "assignee": "ann"}))
+    try:
+        await repo.insert_new([(c, []) for c in old])
+        # As a version before the queues wrote them: no open flag, no team.
+        await store["complaints"].update_many({"customer_id": f"C-{unique}"}, {"$unset": {"open": "", "team": ""}})
+        assert await repo.queue(assignee="ann") == []
+        assert await repo.backfill_queue_keys(lambda category: "money" if category == "billing" else "care") == 4
+        assert [c.complaint_id for c in await repo.queue(assignee="ann")] == [f"K-{unique}-0"]
+        assert [c.complaint_id for c in await repo.queue(team="money")] == [f"K-{unique}-0"]
+        assert await repo.backfill_queue_keys(lambda category: "other") == 0  # done once per store
+    finally:
+        await store.client.drop_database(store.db.name)
+        await store.close()

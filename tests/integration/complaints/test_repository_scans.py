@@ -8,11 +8,14 @@ embedded store's PostgreSQL counts every whole-table read (``tests/scans.py``).
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
+import yaml
 
 from services.complaints import domain
 from services.complaints.app import build_app
+from services.complaints.repository import QUEUE_KEYS
 from shared.clock import FixedClock
 from shared.contract.topics import CRM_COMPLAINT_INTAKE, CRM_CUSTOMER_TIERS, CRM_CUSTOMERS, CRM_INTERACTIONS
 from tests.helpers import envelope, eventually, produce
@@ -36,14 +39,32 @@ def filler(unique: str, i: int, rules: domain.Rules) -> domain.Complaint:
     return complaint
 
 
-async def test_intake_scheduler_and_agent_calls_read_no_collection_whole(infra: dict[str, str], unique: str) -> None:
+def staff_file(tmp_path: Path) -> Path:
+    """An agent always on duty, so that intake shares complaints out by the agents' loads."""
+    always = [{"days": ["mon", "tue", "wed", "thu", "fri", "sat", "sun"], "start": "00:00", "end": "24:00"}]
+    person = {"timezone": "Asia/Shanghai", "hours": always}
+    path = tmp_path / "staff.yaml"
+    path.write_text(yaml.safe_dump({
+        "routing": {"default_team": "care"},
+        "teams": [{"name": "care", "supervisor": "sup", "assign": "agent"}],
+        "staff": [{"id": "agent", "name": "Agent", "role": "agent", "team": "care", "email": "a@example.com", **person},
+                  {"id": "sup", "name": "Sup", "role": "supervisor", "manager": "mgr", "email": "s@example.com",
+                   **person},
+                  {"id": "mgr", "name": "Mgr", "role": "manager", "email": "m@example.com", **person}]}))
+    return path
+
+
+async def test_intake_scheduler_and_agent_calls_read_no_collection_whole(infra: dict[str, str], unique: str,
+                                                                         tmp_path: Path) -> None:
     bootstrap = infra["KAFKA_BOOTSTRAP_SERVERS"]
     customer = f"C-{unique}"
     clock = FixedClock(START)
-    config = settings(unique)
+    config = settings(unique, staff_file=str(staff_file(tmp_path)))
     app = build_app(config, clock=clock)
     async with started(app) as client:
         repo, workflow, scheduler = app.state.repo, app.state.workflow, app.state.scheduler
+        # The start's one-off pass over complaints stored before the work queues is done first.
+        await eventually(lambda: repo.state.find_one({"_id": QUEUE_KEYS}))
         taken = await repo.insert_new([(filler(unique, i, workflow.rules), []) for i in range(FILLED)])
         assert not taken
         for i in range(1000):
@@ -74,6 +95,13 @@ async def test_intake_scheduler_and_agent_calls_read_no_collection_whole(infra: 
         theirs = (await client.get("/complaints", params={"customer": customer}, headers=auth(READER))).json()
         assert f"K-{unique}-0" in {c["complaint_id"] for c in queue["items"]} and queue["count"] == FILLED // 50 + 1
         assert mine["count"] == FILLED // 50 + 1 and theirs["count"] == 5
+        # The work queues: a person's and a team's open complaints, by due time.
+        ann = (await client.get("/queues/agents/ann", headers=auth(READER))).json()
+        agent = (await client.get("/queues/agents/agent", headers=auth(READER))).json()
+        care = (await client.get("/queues/teams/care", headers=auth(READER))).json()
+        assert ann["open"] == FILLED // 50 + 1 and agent["open"] == 4 and care["open"] == 5
+        assert ann["items"][0]["due_at"] <= ann["items"][-1]["due_at"]
+        assert (await client.get("/staff", headers=auth(READER))).status_code == 200
         resolve = {"to": "resolved", "resolution_summary": "Refunded", "root_cause": "logistics"}
         assert (await client.post(f"{url}/transitions", json=resolve, headers=auth())).status_code == 200
         created = await client.post("/complaints", json=body(customer), headers=auth())

@@ -341,12 +341,17 @@ async def test_the_scheduler_warns_at_75_percent_and_breaches_at_the_target_with
         listed = (await client.get(f"/complaints?customer={customer}&breached=true", headers=auth(READER))).json()
     assert breached["breached"] and breached["escalation_level"] == 1 and breached["priority"] == "p2"
     assert listed["count"] == 1
-    events = await events_of(infra, customer, until=lambda es: len(es) >= 4)
-    assert types(events) == ["opened", "sla_warning", "sla_breached", "escalated"]
-    warning, breach, escalation = events[1:]
+    events = await events_of(infra, customer, until=lambda es: len(es) >= 6)
+    # The development staff directory: the warning reaches the agent the complaint was routed to,
+    # the breach moves it to the care team's supervisor, who is told.
+    assert types(events) == ["opened", "sla_warning", "staff_alert", "sla_breached", "escalated", "staff_alert"]
+    warning, breach, escalation = events[1], events[3], events[4]
     assert warning["data"]["sla_target"] == breach["data"]["sla_target"] == "first_response"
     assert escalation["data"]["changes"]["escalated_to"] == "supervisor"
     assert escalation["data"]["priority"] == "p2"
+    assert escalation["data"]["changes"]["assignee"] == [events[0]["data"]["assignee"], "sup-wang"]
+    assert [e["data"]["alert"]["kind"] for e in (events[2], events[5])] == ["sla_warning", "escalated"]
+    assert breached["assignee"] == "sup-wang" and breached["team"] == "care"
 
 
 async def test_a_complaint_goes_through_its_lifecycle_with_verification_and_feedback_over_http(

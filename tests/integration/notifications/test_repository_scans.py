@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from services.notifications import alerts
 from services.notifications.app import build_app
 from services.notifications.domain import Profile, SuppressionEntry
 from services.notifications.repository import Repository, due_slot
@@ -80,6 +81,18 @@ async def _fill(repo: Repository, unique: str) -> dict[str, Any]:
                       "all_messages": False, "reason": "requested", "created_at": BASE, "customer_id": cid}
                      for cid in ids[SHANGHAI][-300:]]
     await repo.suppressions.insert_many(suppressions)
+
+    # Staff alerts told long ago, and a few waiting days ahead for a mail server to come back.
+    staff_alerts = []
+    for i, cid in enumerate(ids[SHANGHAI]):
+        message = alerts.StaffMessage(f"staff_alert:seed-{i}", f"seed-{i}", cid, f"CP-seed-{i}", "sup-1", "Wang Fang",
+                                      "escalated", "wang.fang@example.com", None, "zh-CN", "Asia/Shanghai",
+                                      {"complaint_id": f"CP-seed-{i}", "priority": "p2", "rung": "supervisor"})
+        due = BASE + timedelta(days=3, minutes=i)
+        state = {"status": "deferred", "due_at": due, "due_slot": due_slot(due)} if i % 10 == 0 else {"status": "sent"}
+        staff_alerts.append(repo.cipher.seal_fields({**alerts.message_doc(message), "created_at": BASE, **state},
+                                                    alerts.SEALED, collection="staff_alerts"))
+    await repo.staff_alerts.insert_many(staff_alerts)
     return {"ids": ids, "due_soon": due_soon, "birthday": birthday}
 
 
@@ -123,6 +136,12 @@ async def test_events_a_scheduler_pass_and_the_api_read_no_collection_whole(
         assert len(await _outcomes(infra, complainer, 2)) == 2
         await eventually(lambda: _history(client, early))
         await eventually(lambda: _not(repo.by_keys([f"complaint_survey:CP-{unique}:{complainer}"])))
+        # A staff alert, delivered twice: mailed once.
+        alert = complaint(complainer, "staff_alert", f"CP-{unique}", alert={
+            "kind": "escalated", "staff_id": "sup-1", "staff_name": "Wang Fang", "role": "supervisor",
+            "rung": "supervisor", "on_duty": True, "email": f"staff-{unique}@example.com"})
+        await send(infra, CRM_COMPLAINTS, alert, alert)
+        await eventually(lambda: _sent_alert(repo, f"staff_alert:{alert['id']}"))
 
         # A scheduler pass 75 minutes on: deferred messages are due, and one time zone's daily run.
         clock.set(BASE + timedelta(minutes=75))
@@ -149,12 +168,18 @@ async def test_events_a_scheduler_pass_and_the_api_read_no_collection_whole(
     assert len(history) == 3 and added.status_code == 201 and removed.status_code == 204
     assert unsubscribed.status_code == 204 and preview.status_code == 200
     assert len(sink.to(f"n-{unique}@example.com")) == 1
+    assert len(sink.to(f"staff-{unique}@example.com")) == 1
 
 
 
 async def _outcomes(infra: dict[str, str], customer: str, at_least: int) -> list[dict[str, Any]]:
     """The customer's outcome events, each once (a redelivered trigger republishes its event)."""
     return list({e["id"]: e for e in await outcomes(infra, customer, at_least)}.values())
+
+
+async def _sent_alert(repo: Repository, key: str) -> bool:
+    found = await repo.staff_alert(key)
+    return found is not None and found["status"] == "sent"
 
 
 async def _set(event: Any) -> bool:

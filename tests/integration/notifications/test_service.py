@@ -443,7 +443,11 @@ async def test_an_erasure_removes_the_customers_copy_and_history(
     (CRM_CUSTOMERS, lambda c: profile(c, timezone="Mars/Olympus"), "data.timezone"),
     (CRM_TIER_CHANGES, lambda c: tier_change(c, "shoe_size", "41", "42", "upgrade"), "data.dimension"),
     (CRM_COMPLAINTS, lambda c: complaint(c, "opened", "CP-1", priority="urgent"), "data.priority"),
-], ids=["customers", "tier-changes", "complaints"])
+    # A staff alert that names nobody to reach.
+    (CRM_COMPLAINTS, lambda c: complaint(c, "staff_alert", "CP-1", alert={
+        "kind": "escalated", "staff_id": "sup-1", "staff_name": "Wang Fang", "role": "supervisor",
+        "rung": "supervisor", "on_duty": True}), "data.alert"),
+], ids=["customers", "tier-changes", "complaints", "staff-alert"])
 async def test_a_bad_event_on_each_consumed_topic_goes_to_its_dlq_and_the_next_one_is_handled(
         infra: dict[str, str], unique: str, smtp_sink: tuple[SmtpSink, int], sms_provider: SmsProvider,
         topic: str, event: Any, field: str) -> None:

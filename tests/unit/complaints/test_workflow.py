@@ -21,8 +21,9 @@ NOW = datetime(2026, 3, 2, 2, 0, tzinfo=UTC)
 class RacyRepository:
     """Checks the revision, then yields before writing: what FerretDB v1 does with a filtered replace."""
 
-    def __init__(self, complaint: Complaint) -> None:
-        self.docs: dict[str, tuple[Complaint, list[str]]] = {complaint.complaint_id: (complaint, [])}
+    def __init__(self, *complaints: Complaint) -> None:
+        self.docs: dict[str, tuple[Complaint, list[str]]] = {c.complaint_id: (c, []) for c in complaints}
+        self.tokens: dict[str, str] = {}
 
     async def load(self, complaint_id: str) -> tuple[Complaint, list[str]] | None:
         await asyncio.sleep(0)
@@ -40,6 +41,21 @@ class RacyRepository:
         complaint, _ = self.docs[complaint_id]
         if complaint.revision == revision:
             self.docs[complaint_id] = (complaint, [])
+
+    async def replace_many(self, changed: list[tuple[Complaint, list[str], int]], token: str) -> int:
+        written = 0
+        for c, outbox, read in changed:
+            if await self.replace(c, outbox, expected_revision=read):
+                self.tokens[c.complaint_id] = token
+                written += 1
+        return written
+
+    async def written_with(self, complaint_ids: Any, token: str) -> set[str]:
+        return {c for c in complaint_ids if self.tokens.get(c) == token}
+
+    async def clear_outboxes(self, sent: Any) -> None:
+        for complaint_id, revision in sent:
+            await self.clear_outbox(complaint_id, revision)
 
 
 class Publisher:
@@ -68,3 +84,38 @@ async def test_two_concurrent_changes_of_one_complaint_both_survive() -> None:
     assert [c.text for c in stored.comments] == ["On it"]
     assert stored.revision == 2
     assert outbox == []
+
+
+def opened(complaint_id: str) -> Complaint:
+    complaint, _ = domain.open_complaint(
+        complaint_id=complaint_id, customer_id="C1", tier=None, opened_at=NOW, rules=RULES, source=complaint_id,
+        fields={"channel": "phone", "category": "delivery", "severity": "normal", "complexity": "standard",
+                "subject": "Parcel late", "description": ""})
+    return complaint
+
+
+async def test_a_bulk_change_keeps_a_concurrent_single_change_and_redoes_what_another_process_moved() -> None:
+    repo = RacyRepository(opened("K1"), opened("K2"), opened("K3"))
+    publisher = Publisher()
+    workflow = Workflow(repo, RULES, FixedClock(NOW), publisher)  # type: ignore[arg-type]
+    read = [await repo.load(k) for k in ("K1", "K2", "K3")]
+    # Another process comments on K2 after it was read: the bulk write of K2 loses its revision.
+    other = domain.add_comment(repo.docs["K2"][0].model_copy(deep=True), "eve", "Called back", now=NOW, rules=RULES)[0]
+    other.revision += 1
+    repo.docs["K2"] = (other, [])
+
+    def note(c: Complaint, t: datetime) -> Any:
+        return domain.add_comment(c, "sys", "Reminder", now=t, rules=RULES)
+
+    changed, _ = await asyncio.gather(
+        workflow.change_many([r for r in read if r], note),
+        workflow.change("K1", lambda c, t: domain.transition(c, "acknowledged", now=t, rules=RULES, actor="ann")),
+    )
+    assert changed == 3
+    k1, k2, k3 = (repo.docs[k][0] for k in ("K1", "K2", "K3"))
+    assert k1.status == "acknowledged" and [c.text for c in k1.comments] == ["Reminder"]
+    assert [c.text for c in k2.comments] == ["Called back", "Reminder"]  # redone on what is stored now
+    assert [c.text for c in k3.comments] == ["Reminder"]
+    assert (k1.revision, k2.revision, k3.revision) == (2, 2, 1)  # each change one revision, none lost
+    assert all(outbox == [] for _, outbox in repo.docs.values())
+    assert [e.type for e in publisher.sent] == ["complaint.acknowledged"]  # a comment publishes nothing

@@ -139,6 +139,23 @@ async def test_a_webhook_is_signed_with_hmac_over_timestamp_and_body() -> None:
     assert request["body"]["template"] == "welcome" and headers["idempotency-key"] == "welcome:C-1"
 
 
+async def test_a_staff_alert_goes_to_the_persons_own_webhook_signed_and_naming_them_not_the_customer() -> None:
+    with Provider() as customers, Provider() as own:
+        channel = WebhookChannel(customers.url, "s3cret", timeout=5)
+        rendered = TEMPLATES.render("complaint_resolved", "en-US", "webhook", {"name": "Wang", "complaint_id": "K-1"},
+                                    care=False)
+        await channel.send(rendered, Recipient("C-1", None, None, staff_id="sup-1", webhook_url=own.url),
+                           "staff_alert:e-1")
+        with pytest.raises(DeliveryError, match="no_contact"):  # a member of staff without a webhook of their own
+            await channel.send(rendered, Recipient("C-1", None, None, staff_id="sup-2"), "staff_alert:e-2")
+        await channel.close()
+    [request] = own.requests
+    assert customers.requests == []
+    assert request["body"]["staff_id"] == "sup-1" and "customer_id" not in request["body"]
+    headers = request["headers"]
+    assert headers["x-carecrm-signature"] == f"sha256={sign(b's3cret', headers['x-carecrm-timestamp'], request['raw'])}"
+
+
 async def test_a_mail_server_refusing_the_recipient_permanently_is_not_retried(smtp: tuple[SmtpSink, int]) -> None:
     sink, port = smtp
 

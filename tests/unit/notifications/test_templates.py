@@ -87,12 +87,26 @@ def test_the_expected_response_time_is_written_in_the_customers_own_calendar() -
 def test_every_message_type_renders_in_every_shipped_locale_on_every_channel() -> None:
     values = {"name": "N", "tier": "high", "previous": "medium", "needed": "x", "complaint_id": "CP-1",
               "due_local": "soon", "holiday": "spring_festival", "cadence_days": 30, "sla_target": "resolution",
-              "amount": "800.00", "currency": "CNY", "keep_by_local": "soon"}
+              "amount": "800.00", "currency": "CNY", "keep_by_local": "soon", "priority": "p2", "rung": "supervisor",
+              "reason": "first_response_breached", "previous_assignee": "agent-1", "on_duty": False}
     for locale in ("zh-CN", "en-US"):
         for template in TEMPLATES.types:
             for channel in ("email", "sms", "webhook"):
                 rendered = TEMPLATES.render(template, locale, channel, values, care=True, unsubscribe_url="u")
                 assert rendered.locale == locale and rendered.body
+
+
+@pytest.mark.parametrize(("locale", "expected"), [
+    ("zh-CN", "再消费800.00 GBP即可恢复金卡会员"),
+    ("en-US", "Spending 800.00 GBP more brings Gold back"),
+])
+def test_a_downgrade_notice_says_in_the_customers_language_what_brings_the_tier_back(locale: str,
+                                                                                      expected: str) -> None:
+    request = Request("C-1", "tier", "tier_downgrade", "tier_downgrade", "k", "s",
+                      {"tier": "medium", "previous": "high", "amount": "800.00", "currency": "GBP"})
+    context = template_context(request, Profile("C-1", name="Ann"), locale, Policy())
+    assert expected in TEMPLATES.render("tier_downgrade", locale, "email", context, care=True,
+                                        unsubscribe_url="u").body
 
 
 @pytest.mark.parametrize(("locale", "upgrade", "downgrade"), [

@@ -58,9 +58,14 @@ def test_each_tier_change_asks_for_its_own_message(change: tuple[str, str | None
     assert (request.template if request else None) == expected
 
 
-def test_a_downgrade_notice_says_what_is_needed_to_get_back() -> None:
-    request = tier_request(tier("value_tier", "high", "medium", "downgrade"))
-    assert request is not None and "spend 800 more" in request.params["needed"]
+def test_a_downgrade_notice_says_what_is_needed_to_get_back_in_the_customers_currency() -> None:
+    request = tier_request(tier("value_tier", "high", "medium", "downgrade", spend_needed="800.00"))
+    assert request is not None
+    assert (request.params["amount"], request.params["currency"]) == ("800.00", "CNY")
+    # The rule's own reason, written for staff, never reaches the message.
+    assert "spend 800 more" not in str(request.params)
+    unknown = tier_request(tier("value_tier", "high", "medium", "downgrade"))
+    assert unknown is not None and "amount" not in unknown.params
 
 
 def test_a_bulk_tier_change_sends_nothing() -> None:

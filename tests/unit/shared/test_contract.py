@@ -27,6 +27,10 @@ METRICS = {"currency": "CNY", "spend_12m": "1200.00", "orders_12m": 3, "first_pu
            "last_purchase_at": WHEN, "recency_days": 0, "rfm": {"r": 5, "f": 3, "m": 4}}
 COMPLAINT = {"complaint_id": "CP-1", "status": "received", "priority": "p2",
              "first_response_due_at": "2026-11-24T10:15:00+08:00"}
+STAFF_ALERT = {**COMPLAINT, "team": "care", "assignee": "sup-wang", "escalation_level": 1, "alert": {
+    "kind": "escalated", "staff_id": "sup-wang", "staff_name": "Wang Fang", "role": "supervisor", "rung": "supervisor",
+    "on_duty": True, "email": "wang.fang@example.com", "locale": "zh-CN", "timezone": "Asia/Shanghai",
+    "reason": "first_response_breached", "previous_assignee": "agent-zhao", "due_at": WHEN}}
 NOTIFICATION = {"notification_id": "N-1", "trigger": "holiday:CN:spring_festival:2027", "channel": "sms",
                 "template": "holiday", "locale": "zh-CN"}
 
@@ -64,6 +68,7 @@ SAMPLES: dict[str, dict[str, Any]] = {
         "updated_at": WHEN,
     },
     **{t: COMPLAINT for t in EVENT_TYPES if t.startswith("complaint.") and t != "complaint.submitted"},
+    "complaint.staff_alert": STAFF_ALERT,
     **{t: NOTIFICATION for t in EVENT_TYPES if t.startswith("notification.")},
 }
 
@@ -103,6 +108,16 @@ BROKEN: list[tuple[str, dict[str, Any], str, str]] = [
     ("customer.tier.changed", {"data.dimension": "shoe_size"}, "invalid_data", "data.dimension"),
     ("customer.tier.changed", {"data.direction": "sideways"}, "invalid_data", "data.direction"),
     ("complaint.opened", {"data.priority": "urgent"}, "invalid_data", "data.priority"),
+    ("complaint.staff_alert", {"data.alert": None}, "invalid_data", "data.alert"),
+    ("complaint.staff_alert", {"data.alert.email": None}, "invalid_data", "data.alert"),
+    ("complaint.staff_alert", {"data.alert.email": "not-an-email"}, "invalid_data", "data.alert.email"),
+    ("complaint.staff_alert", {"data.alert.webhook": "file:///etc/passwd"}, "invalid_data", "data.alert.webhook"),
+    ("complaint.staff_alert", {"data.alert.webhook": "http://127.0.0.1:@elsewhere.example/x"}, "invalid_data",
+     "data.alert.webhook"),
+    ("complaint.staff_alert", {"data.alert.rung": "ceo"}, "invalid_data", "data.alert.rung"),
+    ("complaint.staff_alert", {"data.alert.staff_id": "has space"}, "invalid_data", "data.alert.staff_id"),
+    ("complaint.staff_alert", {"data.alert.on_duty": None}, "invalid_data", "data.alert.on_duty"),
+    ("complaint.opened", {"data.team": "{{ 7*7 }}"}, "invalid_data", "data.team"),
     ("notification.sent", {"data.channel": "fax"}, "invalid_data", "data.channel"),
     ("order.purchase.completed", {"time": "2026-11-23T10:15:00"}, "invalid_envelope", "time"),
     ("order.purchase.completed", {"time": "2027-11-23T10:15:00+00:00"}, "invalid_envelope", "time"),

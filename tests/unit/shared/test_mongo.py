@@ -16,9 +16,10 @@ class Collection:
     def __init__(self) -> None:
         self.commands: list[int] = []
 
-    async def bulk_write(self, requests: list[Any], ordered: bool) -> None:
+    async def bulk_write(self, requests: list[Any], ordered: bool) -> SimpleNamespace:
         assert not ordered
         self.commands.append(len(requests))
+        return SimpleNamespace(matched_count=len(requests) - 1)  # one of each command missed
 
 
 def updates(n: int) -> list[UpdateOne]:
@@ -27,8 +28,9 @@ def updates(n: int) -> list[UpdateOne]:
 
 async def test_no_command_carries_more_statements_than_the_store_can_hold_connections_for() -> None:
     collection = Collection()
-    await update_in_commands(collection, updates(3 * UPDATES_PER_COMMAND + 1))  # type: ignore[arg-type]
+    matched = await update_in_commands(collection, updates(3 * UPDATES_PER_COMMAND + 1))  # type: ignore[arg-type]
     assert collection.commands == [UPDATES_PER_COMMAND] * 3 + [1]
+    assert matched == 3 * UPDATES_PER_COMMAND + 1 - 4  # what every command matched, added up
     assert UPDATES_PER_COMMAND <= 32
 
 

@@ -57,6 +57,19 @@ def test_every_tier_change_tiering_builds_passes_the_contract_it_is_published_un
         assert event.data.metrics.orders_12m == 4 and event.data.metrics.last_purchase_at == NOW - timedelta(days=3)
 
 
+def test_a_downgrade_says_in_the_customers_currency_what_brings_the_tier_back() -> None:
+    policy = default_policy()
+    change = domain.Change("value_tier", "high", "medium", "downgrade", "below the line", False, NOW,
+                           spend_needed=1800_00)  # base currency: 1,800.00 CNY
+    metrics = b'{"currency":"GBP","spend_12m":"10.00","orders_12m":1}'
+    event = parsed(outbound.change_event(policy, "C-1", "e-1", change, metrics, False, None, "GBP"))
+    assert isinstance(event, CustomerTierChanged)
+    assert (event.data.spend_needed, event.data.metrics.currency) == (Decimal("200.00"), "GBP")  # 9 CNY a pound
+    plain = parsed(outbound.change_event(policy, "C-1", "e-2", domain.Change(
+        "value_tier", "medium", "high", "upgrade", "over the line", False, NOW), metrics, False, None, "GBP"))
+    assert plain.data.spend_needed is None  # type: ignore[attr-defined]
+
+
 def test_the_snapshot_tiering_builds_passes_the_contract_with_every_dimension() -> None:
     workflow, state, _ = workflow_with_customer()
     state.snapshot.pending["value_tier"] = domain.Pending(current="high", pending="medium", below_since=NOW,

@@ -80,6 +80,9 @@ def test_an_upgrade_is_immediate_but_a_downgrade_waits_for_the_grace_period() ->
     change = next(c for c in changes if c.dimension == "value_tier")
     assert (change.previous, change.current, change.direction) == ("high", "low", "downgrade")
     assert change.effective_at == held.pending["value_tier"].effective_at
+    assert change.spend_needed == (20_000 - 3_000) * 100  # what brings high back
+    upgrade = next(c for c in evaluate([buy("a", 25_000, 3)])[1] if c.dimension == "value_tier")
+    assert upgrade.spend_needed is None
     assert "value_tier" not in after.pending
 
 

@@ -1,0 +1,49 @@
+"""Work queues: a team's or a person's open complaints, the one due soonest first.
+
+A complaint's next target is the running SLA target (acknowledgement, periodic update, resolution)
+due soonest, as the domain computes it from the timer log; an overdue one (breached, still running)
+is due in the past and so comes first. Complaints with no running target (waiting on the
+customer or a third party) come last. Ties go to the higher priority, then to the older complaint.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from .domain import Complaint, Rules, sla_summary
+from .policy import ESCALATION_LADDER, PRIORITIES
+
+
+def next_target(complaint: Complaint, rules: Rules) -> tuple[str | None, dict[str, Any] | None]:
+    """The running target due soonest and its timer, or ``(None, None)``."""
+    running = [(name, timer) for name, timer in sla_summary(complaint, rules).items() if timer["due_at"] is not None]
+    if not running:
+        return None, None
+    return min(running, key=lambda item: item[1]["due_at"])
+
+
+def item(complaint: Complaint, rules: Rules) -> dict[str, Any]:
+    target, timer = next_target(complaint, rules)
+    return {
+        "complaint_id": complaint.complaint_id, "customer_id": complaint.customer_id,
+        "priority": complaint.priority, "customer_tier": complaint.customer_tier, "status": complaint.status,
+        "assignee": complaint.assignee, "team": complaint.team, "next_target": target,
+        "due_at": timer["due_at"] if timer else None,
+        # The next target's own flags; ``breached`` also covers an earlier target's breach.
+        "warned": bool(timer and timer["warned"]), "breached": bool(timer and timer["breached"]) or complaint.breached,
+        "escalation_level": complaint.escalation_level, "escalated_to": ESCALATION_LADDER[complaint.escalation_level],
+        "opened_at": complaint.opened_at,
+    }
+
+
+def ordered(complaints: list[Complaint], rules: Rules, limit: int) -> list[dict[str, Any]]:
+    """The queue's first ``limit`` items, nearest due time first."""
+    items = [item(c, rules) for c in complaints]
+    items.sort(key=_order)
+    return items[:limit]
+
+
+def _order(entry: dict[str, Any]) -> tuple[bool, datetime | str, int, datetime]:
+    due: datetime | None = entry["due_at"]
+    return (due is None, due or "", PRIORITIES.index(entry["priority"]), entry["opened_at"])
