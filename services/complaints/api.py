@@ -196,7 +196,8 @@ async def feedback(complaint_id: str, body: FeedbackIn, request: Request) -> dic
 
 
 @router.get("/reports/complaints", dependencies=[READ],
-            summary="Counts, response and resolution times, SLA attainment, CSAT and reopen rate")
+            summary="Counts, response and resolution times, SLA attainment, CSAT, reopen rate, breaches and "
+                    "escalations: in all, per team and per person holding the complaints")
 async def report(request: Request, from_: Annotated[datetime, Query(alias="from")],
                  to: datetime) -> dict[str, Any]:
     if from_.tzinfo is None or to.tzinfo is None:

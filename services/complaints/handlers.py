@@ -120,7 +120,7 @@ async def _feedback(workflow: Workflow, event: InteractionRecorded) -> None:
         complaint_id = latest[0]
     try:
         await workflow.change(complaint_id, lambda c, t: domain.record_feedback(
-            c, data.satisfaction, "", now=t, rules=workflow.rules, source=f"interaction/{data.interaction_id}",
+            c, data.satisfaction, (data.summary or "")[:2000], now=t, rules=workflow.rules, source=f"interaction/{data.interaction_id}",
             customer_id=event.subject),
             cause=event)
     except NotFound:

@@ -36,8 +36,8 @@ def _rate(part: int, whole: int) -> float | None:
     return round(part / whole, 4) if whole else None
 
 
-def complaint_report(complaints: list[Complaint], start: datetime, end: datetime) -> dict[str, Any]:
-    """Figures for the complaints opened in ``[start, end)``."""
+def figures(complaints: list[Complaint]) -> dict[str, Any]:
+    """First response and resolution times, SLA attainment, CSAT and reopen rate of ``complaints``."""
     first_response = [(c.first_response_at - c.opened_at).total_seconds() / 3600
                       for c in complaints if c.first_response_at]
     resolution = [(c.first_resolved_at - c.opened_at).total_seconds() / 3600
@@ -55,11 +55,7 @@ def complaint_report(complaints: list[Complaint], start: datetime, end: datetime
     scores = [c.feedback[-1].score for c in complaints if c.feedback]
     resolved = [c for c in complaints if c.first_resolved_at]
     return {
-        "from": start.isoformat(),
-        "to": end.isoformat(),
         "total": len(complaints),
-        "by_category": dict(Counter(c.category for c in complaints)),
-        "by_channel": dict(Counter(c.channel for c in complaints)),
         "first_response": _hours(first_response),
         "resolution": _hours(resolution),
         "sla_attainment": {target: {"settled": len(v), "met": sum(v), "rate": _rate(sum(v), len(v))}
@@ -70,4 +66,26 @@ def complaint_report(complaints: list[Complaint], start: datetime, end: datetime
                  "satisfied_rate": _rate(sum(1 for s in scores if s >= 4), len(scores))},
         "reopen_rate": _rate(sum(1 for c in resolved if c.reopen_count), len(resolved)),
         "breached": sum(1 for c in complaints if c.breached),
+        "escalated": sum(1 for c in complaints if c.escalation_level > 0),
+    }
+
+
+def _grouped(complaints: list[Complaint], key: Any) -> dict[str, dict[str, Any]]:
+    groups: dict[str, list[Complaint]] = {}
+    for c in complaints:
+        groups.setdefault(key(c) or "unassigned", []).append(c)
+    return {name: figures(group) for name, group in sorted(groups.items())}
+
+
+def complaint_report(complaints: list[Complaint], start: datetime, end: datetime) -> dict[str, Any]:
+    """Figures for the complaints opened in ``[start, end)``: for all of them, and per team and per
+    person who holds each complaint now (an escalated complaint counts for whoever it went to)."""
+    return {
+        "from": start.isoformat(),
+        "to": end.isoformat(),
+        **figures(complaints),
+        "by_category": dict(Counter(c.category for c in complaints)),
+        "by_channel": dict(Counter(c.channel for c in complaints)),
+        "by_team": _grouped(complaints, lambda c: c.team),
+        "by_assignee": _grouped(complaints, lambda c: c.assignee),
     }

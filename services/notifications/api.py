@@ -2,22 +2,26 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
+from html import escape
 from typing import Annotated, Any, Literal
+from urllib.parse import parse_qs
 
 from fastapi import APIRouter, HTTPException, Path, Query, Request, status
-from pydantic import AwareDatetime, ConfigDict, Field, TypeAdapter
+from fastapi.responses import HTMLResponse
+from pydantic import AwareDatetime, ConfigDict, Field, TypeAdapter, ValidationError
 
 from shared.auth import require
-from shared.contract.events import Timezone
+from shared.contract.events import InteractionData, InteractionRecorded, Timezone
 from shared.contract.types import CustomerId, TextModel
 
-from . import reports
+from . import reports, surveys
 from .domain import Profile, SuppressionEntry, template_context
 from .domain import Request as MessageRequest
 from .repository import Repository
 from .templates import TemplateError
-from .workflow import Workflow
+from .workflow import SOURCE, Workflow
 
 router = APIRouter(tags=["notifications"])
 CUSTOMER_ID = r"^[A-Za-z0-9][A-Za-z0-9._:\-]{0,63}$"
@@ -124,6 +128,73 @@ async def unsubscribe(request: Request, customer_id: Annotated[str, Query(patter
         raise HTTPException(403, "token: does not match the customer")
     await _repo(request).add_suppression(SuppressionEntry(kind="customer", value=customer_id), "unsubscribed",
                                          workflow.clock.now())
+
+
+class SurveyAnswer(Body):
+    customer_id: Annotated[str, Field(pattern=CUSTOMER_ID)]
+    complaint_id: Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:\-]*$")]
+    expires: Annotated[int, Field(ge=0, le=2**40)]
+    token: Annotated[str, Field(min_length=1, max_length=64)]
+    score: Annotated[int, Field(ge=1, le=5)]
+    comment: Annotated[str, Field(max_length=2000)] = ""
+
+
+_SURVEY_FORM = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>How did we do?</title>
+<meta name="viewport" content="width=device-width"><link rel="icon" href="data:,"></head><body>
+<form method="post" action="surveys"><p>How satisfied are you with how we handled complaint {complaint}?
+您对投诉 {complaint} 的处理满意吗？</p>
+<p>{scores}</p><p><textarea name="comment" maxlength="2000" rows="4" cols="40"></textarea></p>
+<input type="hidden" name="customer_id" value="{customer}"><input type="hidden" name="complaint_id"
+value="{complaint}"><input type="hidden" name="expires" value="{expires}"><input type="hidden" name="token"
+value="{token}"><button type="submit">Send / 提交</button></form></body></html>"""
+
+
+@router.get("/surveys", response_class=HTMLResponse, tags=["surveys"],
+            summary="The page a survey link opens: a score from 1 to 5 and a comment, for the signed link only")
+async def survey_page(request: Request, customer_id: Annotated[str, Query(pattern=CUSTOMER_ID)],
+                      complaint_id: Annotated[str, Query(min_length=1, max_length=128)],
+                      expires: Annotated[int, Query(ge=0, le=2**40)],
+                      token: Annotated[str, Query(min_length=1, max_length=64)]) -> HTMLResponse:
+    why = _workflow(request).survey_refusal(customer_id, complaint_id, expires, token)
+    if why is not None:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, why)
+    scores = " ".join(f'<label><input type="radio" name="score" value="{n}" required> {n}</label>' for n in range(1, 6))
+    return HTMLResponse(_SURVEY_FORM.format(complaint=escape(complaint_id), customer=escape(customer_id),
+                                            expires=expires, token=escape(token), scores=scores))
+
+
+@router.post("/surveys", status_code=status.HTTP_202_ACCEPTED, tags=["surveys"],
+             summary="Answer a survey through its signed link (form or JSON); published as a survey response "
+                     "on crm.interactions.v1, once per link")
+async def answer_survey(request: Request) -> dict[str, Any]:
+    if request.headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
+        raw: Any = {k: v[-1] for k, v in parse_qs((await request.body()).decode("utf-8", "replace"),
+                                                   max_num_fields=10).items()}
+    else:
+        try:
+            raw = json.loads(await request.body())
+        except ValueError:
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, "body: not JSON or a form") from None
+    try:
+        answer = SurveyAnswer.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY,
+                            f"{'.'.join(map(str, first['loc'])) or 'body'}: {first['msg']}") from None
+    workflow = _workflow(request)
+    why = workflow.survey_refusal(answer.customer_id, answer.complaint_id, answer.expires, answer.token)
+    if why is not None:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, why)
+    now = workflow.clock.now()
+    interaction_id = surveys.answer_id(answer.token)
+    if not await _repo(request).record_survey_answer(interaction_id, answer.customer_id, answer.complaint_id, now):
+        raise HTTPException(status.HTTP_409_CONFLICT, "token: this link has been answered already")
+    await workflow.publisher.publish([InteractionRecorded(
+        id=interaction_id, source=SOURCE, subject=answer.customer_id, time=now,
+        data=InteractionData(interaction_id=interaction_id, kind="survey_response", channel="web",
+                             direction="inbound", summary=answer.comment or None, satisfaction=answer.score,
+                             complaint_id=answer.complaint_id))])
+    return {"interaction_id": interaction_id}
 
 
 @router.get("/reports/notifications", dependencies=[require("notifications:read")],

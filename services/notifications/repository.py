@@ -42,6 +42,7 @@ INDEXES: list[Index] = [
     index("outcomes", "customer_id", "created_at"),
     index("staff_alerts", "due_slot"),
     index("staff_alerts", "customer_id"),
+    index("survey_answers", "customer_id"),
 ]
 #: States that count against the frequency cap: sent, being sent, or planned.
 COUNTED = ("sent", "sending", "deferred")
@@ -102,6 +103,7 @@ class Repository:
         self.customers = store["customers"]
         self.notifications = store["notifications"]
         self.suppressions = store["suppressions"]
+        self.survey_answers = store["survey_answers"]
         self.runs = store["scheduler_runs"]
         self.outcomes = store["outcomes"]
         self.staff_alerts = store["staff_alerts"]
@@ -141,7 +143,8 @@ class Repository:
         await asyncio.gather(self.notifications.delete_many({"customer_id": customer_id}),
                              self.outcomes.delete_many({"customer_id": customer_id}),
                              self.suppressions.delete_many({"customer_id": customer_id}),
-                             self.staff_alerts.delete_many({"customer_id": customer_id}))
+                             self.staff_alerts.delete_many({"customer_id": customer_id}),
+                             self.survey_answers.delete_many({"customer_id": customer_id}))
         await self.customers.delete_one({"_id": customer_id})
 
     async def has_timezones(self) -> bool:
@@ -367,6 +370,14 @@ class Repository:
 
     async def remove_suppression(self, suppression_id_: str) -> bool:
         return (await self.suppressions.delete_one({"_id": suppression_id_})).deleted_count == 1
+
+    # --- survey answers -----------------------------------------------------------------------------
+
+    async def record_survey_answer(self, interaction_id: str, customer_id: str, complaint_id: str,
+                                   at: datetime) -> bool:
+        """Note a survey link as answered; False when it was answered before."""
+        return await insert_once(self.survey_answers, {"_id": interaction_id, "customer_id": customer_id,
+                                                       "complaint_id": complaint_id, "at": at})
 
     # --- key rotation -------------------------------------------------------------------------------
 

@@ -46,6 +46,10 @@ class NotificationsSettings(PiiSettings):
     webhook_url: str = "http://127.0.0.1:8091/notifications"
     webhook_secret: SecretStr = SecretStr(DEV_WEBHOOK_SECRET)
     unsubscribe_base_url: str = "https://care.carecrm.example/unsubscribe"
+    #: Where the survey links in survey messages point (this service's ``/surveys``, as published).
+    survey_base_url: str = "https://care.carecrm.example/surveys"
+    #: How long a survey link answers after its message was sent.
+    survey_link_days: Annotated[int, Field(ge=1, le=365)] = 14
     channel_timeout_s: Annotated[float, Field(gt=0)] = 10.0
     channel_max_attempts: Annotated[int, Field(ge=1, le=10)] = 3
     channel_backoff_s: Annotated[float, Field(ge=0)] = 0.5

@@ -21,7 +21,7 @@ from shared.clock import Clock
 from shared.contract import CloudEvent, NotificationFailed, NotificationSent, NotificationSuppressed
 from shared.kafka import Publisher
 
-from . import alerts, domain
+from . import alerts, domain, surveys
 from .channels import Channel, DeliveryError, Recipient, with_retries
 from .domain import Defer, Policy, Profile, Request, Suppress
 from .repository import Repository, due_slot, request_doc, request_from_doc
@@ -74,6 +74,20 @@ class Workflow:
     def unsubscribe_url(self, customer_id: str) -> str:
         query = urlencode({"customer_id": customer_id, "token": unsubscribe_token(self._secret, customer_id)})
         return f"{self.settings.unsubscribe_base_url}?{query}"
+
+    def survey_url(self, customer_id: str, complaint_id: str, sent_at: datetime) -> str:
+        return surveys.link(self.settings.survey_base_url, self._secret, customer_id, complaint_id, sent_at,
+                            timedelta(days=self.settings.survey_link_days))
+
+    def survey_refusal(self, customer_id: str, complaint_id: str, expires: int, token: str) -> str | None:
+        return surveys.refusal(self._secret, customer_id, complaint_id, expires, token, self.clock.now())
+
+    def _context(self, request: Request, profile: Profile, now: datetime) -> dict[str, Any]:
+        locale = profile.locale or self.policy.default_locale
+        context = domain.template_context(request, profile, locale, self.policy)
+        if request.template == "complaint_survey" and request.params.get("complaint_id"):
+            context["survey_url"] = self.survey_url(profile.customer_id, request.params["complaint_id"], now)
+        return context
 
     async def submit(self, requests: Sequence[Request], *, cause: CloudEvent | None = None,
                      causes: Mapping[str, CloudEvent] | None = None, resumed: bool = False,
@@ -182,8 +196,7 @@ class Workflow:
             try:
                 rendered = self.templates.render(
                     request.template, profile.locale or self.policy.default_locale, name,
-                    domain.template_context(request, profile, profile.locale or self.policy.default_locale,
-                                            self.policy),
+                    self._context(request, profile, now),
                     care=not request.transactional, unsubscribe_url=self.unsubscribe_url(profile.customer_id))
             except TemplateError as exc:
                 log.error("template_failed", template=request.template, error=str(exc)[:300])

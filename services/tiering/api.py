@@ -115,7 +115,8 @@ async def post_policy(request: Request, policy: Annotated[Policy, Body()]) -> di
 
 
 @router.post("/reclassify", dependencies=[require("policy:write")],
-             summary="Transition counts under a policy version; unless dry_run, activate it and publish in bulk")
+             summary="Transition counts under a policy version, with a sample of who moves; unless dry_run, "
+                     "activate it and publish in bulk")
 async def reclassify(request: Request, dry_run: bool = True,
                      policy_version: Annotated[str | None, Query(max_length=64)] = None) -> dict[str, Any]:
     workflow = _workflow(request)

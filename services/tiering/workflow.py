@@ -46,6 +46,8 @@ from .writebehind import Position, Unsaved, WriteBehind, detached
 log = structlog.get_logger(__name__)
 #: Customers evaluated per send to the producer within one batch (see ``_apply``).
 APPLY_CHUNK = 250
+#: Customers named per transition of a reclassification's answer: who would move, not everyone.
+SAMPLE_PER_MOVE = 10
 Reject = Callable[[CloudEvent, RuleViolation], Awaitable[None]]
 
 
@@ -402,6 +404,7 @@ class Workflow:
             version = (self.cutoffs.version if self.cutoffs else 0) + 1
             cutoffs = self._population(policy, now, version)
             transitions: dict[str, dict[str, int]] = {}
+            sample: dict[str, dict[str, list[str]]] = {}
             customers = changed = 0
             async for doc in self.current_docs():
                 customers += 1
@@ -412,10 +415,13 @@ class Workflow:
                 changed += bool(changes)
                 for ch in changes:
                     key = f"{ch.previous}->{ch.current}"
-                    transitions.setdefault(ch.dimension, {})[key] = transitions.setdefault(ch.dimension, {}).get(
-                        key, 0) + 1
+                    moves = transitions.setdefault(ch.dimension, {})
+                    moves[key] = moves.get(key, 0) + 1
+                    who = sample.setdefault(ch.dimension, {}).setdefault(key, [])
+                    if len(who) < SAMPLE_PER_MOVE:
+                        who.append(doc["customer_id"])
             result: dict[str, Any] = {"policy_version": policy.version, "dry_run": dry_run, "customers": customers,
-                                      "changed_customers": changed, "transitions": transitions}
+                                      "changed_customers": changed, "transitions": transitions, "sample": sample}
             if dry_run:
                 return result
             await self.repo.activate_policy(policy.version, now)

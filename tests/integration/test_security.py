@@ -68,12 +68,16 @@ SCOPES: dict[Route, frozenset[str]] = {route: frozenset(scopes) for route, scope
 }.items()}
 
 #: Routes without a key, by design: probes and the service's own documents, which orchestrators and
-#: scrapers read without credentials, and the one-click unsubscribe link of a care message, which
-#: carries a token signed for its customer instead of a key.
+#: scrapers read without credentials, and the one-click unsubscribe and survey links of a message,
+#: which carry a token signed for their customer instead of a key.
 PUBLIC: frozenset[Route] = frozenset({
     *((service, "GET", path) for service in SERVICES for path in ("/health", "/metrics", "/asyncapi.json")),
     ("notifications", "POST", "/unsubscribe"),
+    ("notifications", "GET", "/surveys"),
+    ("notifications", "POST", "/surveys"),
 })
+#: Public routes that answer only with their signed link's fields.
+SIGNED = ("/unsubscribe", "/surveys")
 #: FastAPI's own pages, outside the documents they serve: the OpenAPI document and its viewers.
 UNDOCUMENTED = frozenset({"/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"})
 
@@ -188,7 +192,7 @@ async def test_a_key_with_exactly_the_scopes_of_a_route_is_not_refused_on_it(ser
 async def test_the_public_routes_answer_without_a_key(served: Served) -> None:
     service, _, client = served
     for method, path, _ in operations(service):
-        if (service, method, path) not in PUBLIC or path == "/unsubscribe":
+        if (service, method, path) not in PUBLIC or path in SIGNED:
             continue
         response = await client.request(method, path)
         assert response.status_code == 200, (path, response.status_code, response.text[:200])

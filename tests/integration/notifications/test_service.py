@@ -6,6 +6,7 @@ import asyncio
 import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import parse_qsl, urlencode
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -279,6 +280,48 @@ async def test_a_resolution_is_announced_at_once_and_the_survey_follows_a_day_la
         await app.state.scheduler.tick()
     assert [m["Subject"] for m in sink.to(address)] == [f"Your complaint (CP-{unique}) is resolved",
                                                         "How did we do?"]
+
+
+async def test_the_survey_link_takes_one_answer_for_its_customer_and_complaint_and_publishes_it(
+        infra: dict[str, str], unique: str, smtp_sink: tuple[SmtpSink, int], sms_provider: SmsProvider) -> None:
+    sink, port = smtp_sink
+    customer, address, complaint_id = f"C-{unique}", f"q-{unique}@example.com", f"CP-{unique}"
+    clock = FixedClock(BASE)
+    settings = await settings_for(unique, port, sms_provider, survey_base_url="https://care.example/surveys")
+    app = build_app(settings, clock=clock)
+    async with running(app) as client:
+        await send(infra, CRM_CUSTOMERS, profile(customer, email=address, locale="en-US", version=2))
+        await eventually(lambda: app.state.repo.profile(customer))
+        await send(infra, CRM_COMPLAINTS, complaint(customer, "resolved", complaint_id, status="resolved"))
+        await eventually(lambda: _async(sink.to(address)))
+        clock.set(BASE + timedelta(hours=24))
+        await app.state.scheduler.tick()
+        survey = sink.to(address)[-1]
+        link = next(w for w in survey.get_content().split() if w.startswith("https://care.example/surveys?"))
+        query = dict(parse_qsl(link.split("?", 1)[1]))
+        page = await client.get("/surveys", params=query)
+        forged = {**query, "token": "0" * 32}
+        moved = {**query, "customer_id": f"C-other-{unique}"}
+        refused = [await client.post("/surveys", json={**q, "score": 4}) for q in (forged, moved)]
+        bad_score = await client.post("/surveys", json={**query, "score": 6})
+        not_json = await client.post("/surveys", content=b"{", headers={"content-type": "application/json"})
+        answered = await client.post("/surveys", content=urlencode({**query, "score": 2, "comment": "Too slow"}),
+                                     headers={"content-type": "application/x-www-form-urlencoded"})
+        again = await client.post("/surveys", json={**query, "score": 5})
+        clock.set(BASE + timedelta(days=16))  # past the link's 14 days
+        expired = await client.get("/surveys", params=query)
+        records = await consume_all(infra["KAFKA_BOOTSTRAP_SERVERS"], CRM_INTERACTIONS,
+                                    until=lambda rs: any(r.key == customer.encode() for r in rs), timeout=30)
+    assert page.status_code == 200 and 'name="score"' in page.text and complaint_id in page.text
+    assert [r.status_code for r in refused] == [403, 403]
+    assert bad_score.status_code == 422 and "score" in bad_score.json()["detail"]
+    assert not_json.status_code == 422
+    assert answered.status_code == 202 and again.status_code == 409
+    assert expired.status_code == 403 and "expired" in expired.json()["detail"]
+    [event] = [json.loads(r.value) for r in records if r.key == customer.encode()]
+    assert event["id"] == answered.json()["interaction_id"]
+    assert {k: event["data"][k] for k in ("kind", "satisfaction", "complaint_id", "summary")} == {
+        "kind": "survey_response", "satisfaction": 2, "complaint_id": complaint_id, "summary": "Too slow"}
 
 
 async def test_a_complaint_reopened_before_its_survey_gets_no_survey(

@@ -196,6 +196,7 @@ async def test_a_new_policy_is_diffed_in_a_dry_run_then_applied_in_bulk(infra: d
         dry = await client.post("/reclassify", headers={"X-API-Key": POLICY_KEY},
                                 params={"dry_run": "true", "policy_version": f"strict-{unique}"})
         assert dry.status_code == 200 and dry.json()["transitions"]["value_tier"] == {"medium->low": 1}
+        assert dry.json()["sample"]["value_tier"] == {"medium->low": [customer]}  # who would move
         assert (await classification(client, customer))["value_tier"] == "medium"  # a dry run changes nothing
         applied = await client.post("/reclassify", headers={"X-API-Key": POLICY_KEY},
                                     params={"dry_run": "false", "policy_version": f"strict-{unique}"})

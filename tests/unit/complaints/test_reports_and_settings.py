@@ -68,6 +68,35 @@ def test_the_report_figures_come_from_the_complaints_of_the_window() -> None:
     assert report["reopen_rate"] == 0.6667
 
 
+def _held(c: domain.Complaint, assignee: str | None, team: str | None) -> domain.Complaint:
+    """``c`` as held by ``assignee`` of ``team`` (set directly: a closed one cannot be assigned)."""
+    return c.model_copy(update={"team": team, "assignee": assignee})
+
+
+def test_the_report_gives_each_person_and_team_their_own_figures() -> None:
+    complaints = [
+        _held(_complaint(1, channel="phone", category="billing", respond_h=1, resolve_h=2, score=5), "ann", "care"),
+        _held(_complaint(2, channel="phone", category="delivery", respond_h=30, resolve_h=100, score=2),
+              "ann", "care"),
+        _held(_complaint(3, channel="app", category="delivery", respond_h=2, resolve_h=4, score=4), "bob", "care"),
+        _held(_complaint(4, channel="app", category="delivery", respond_h=None, resolve_h=None), None, "vip"),
+    ]
+    report = complaint_report(complaints, MONDAY, MONDAY + timedelta(days=30))
+    ann, bob = report["by_assignee"]["ann"], report["by_assignee"]["bob"]
+    # Ann: responses after 1 h and 30 h (the second late), resolutions after 2 h and 100 h (the
+    # second past 3 working days), scores 5 and 2 (the 2 reopened it).
+    assert ann["total"] == 2 and ann["first_response"] == {"count": 2, "median_hours": 15.5, "p90_hours": 30.0}
+    assert ann["resolution"] == {"count": 2, "median_hours": 51.0, "p90_hours": 100.0}
+    assert ann["sla_attainment"]["first_response"] == {"settled": 2, "met": 1, "rate": 0.5}
+    assert ann["csat"] == {"responses": 2, "average": 3.5, "satisfied_rate": 0.5}
+    assert ann["reopen_rate"] == 0.5
+    assert bob["sla_attainment"]["resolution"] == {"settled": 1, "met": 1, "rate": 1.0}
+    assert bob["csat"]["satisfied_rate"] == 1.0 and bob["reopen_rate"] == 0.0
+    assert report["by_assignee"]["unassigned"]["total"] == 1
+    assert {team: f["total"] for team, f in report["by_team"].items()} == {"care": 3, "vip": 1}
+    assert report["by_team"]["care"]["csat"] == {"responses": 3, "average": 3.667, "satisfied_rate": 0.6667}
+
+
 @pytest.mark.parametrize(("text", "length"), [("24h", timedelta(hours=24)), ("8wh", timedelta(hours=8)),
                                               ("2wd", timedelta(hours=15)), ("0.5wd", timedelta(hours=3, minutes=45))])
 def test_targets_read_clock_hours_working_hours_and_working_days(text: str, length: timedelta) -> None:
