@@ -10,14 +10,15 @@ throughout because the old keys stay in the settings until a run reports nothing
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 import structlog
 
-from .mongo import Collection
-from .pii import PiiCipher, context
+from .mongo import Collection, Index, Store
+from .pii import PiiCipher, PiiSettings, context
 
 log = structlog.get_logger(__name__)
+R = TypeVar("R")
 
 #: One batch of a collection's rotation: (documents found still under an old key, rewritten).
 Batch = Callable[[int], Awaitable[tuple[int, int]]]
@@ -82,3 +83,14 @@ async def rotate(batches: Mapping[str, tuple[Batch, Count]], batch_size: int) ->
         rewritten[name] = total
     log.info("keys_rotated", **rewritten)
     return rewritten
+
+
+async def run(settings: PiiSettings, indexes: list[Index], repository: Callable[[Store, PiiCipher], R],
+              rotate_keys: Callable[[R, int], Awaitable[dict[str, int]]]) -> dict[str, int]:
+    """A service's whole rotation on its own connection: what ``rotate-keys`` runs."""
+    store = Store.connect(settings, indexes)
+    try:
+        await store.ensure_indexes()
+        return await rotate_keys(repository(store, PiiCipher.from_settings(settings)), settings.rotation_batch_size)
+    finally:
+        await store.close()

@@ -3,9 +3,7 @@ again with the active blind-index key, while the service serves (see ``shared.ro
 
 from __future__ import annotations
 
-from shared.mongo import Store
-from shared.pii import PiiCipher
-from shared.rotation import rotate
+from shared import rotation
 
 from .repository import INDEXES, SEALED_COLLECTIONS, Repository
 from .settings import CustomerSettings
@@ -13,15 +11,10 @@ from .settings import CustomerSettings
 
 async def rotate_keys(repo: Repository, batch_size: int) -> dict[str, int]:
     """Reseal every collection; how many documents each had rewritten."""
-    return await rotate({name: (lambda n, name=name: repo.reseal_batch(name, n),
+    return await rotation.rotate({name: (lambda n, name=name: repo.reseal_batch(name, n),
                                 lambda name=name: repo.count_unrotated(name))
                          for name in SEALED_COLLECTIONS}, batch_size)
 
 
 async def run(settings: CustomerSettings) -> dict[str, int]:
-    store = Store.connect(settings, INDEXES)
-    try:
-        await store.ensure_indexes()
-        return await rotate_keys(Repository(store, PiiCipher.from_settings(settings)), settings.rotation_batch_size)
-    finally:
-        await store.close()
+    return await rotation.run(settings, INDEXES, Repository, rotate_keys)
