@@ -48,6 +48,9 @@ log = structlog.get_logger(__name__)
 APPLY_CHUNK = 250
 #: Customers named per transition of a reclassification's answer: who would move, not everyone.
 SAMPLE_PER_MOVE = 10
+#: A refresh set off by the population moving waits at least this many times as long as the last
+#: one took (from its start): refreshes take at most about a fifth of the service's time.
+REFRESH_DUTY = 5
 Reject = Callable[[CloudEvent, RuleViolation], Awaitable[None]]
 
 
@@ -87,6 +90,8 @@ class Workflow:
         self.spend_moved = 0
         self._population_moved = False
         self._refreshed_at = float("-inf")
+        #: How long the last refresh held the batches up (seconds).
+        self._refresh_took = 0.0
         self.events_in = Counter("carecrm_tiering_events", "Inbound events applied to the ledger", ["kind"],
                                  registry=registry)
         self._change_counters: dict[tuple[str, str], Any] = {}
@@ -374,11 +379,22 @@ class Workflow:
         return result
 
     def _refresh_wanted(self) -> bool:
-        """The population moved materially since the cut-offs, and long enough ago."""
+        """The population moved materially since the cut-offs, and long enough ago: at least
+        ``refresh_min_interval_s``, and ``REFRESH_DUTY`` times as long as the last refresh took, so
+        that refreshes during a large replay take a bounded share of the time instead of a growing one
+        (a slower refresh would otherwise leave less time between two, and more to re-evaluate)."""
+        wait = max(self.settings.refresh_min_interval_s, REFRESH_DUTY * self._refresh_took)
         return (self.settings.refresh_interval_s > 0 and self._population_moved
-                and time.monotonic() - self._refreshed_at >= self.settings.refresh_min_interval_s)
+                and time.monotonic() - self._refreshed_at >= wait)
 
     async def _refresh_locked(self) -> dict[str, Any]:
+        started = time.monotonic()
+        try:
+            return await self._refresh_now()
+        finally:
+            self._refresh_took = time.monotonic() - started
+
+    async def _refresh_now(self) -> dict[str, Any]:
         policy = await self.ready()
         now = self.clock.now()
         version = (self.cutoffs.version if self.cutoffs else 0) + 1

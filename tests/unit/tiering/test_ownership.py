@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -11,11 +12,11 @@ from aiokafka import TopicPartition
 from prometheus_client import CollectorRegistry
 
 from services.tiering import domain
-from services.tiering.workflow import Workflow
 from services.tiering.handlers import Ownership
 from services.tiering.policy import default_policy
 from services.tiering.repository import CustomerState
 from services.tiering.settings import TieringSettings
+from services.tiering.workflow import Workflow
 from shared.clock import FixedClock
 
 NOW = datetime(2026, 6, 1, 12, tzinfo=UTC)
@@ -45,7 +46,7 @@ class Store:
 
 def workflow_on(store: Store) -> Workflow:
     return Workflow(TieringSettings(), repo=store, clock=FixedClock(NOW), registry=CollectorRegistry(),  # type: ignore[arg-type]
-                  publisher=None)
+                    publisher=None)
 
 
 def held(workflow: Workflow, customer: str, rev: int) -> None:
@@ -146,3 +147,17 @@ async def test_a_retried_batch_replaces_the_revision_its_failed_attempt_wrote() 
                      replace_duplicates=True)
     assert collection.docs == {"C-1#2": {"_id": "C-1#2", "ledger": ["p:1", "p:2"]},
                                "C-2#1": {"_id": "C-2#1", "ledger": ["p:3"]}}
+
+
+def test_a_refresh_the_population_sets_off_waits_a_multiple_of_how_long_the_last_one_took() -> None:
+    workflow = workflow_on(Store({}))
+    workflow._population_moved = True
+    workflow.settings = workflow.settings.model_copy(update={"refresh_min_interval_s": 30.0})
+    workflow._refresh_took = 20.0  # a slow refresh: wait 5 x 20 s, not 30 s
+    workflow._refreshed_at = time.monotonic() - 60
+    assert not workflow._refresh_wanted()
+    workflow._refreshed_at = time.monotonic() - 101
+    assert workflow._refresh_wanted()
+    workflow._refresh_took = 1.0  # a quick one: the floor of 30 s applies
+    workflow._refreshed_at = time.monotonic() - 29
+    assert not workflow._refresh_wanted()
