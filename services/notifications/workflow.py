@@ -167,20 +167,28 @@ class Workflow:
             events = [e for e in events if e.data.dedupe_key not in lost]  # type: ignore[attr-defined]
         await self._publish(events, cause, causes)
         if sends:
-            results = await asyncio.gather(*(self._deliver(r, p, c, now) for r, p, c in sends))
             first_tried = {key: doc["created_at"] for key, doc in existing.items()}
-            later = {key for key, _, _, unreachable in results
-                     if unreachable and now - first_tried.get(key, now) < self.retry_for}
+
+            def retried(key: str, unreachable: bool) -> bool:
+                return unreachable and now - first_tried.get(key, now) < self.retry_for
+
+            async def deliver(r: Request, p: Profile, c: tuple[str, ...]
+                              ) -> tuple[str, dict[str, Any], CloudEvent, bool]:
+                key, fields, event, unreachable = await self._deliver(r, p, c, now)
+                if not retried(key, unreachable):
+                    # Written the moment the provider answered, not with the batch: a crash after a
+                    # send must find its outcome, or the restart sends it again.
+                    await self.repo.record_outcomes([{"_id": key, "customer_id": r.customer_id, "created_at": now,
+                                                      "transactional": r.transactional, **fields}])
+                return key, fields, event, unreachable
+
+            results = await asyncio.gather(*(deliver(r, p, c) for r, p, c in sends))
+            later = {key for key, _, _, unreachable in results if retried(key, unreachable)}
             if later:
                 await self.repo.retry_later(sorted(later), now + self.retry_interval)
                 log.warning("delivery_deferred_provider_unreachable", messages=len(later),
                             retry_in_s=self.retry_interval.total_seconds())
-            done = [(r, key, fields, event) for (r, _, _), (key, fields, event, _) in zip(sends, results, strict=True)
-                    if key not in later]
-            await self.repo.record_outcomes([
-                {"_id": key, "customer_id": r.customer_id, "created_at": now, "transactional": r.transactional,
-                 **fields} for r, key, fields, _ in done])
-            await self._publish([event for _, _, _, event in done], cause, causes)
+            await self._publish([event for key, _, event, _ in results if key not in later], cause, causes)
 
     async def _deliver(self, request: Request, profile: Profile, channels: tuple[str, ...],
                        now: datetime) -> tuple[str, dict[str, Any], CloudEvent, bool]:
