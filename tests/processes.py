@@ -37,6 +37,10 @@ class ServiceProcess:
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
     starts: int = 0
+    #: What runs (``services.<name>`` unless given) and, for a program that reads only prefixed
+    #: settings (the console's ``CONSOLE_``), the prefix of its port and host.
+    module: str = ""
+    prefix: str = ""
 
     @property
     def url(self) -> str:
@@ -49,12 +53,13 @@ class ServiceProcess:
     def start(self, timeout: float = 60.0) -> ServiceProcess:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, "ENVIRONMENT": "development", "LOG_FORMAT": "json",
-               **self.env, "HTTP_PORT": str(self.port), "HTTP_HOST": "127.0.0.1"}
-        env.pop(f"{self.name.upper()}_HTTP_PORT", None)
+               **self.env, f"{self.prefix}HTTP_PORT": str(self.port), f"{self.prefix}HTTP_HOST": "127.0.0.1"}
+        if not self.prefix:
+            env.pop(f"{self.name.upper()}_HTTP_PORT", None)
         self.starts += 1
         with self.log_file.open("ab") as log:
-            self.process = subprocess.Popen([sys.executable, "-m", f"services.{self.name}"], cwd=ROOT, env=env,
-                                            stdout=log, stderr=subprocess.STDOUT)
+            self.process = subprocess.Popen([sys.executable, "-m", self.module or f"services.{self.name}"], cwd=ROOT,
+                                            env=env, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout
         # One client for every probe: a new one per request costs some 40 ms of CPU (its TLS
         # context), which four processes starting at once on two cores feel.

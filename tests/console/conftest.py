@@ -27,7 +27,7 @@ from tests.e2e.system import SCOPES, SERVICES, SUBSCRIPTIONS, Person, System, va
 from tests.helpers import api_key, eventually, skip_backlog
 from tests.processes import ServiceProcess, free_port
 
-from .stack import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, ConsoleProcess, PlaywrightTimeout, need_browser
+from .stack import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, PlaywrightTimeout, console_process, need_browser
 
 READ_ONLY = ("customers:read", "tiers:read", "complaints:read", "notifications:read")
 #: Clock hours, so that the business calendar plays no part; long enough that nothing breaches here.
@@ -40,14 +40,14 @@ WAIT = 90.0
 @dataclass
 class Stack:
     system: System
-    console: ConsoleProcess
+    console: ServiceProcess
     key: str
     read_only_key: str
     secret: str
     plain: Person
     hostile: Person
     complaints: dict[str, str] = field(default_factory=dict)
-    extra: list[ConsoleProcess] = field(default_factory=list)
+    extra: list[ServiceProcess] = field(default_factory=list)
 
     def console_env(self, **urls: str) -> dict[str, str]:
         env = {f"CONSOLE_{name.upper()}_URL": process.url for name, process in self.system.processes.items()}
@@ -103,7 +103,7 @@ async def stack(infra: dict[str, str], tmp_path_factory: pytest.TempPathFactory)
         system.mongo = AsyncMongoClient(system.mongodb_url, tz_aware=True)
         system.admin = AIOKafkaAdminClient(bootstrap_servers=system.bootstrap)
         system.reader = AIOKafkaConsumer(bootstrap_servers=system.bootstrap, group_id=None, enable_auto_commit=False)
-        console = ConsoleProcess({}, system.log_dir)
+        console = console_process({}, system.log_dir)
         stack = Stack(system, console, key, read_only_key, secrets.token_urlsafe(48), None, None)  # type: ignore[arg-type]
         try:
             await system.admin.start()

@@ -4,16 +4,11 @@ and headless Chromium to drive it: Debian's ``/usr/bin/chromium``, never a downl
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
-import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
 import pytest
 
-from tests.processes import ROOT, free_port
+from tests.processes import ROOT, ServiceProcess
 
 try:
     from playwright.async_api import TimeoutError as PlaywrightTimeout
@@ -42,51 +37,6 @@ def need_browser() -> None:
         pytest.skip(problem)
 
 
-@dataclass
-class ConsoleProcess:
-    env: dict[str, str]
-    log_dir: Path
-    name: str = "console"
-    port: int = field(default_factory=free_port)
-    process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def log_file(self) -> Path:
-        return self.log_dir / f"{self.name}.log"
-
-    def start(self, timeout: float = 60.0) -> ConsoleProcess:
-        self.log_dir.mkdir(parents=True, exist_ok=True)
-        env = {**os.environ, "ENVIRONMENT": "development", "LOG_FORMAT": "json", **self.env,
-               "CONSOLE_HTTP_PORT": str(self.port), "CONSOLE_HTTP_HOST": "127.0.0.1"}
-        with self.log_file.open("ab") as log:
-            self.process = subprocess.Popen([sys.executable, "-m", "console"], cwd=ROOT, env=env, stdout=log,
-                                            stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + timeout
-        with httpx.Client(timeout=2.0) as probe:
-            while time.monotonic() < deadline:
-                if self.process.poll() is not None:
-                    raise RuntimeError(f"the console exited with {self.process.returncode}:\n{self.log_text()[-3000:]}")
-                try:
-                    if probe.get(f"{self.url}/health").status_code == 200:
-                        return self
-                except httpx.HTTPError:
-                    pass
-                time.sleep(0.2)
-        self.stop()
-        raise RuntimeError(f"the console did not answer within {timeout:.0f}s:\n{self.log_text()[-3000:]}")
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
-
-    def log_text(self) -> str:
-        return self.log_file.read_text(errors="replace") if self.log_file.exists() else ""
+def console_process(env: dict[str, str], log_dir: Path, name: str = "console") -> ServiceProcess:
+    """``python -m console`` as a process like the services' (its settings carry ``CONSOLE_``)."""
+    return ServiceProcess(name, env, log_dir, module="console", prefix="CONSOLE_")

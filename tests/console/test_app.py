@@ -15,9 +15,10 @@ import pytest
 
 from console.session import SESSION_COOKIE, Codec, Session
 from tests.helpers import eventually
+from tests.processes import ServiceProcess
 
 from .conftest import HOSTILE, Stack, Tab, new_tab
-from .stack import ConsoleProcess
+from .stack import console_process
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
@@ -324,20 +325,20 @@ async def test_a_post_without_the_csrf_token_is_refused(stack: Stack) -> None:
 
 
 @pytest.fixture(scope="module")
-async def degraded(stack: Stack) -> ConsoleProcess:
+async def degraded(stack: Stack) -> ServiceProcess:
     """A second console whose complaints and notifications services do not answer."""
     from tests.processes import free_port
 
     closed = f"http://127.0.0.1:{free_port()}"
-    process = ConsoleProcess(stack.console_env(complaints=closed, notifications=closed), stack.system.log_dir,
-                             name="console-degraded")
+    process = console_process(stack.console_env(complaints=closed, notifications=closed), stack.system.log_dir,
+                              name="console-degraded")
     stack.extra.append(process)
     await asyncio.to_thread(process.start)
     return process
 
 
 async def test_a_service_that_is_down_shows_a_clear_message(stack: Stack, browser: Any,
-                                                            degraded: ConsoleProcess) -> None:
+                                                            degraded: ServiceProcess) -> None:
     tab = await new_tab(browser, degraded.url)
     try:
         await tab.sign_in(stack.key)
@@ -360,7 +361,7 @@ async def test_a_service_that_is_down_shows_a_clear_message(stack: Stack, browse
         await tab.page.context.close()
 
 
-async def test_sign_in_failures_are_rate_limited(stack: Stack, degraded: ConsoleProcess) -> None:
+async def test_sign_in_failures_are_rate_limited(stack: Stack, degraded: ServiceProcess) -> None:
     async with httpx.AsyncClient(base_url=degraded.url, timeout=30.0) as client:
         statuses = []
         for attempt in range(7):
