@@ -9,13 +9,14 @@ throughout because the old keys stay in the settings until a run reports nothing
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
 import structlog
 
 from .mongo import Collection, Index, Store
-from .pii import PiiCipher, PiiSettings, context
+from .pii import PiiCipher, PiiSettings
 
 log = structlog.get_logger(__name__)
 R = TypeVar("R")
@@ -33,21 +34,15 @@ def stale_fields(cipher: PiiCipher) -> dict[str, Any]:
 def resealed(cipher: PiiCipher, collection: str, doc: Mapping[str, Any],
              items: tuple[tuple[str, str], ...] = ()) -> dict[str, Any]:
     """The fields that put ``doc`` under the active key: its ``pii`` and the sealed text of each
-    entry of its ``items`` lists (as ``seal_items`` wrote them), each bound as before."""
-    update: dict[str, Any] = {
-        "pii": {name: cipher.seal(cipher.open(sealed, context=context(collection, doc["_id"], name)),
-                                  context=context(collection, doc["_id"], name))
-                for name, sealed in (doc.get("pii") or {}).items()},
-        "pii_kid": cipher.active_key_id}
+    entry of its ``items`` lists, opened and sealed again as ``seal_fields`` and ``seal_items`` do."""
+    plain = copy.deepcopy(dict(doc))  # opening works on the document in place
+    names = tuple(plain.get("pii") or {})
     for field, name in items:
-        entries = [dict(entry) for entry in doc.get(field) or []]
-        for i, entry in enumerate(entries):
-            if isinstance(entry.get(name), dict):
-                bound = context(collection, doc["_id"], f"{field}.{i}.{name}")
-                entry[name] = cipher.seal(cipher.open(entry[name], context=bound), context=bound)
-        if entries:
-            update[field] = entries
-    return update
+        cipher.open_items(plain, field, name, collection=collection)
+        cipher.seal_items(plain, field, name, collection=collection)
+    cipher.seal_fields(cipher.open_fields(plain, collection=collection), names, collection=collection)
+    return {"pii": plain["pii"], "pii_kid": cipher.active_key_id,
+            **{field: plain[field] for field, _ in items if plain.get(field)}}
 
 
 async def reseal_batch(collection: Collection, cipher: PiiCipher, name: str, limit: int,

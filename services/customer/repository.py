@@ -17,11 +17,12 @@ from typing import Any
 from pymongo import DESCENDING
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
+from shared import rotation
 from shared.contract.events import CustomerProfile
 from shared.mongo import DUPLICATE_KEY, Index, Store, index, insert_once
+from shared.pii import PiiCipher
 
 from . import domain
-from shared.pii import PiiCipher, context
 
 CUSTOMERS = "customers"
 TIMELINE = "timeline"
@@ -294,14 +295,11 @@ class Repository:
             self._unrotated(collection), {"pii": 1, "pii_kid": 1, "bidx_kid": 1}).limit(limit).to_list(None)
         done = 0
         for doc in docs:
-            opened = {name: self.cipher.open(sealed, context=context(collection, doc["_id"], name))
-                      for name, sealed in (doc.get("pii") or {}).items()}
             update: dict[str, Any] = {}
             if doc.get("pii_kid") not in (None, active):
-                update["pii"] = {name: self.cipher.seal(value, context=context(collection, doc["_id"], name))
-                                 for name, value in opened.items()}
-                update["pii_kid"] = active
+                update.update(rotation.resealed(self.cipher, collection, doc))
             if collection == CUSTOMERS:
+                opened = self.cipher.open_fields(dict(doc), collection=collection)
                 update.update(self._blind_indexes(opened.get("phone"), opened.get("email")))
             read = {name: doc[name] if name in doc else {"$exists": False} for name in ("pii_kid", "bidx_kid")}
             result = await self.store[collection].update_one({"_id": doc["_id"], **read}, {"$set": update})
