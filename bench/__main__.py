@@ -2,7 +2,7 @@
 machine they ran on, to ``docs/benchmarks.md``.
 
     python -m bench                                    # everything, full sizes, writes docs/benchmarks.md
-    python -m bench --only tiering,notifications       # some of them
+    python -m bench --only tiering,notifications       # some of them, replacing only their sections
     python -m bench --quick                            # small sizes: a smoke run, writes nothing
     python -m bench --quick --output quick.md          # ... or writes there
     python -m bench --refresh-customers 100000,1000000 # also the population refresh at 1 M customers
@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import os
 import pkgutil
+import re
 import subprocess
 import sys
 import tempfile
@@ -28,7 +29,7 @@ from bench._report import Section, machine
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUTPUT = ROOT / "docs" / "benchmarks.md"
 #: The issue's order; benchmarks added later follow in name order.
-ORDER = ("tiering", "notifications", "complaints", "memory", "system")
+ORDER = ("tiering", "notifications", "complaints", "memory", "system", "console")
 
 
 def available() -> list[str]:
@@ -72,6 +73,24 @@ def document(sections: list[tuple[Section, float]], described: list[tuple[str, s
     return "\n".join(lines)
 
 
+def merged(existing: str, sections: list[tuple[Section, float]], described: list[tuple[str, str]],
+           command: str) -> str:
+    """``existing`` with the sections of this run in place of those of the same title (new ones at
+    the end): a partial rerun keeps the other figures, each rerun section saying when and how it ran."""
+    head, *blocks = re.split(r"(?m)^(?=## )", existing)
+    at = {block.splitlines()[0][3:].strip(): i for i, block in enumerate(blocks)}
+    facts = dict(described)
+    for section, seconds in sections:
+        text = (f"## {section.title}\n\n{section.markdown()}\n\n(took {seconds / 60:.1f} min; rerun alone by "
+                f"`{command}` on {facts.get('date', 'an unknown date')}, load average at its start "
+                f"{facts.get('load average at start (1, 5, 15 min)', 'unknown')})\n\n")
+        if section.title in at:
+            blocks[at[section.title]] = text
+        else:
+            blocks.append(text)
+    return head + "".join(blocks).rstrip("\n") + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -109,7 +128,10 @@ def main(argv: list[str] | None = None) -> int:
                         *([f"--refresh-customers {args.refresh_customers}"] if args.refresh_customers else [])])
     if output is not None:
         output.parent.mkdir(parents=True, exist_ok=True)
-        output.write_text(document(sections, described, args.quick, command, time.monotonic() - started))
+        if args.only and not args.quick and output.exists():
+            output.write_text(merged(output.read_text(), sections, described, command))
+        else:
+            output.write_text(document(sections, described, args.quick, command, time.monotonic() - started))
         print(f"\nwritten to {output}", flush=True)
     elif args.quick:
         print("\nquick run: nothing written (give --output FILE to keep the tables)", flush=True)

@@ -33,6 +33,7 @@ QUICK_EVENTS = 1_000
 MIN_RATE = 1_000.0
 FLAT = 0.25
 CHUNK = 2_000
+COPY_MARK = ":c"
 
 
 def _owner(doc: Mapping[str, Any]) -> str:
@@ -41,8 +42,9 @@ def _owner(doc: Mapping[str, Any]) -> str:
     return str(doc.get("customer_id") or str(doc["_id"]).split("#")[0])
 
 
-def _copies(docs: list[dict[str, Any]], customers: int) -> Iterator[dict[str, Any]]:
-    """Copies of ``docs`` under customer ids ``<id>~<n>`` until ``customers`` customers are stored."""
+def copies(docs: list[dict[str, Any]], customers: int) -> Iterator[dict[str, Any]]:
+    """Copies of ``docs`` under customer ids ``<id>:c<n>`` (valid ids on the contract) until
+    ``customers`` customers are stored."""
     owners = sorted({_owner(d) for d in docs})
     by_owner: dict[str, list[dict[str, Any]]] = {}
     for doc in docs:
@@ -53,7 +55,7 @@ def _copies(docs: list[dict[str, Any]], customers: int) -> Iterator[dict[str, An
             if made >= customers:
                 return
             made += 1
-            new = f"{owner}~{copy}"
+            new = f"{owner}{COPY_MARK}{copy}"
             for doc in by_owner[owner]:
                 clone = dict(doc)
                 clone["_id"] = str(doc["_id"]).replace(owner, new, 1)
@@ -72,7 +74,7 @@ async def seed(mongodb_url: str, service: str, database: str, customers: int) ->
         await target.drop()
         started = time.monotonic()
         chunk: list[dict[str, Any]] = []
-        for doc in _copies(source, customers):
+        for doc in copies(source, customers):
             chunk.append(doc)
             if len(chunk) >= CHUNK:
                 await target.insert_many(chunk, ordered=False)

@@ -38,6 +38,7 @@ def create_app(settings: ConsoleSettings, *, transport: httpx.AsyncBaseTransport
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
+        await app.state.console.cache.close()
         await app.state.console.upstream.close()
 
     app = FastAPI(title="carecrm console", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)

@@ -78,14 +78,14 @@ class Repository:
 
     async def load(self, customer_id: str) -> Stored | None:
         doc = await self.store[CUSTOMERS].find_one({"_id": customer_id})
-        return self._stored(doc) if doc else None
+        return self.from_document(doc) if doc else None
 
     async def peek(self, customer_id: str) -> dict[str, Any] | None:
         """Status, last cause and classification only: no personal value is read or opened."""
         return await self.store[CUSTOMERS].find_one(
             {"_id": customer_id}, {"status": 1, "last_cause": 1, "classification": 1, "classified_at": 1})
 
-    def _stored(self, doc: Mapping[str, Any]) -> Stored:
+    def from_document(self, doc: Mapping[str, Any]) -> Stored:
         status = doc.get("status")
         profile = self._profile(doc) if status in LISTED_STATUSES else None
         return Stored(customer_id=doc["_id"], profile=profile, status=status, last_cause=doc.get("last_cause"),
@@ -97,7 +97,7 @@ class Repository:
         opened = self.cipher.open_fields(dict(doc), collection=CUSTOMERS)
         return CustomerProfile.model_validate({name: opened.get(name) for name in CustomerProfile.model_fields})
 
-    def _profile_document(self, customer_id: str, profile: CustomerProfile, cause: str) -> dict[str, Any]:
+    def profile_document(self, customer_id: str, profile: CustomerProfile, cause: str) -> dict[str, Any]:
         doc = {"_id": customer_id, **profile.model_dump(mode="json")}
         doc.update(created_at=profile.created_at, updated_at=profile.updated_at, last_cause=cause)
         self.cipher.seal_fields(doc, domain.ENCRYPTED_FIELDS, collection=CUSTOMERS)
@@ -115,7 +115,7 @@ class Repository:
                    cause: str, applied: domain.Applied | None = None) -> bool:
         """Write ``profile`` if the stored version is still ``expected_version``; False on a conflict.
         ``applied``: the intake event ids the profile now holds, when an intake event changed it."""
-        doc = self._profile_document(customer_id, profile, cause)
+        doc = self.profile_document(customer_id, profile, cause)
         if applied is not None:
             doc.update(_applied_fields(applied))
         if expected_version is None:
@@ -154,7 +154,7 @@ class Repository:
             for doc in await self.store[CUSTOMERS].find(
                     {field: blind_index, "status": {"$in": LISTED_STATUSES}}).sort("_id").limit(50).to_list(None):
                 found.setdefault(doc["_id"], doc)
-        return [self._stored(found[cid]) for cid in sorted(found)[:50]]
+        return [self.from_document(found[cid]) for cid in sorted(found)[:50]]
 
     async def list(self, *, tier: str | None, lifecycle: str | None, tag: str | None, needs: str | None,
                    after: tuple[int, str] | None, limit: int) -> list[Stored]:
@@ -180,7 +180,7 @@ class Repository:
         if after_id is not None:
             query["_id"] = {"$gt": after_id}
         docs = await self.store[CUSTOMERS].find(query).sort("_id").limit(limit).to_list(None)
-        return [self._stored(doc) for doc in docs]
+        return [self.from_document(doc) for doc in docs]
 
     async def erase(self, customer_id: str, *, at: datetime, version: int) -> None:
         """Drop every personal field; ids, status and the purchase amounts stay."""

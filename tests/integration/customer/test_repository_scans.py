@@ -44,7 +44,7 @@ async def _fill(url: str, database: str, settings: Any, unique: str) -> None:
         customer = f"F-{n}-{unique}"
         profile = CustomerProfile(status="active", source="tests", version=1, created_at=at, updated_at=at,
                                   name=f"Person {n}", phone=f"+86139{n:08d}", tags=["stored"])
-        docs[CUSTOMERS].append({"_id": customer, **repo._profile_document(customer, profile, "fill")})
+        docs[CUSTOMERS].append({"_id": customer, **repo.profile_document(customer, profile, "fill")})
         docs[TIMELINE].append({"_id": f"{customer}|purchase|S{n}", "customer_id": customer, "kind": "purchase",
                                "at": at, "amount": "10.00", "currency": "CNY"})
         docs[CONSENTS].append({"_id": f"{customer}|c", "customer_id": customer, "consent": "sms", "at": at,

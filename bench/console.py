@@ -1,0 +1,261 @@
+"""Console pages with 100,000 customers stored: how long each page takes to answer, as a signed-in
+agent's browser would ask for it (the page's HTML; the services it calls are asked in the request).
+
+The data: the first invoices of the UCI history with the demo's complaints and interactions,
+published through the contract to the four services on a Kafka and a FerretDB of the benchmark's
+own, until every group has caught up; then the customer service's and tiering's customers copied
+under other ids up to 100,000 (the customer service's documents rebuilt by its own repository, so
+that each copy has its own e-mail, blind index and list bucket; tiering's as ``_per_service`` copies
+them), the services restarted on that store, and the console started beside them. Each page is then
+asked for in turn, round after round, one request at a time.
+
+    python -m bench.console            # 100,000 customers stored
+    python -m bench.console --quick    # 10,000, fewer rounds
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import secrets
+import sys
+import statistics
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+from pymongo import AsyncMongoClient
+
+from bench._infra import private_servers
+from bench._per_service import CHUNK, COPY_MARK, copies
+from bench._report import Section, arguments, emit, verdict
+from bench._stack import SERVICES, Lag, Stack, drained, fresh_logs, groups
+from bench.system import SEED, joined, publish
+from deploy.demo import DATA, synthetic_events
+from deploy.local.infra import RUN_DIR
+from deploy.replay import load
+from services.customer.repository import CUSTOMERS, Repository
+from services.customer.settings import CustomerSettings
+from shared.contract import CloudEvent
+from shared.kafka import ensure_topics
+from shared.pii import PiiCipher
+from shared.settings import ServiceSettings
+from tests.processes import ServiceProcess
+
+INVOICES = 3_000
+QUICK_INVOICES = 600
+CUSTOMERS_STORED = 100_000
+QUICK_CUSTOMERS = 10_000
+ROUNDS = 60
+QUICK_ROUNDS = 12
+UNCACHED_ROUNDS = 5
+UNCACHED = "dashboard, every figure asked for again (report cache off)"
+LIMIT_MS = 300.0
+LOGS = RUN_DIR / "bench-console"
+CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+
+def events_of(invoices: int) -> tuple[list[CloudEvent], Counter[str]]:
+    """The demo's events for the first invoices: registrations, purchases, cancellations, complaints
+    and interactions, in time order."""
+    rejected: Counter[str] = Counter()
+    return synthetic_events(load(DATA, "online-retail", invoices), SEED, rejected), rejected
+
+
+async def replay(stack: Stack, events: list[CloudEvent], timeout: float = 900.0) -> float:
+    await ensure_topics(ServiceSettings(service_name="bench", kafka_bootstrap_servers=stack.bootstrap))
+    for name in SERVICES:
+        stack.start(name)
+    watched = {g: t for name in SERVICES for g, t in groups(name).items()}
+    async with Lag(stack.bootstrap, watched) as lag:
+        await joined(lag)
+        _, last = await publish(stack.bootstrap, events)
+        drain = await drained(lag, last, timeout=timeout)
+    for name in SERVICES:
+        stack.stop(name)
+    if drain.seconds is None:
+        raise RuntimeError(f"the services did not catch up with the replay in {timeout:.0f} s: {drain.left}")
+    return drain.seconds
+
+
+def _rebuilt(repo: Repository, original: dict[str, Any], clone: dict[str, Any]) -> dict[str, Any]:
+    """``clone`` (a copy of ``original`` under another id) as the customer service would store it:
+    sealed values are bound to their document, so they are sealed anew, with an e-mail of its own."""
+    profile = repo.from_document(original).profile
+    if profile is None:
+        return clone
+    email = f"copy-{clone['_id'].replace(COPY_MARK, '-')}@example.com" if profile.email else None
+    fields = repo.profile_document(clone["_id"], profile.model_copy(update={"email": email}), clone.get("last_cause", ""))
+    return {**clone, **fields}
+
+
+async def seed(mongodb_url: str, customers: int) -> dict[str, tuple[int, float]]:
+    """Copies in the customer service's and tiering's customer collections until each holds
+    ``customers`` customers: service -> (customers stored, seconds spent)."""
+    os.environ.setdefault("ENVIRONMENT", "development")  # the keys the services run with
+    repo = Repository(None, PiiCipher.from_settings(CustomerSettings()))  # type: ignore[arg-type]  # no store: it only builds
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongodb_url, tz_aware=True)
+    found: dict[str, tuple[int, float]] = {}
+    try:
+        for service in ("customer", "tiering"):
+            started = time.monotonic()
+            target = client[f"carecrm_{service}"][CUSTOMERS]
+            source = await target.find({}).to_list(None)
+            originals = {d["_id"]: d for d in source}
+            owners = {str(d.get("customer_id") or str(d["_id"]).split("#")[0]) for d in source}
+            chunk: list[dict[str, Any]] = []
+            for clone in copies(source, max(customers - len(owners), 0)):
+                if service == "customer":
+                    clone = _rebuilt(repo, originals[clone["_id"].split(COPY_MARK)[0]], clone)
+                chunk.append(clone)
+                if len(chunk) >= CHUNK:
+                    await target.insert_many(chunk, ordered=False)
+                    chunk = []
+            if chunk:
+                await target.insert_many(chunk, ordered=False)
+            found[service] = (max(customers, len(owners)), time.monotonic() - started)
+            print(f"{service}: {found[service][0]:,} customers stored ({found[service][1]:.0f} s)", flush=True)
+    finally:
+        await client.close()
+    return found
+
+
+@dataclass(frozen=True)
+class Samples:
+    """What the pages are asked about: customers and complaints the replay produced."""
+
+    customers: list[str]
+    emails: list[str]
+    complaints: list[str]
+    tier: str
+
+
+async def samples(mongodb_url: str, events: list[CloudEvent]) -> Samples:
+    customers = [e.subject for e in events if e.type == "customer.registered"]
+    emails = [str(e.data.email) for e in events if e.type == "customer.registered" and e.data.email]
+    complaints = [e.data.complaint_id for e in events if e.type == "complaint.submitted"]
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongodb_url)
+    try:
+        tiers = await client["carecrm_customer"][CUSTOMERS].distinct("tier")
+    finally:
+        await client.close()
+    return Samples(customers, emails, complaints, next((t for t in ("high", "medium", "low") if t in tiers), "low"))
+
+
+async def sign_in(client: httpx.AsyncClient, key: str) -> None:
+    page = await client.get("/login")
+    token = CSRF.search(page.text)
+    form = {"api_key": key, **({"csrf_token": token.group(1)} if token else {})}
+    response = await client.post("/login", data=form, follow_redirects=False)
+    if response.status_code != 303:
+        raise RuntimeError(f"sign-in answered {response.status_code}: {response.text[:300]}")
+
+
+def pages(found: Samples) -> dict[str, Any]:
+    """Page name -> a function of the round giving the path asked for."""
+    def pick(items: list[str], n: int) -> str:
+        return items[(n * 7919) % len(items)]
+    return {
+        "sign-in page": lambda n: "/login",
+        "customer search by id": lambda n: f"/customers?q={pick(found.customers, n)}",
+        "customer search by e-mail": lambda n: f"/customers?q={pick(found.emails, n)}",
+        f"customers listed by tier ({found.tier})": lambda n: f"/customers?tier={found.tier}",
+        "customers browsed, first page": lambda n: "/customers?browse=1",
+        "360-degree view": lambda n: f"/customers/{pick(found.customers, n)}",
+        "360-degree view of a copy": lambda n: f"/customers/{pick(found.customers, n)}{COPY_MARK}{1 + n % 20}",
+        "complaint queue": lambda n: "/complaints",
+        "complaint queue rows (its refresh)": lambda n: "/complaints/rows",
+        "complaint": lambda n: f"/complaints/{pick(found.complaints, n)}",
+        "dashboard (default report cache)": lambda n: "/dashboard",
+        "policy": lambda n: "/policy",
+    }
+
+
+async def measure(url: str, key: str, found: Samples, rounds: int, only: str | None = None) -> dict[str, list[float]]:
+    """Each page (or ``only`` that one) asked for once per round, in turn; page -> milliseconds of
+    each answer."""
+    timings: dict[str, list[float]] = {name: [] for name in pages(found) if only in (None, name)}
+    # Redirects followed: a search by id answers with the customer's page, as the browser shows it.
+    async with httpx.AsyncClient(base_url=url, timeout=60.0, follow_redirects=True) as client:
+        await sign_in(client, key)
+        chosen = {name: path for name, path in pages(found).items() if name in timings}
+        for path in chosen.values():  # a first round unmeasured: imports, connections, caches
+            await client.get(path(0))
+        for n in range(1, rounds + 1):
+            for name, path in chosen.items():
+                started = time.perf_counter()
+                response = await client.get(path(n))
+                timings[name].append((time.perf_counter() - started) * 1000)
+                if response.status_code != 200:
+                    raise RuntimeError(f"{name}: {path(n)} answered {response.status_code}")
+    return timings
+
+
+def p95(values: list[float]) -> float:
+    return statistics.quantiles(values, n=20, method="inclusive")[-1] if len(values) > 1 else values[0]
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = arguments(argparse.ArgumentParser(prog="python -m bench.console", description=__doc__,
+                                               formatter_class=argparse.RawDescriptionHelpFormatter))
+    args = parser.parse_args(argv)
+    invoices = QUICK_INVOICES if args.quick else INVOICES
+    customers = QUICK_CUSTOMERS if args.quick else CUSTOMERS_STORED
+    rounds = QUICK_ROUNDS if args.quick else ROUNDS
+    events, _ = events_of(invoices)
+    section = Section("console", "Console pages", (
+        f"The console and the four services on a Kafka and a FerretDB of the benchmark's own, after the "
+        f"first {invoices:,} UCI invoices with the demo's complaints and interactions ({len(events):,} events) "
+        f"and with {customers:,} customers stored; each page asked for {rounds} times, one request at a time, "
+        "by a signed-in client with every scope; the time until the whole page has arrived."))
+    with private_servers("bench-console-") as (bootstrap, mongodb_url, home):
+        stack = Stack(bootstrap, mongodb_url, home, fresh_logs(LOGS))
+        console: ServiceProcess | None = None
+        try:
+            caught_up = asyncio.run(replay(stack, events))
+            print(f"replayed {len(events):,} events; caught up {caught_up:.0f} s after the last publish", flush=True)
+            stored = asyncio.run(seed(mongodb_url, customers))
+            found = asyncio.run(samples(mongodb_url, events))
+            for name in SERVICES:
+                stack.start(name)
+            urls = {f"CONSOLE_{name.upper()}_URL": stack.processes[name].url for name in SERVICES}
+            console = ServiceProcess("console", {**urls, "CONSOLE_SESSION_SECRET": secrets.token_urlsafe(48)},
+                                     LOGS, module="console", prefix="CONSOLE_")
+            console.start(timeout=60.0)
+            timings = asyncio.run(measure(console.url, stack.key, found, rounds))
+            console.stop()
+            # The same dashboard with nothing cached: what the services' report routes cost each time.
+            console = ServiceProcess("console-uncached", {**urls, "CONSOLE_SESSION_SECRET": secrets.token_urlsafe(48),
+                                                          "CONSOLE_REPORT_CACHE_S": "0", "CONSOLE_UPSTREAM_TIMEOUT_S": "120"},
+                                     LOGS, module="console", prefix="CONSOLE_")
+            console.start(timeout=60.0)
+            uncached = asyncio.run(measure(console.url, stack.key, found, UNCACHED_ROUNDS,
+                                           only="dashboard (default report cache)"))
+            timings[UNCACHED] = uncached.popitem()[1]
+        finally:
+            if console is not None:
+                console.stop()
+            stack.close()
+    for name, values in timings.items():
+        worst = p95(values)
+        section.add(name, f"p95 {worst:,.0f} ms", f"median {statistics.median(values):,.0f} ms, max {max(values):,.0f} ms",
+                    target="not a page's default (the report routes' cost)" if name == UNCACHED
+                    else verdict(worst <= LIMIT_MS, f"p95 ≤ {LIMIT_MS:.0f} ms"))
+    section.notes.append("Stored: " + ", ".join(f"{s} {n:,} customers (copies written in {t:.0f} s)"
+                                                for s, (n, t) in stored.items()) + ".")
+    section.notes.append("The dashboard with the console's defaults: figures kept 30 s per key, and an older value "
+                         "shown at once (with its time) while the next is computed in the background; only a key's "
+                         "first request waits for the report routes. Then with the cache off "
+                         "(`CONSOLE_REPORT_CACHE_S=0`, a console of its own, "
+                         f"{UNCACHED_ROUNDS} requests): what the services' report routes cost every time.")
+    section.notes.append(f"Service and console logs of the run: `{Path(LOGS).relative_to(RUN_DIR.parent)}/`.")
+    emit(section, args.json)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
