@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from aiokafka import TopicPartition
@@ -64,6 +64,18 @@ def copies(docs: list[dict[str, Any]], customers: int) -> Iterator[dict[str, Any
                 yield clone
 
 
+async def insert_chunked(target: Any, docs: Iterable[dict[str, Any]]) -> None:
+    """``docs`` inserted into the ``target`` collection a chunk at a time."""
+    chunk: list[dict[str, Any]] = []
+    for doc in docs:
+        chunk.append(doc)
+        if len(chunk) >= CHUNK:
+            await target.insert_many(chunk, ordered=False)
+            chunk = []
+    if chunk:
+        await target.insert_many(chunk, ordered=False)
+
+
 async def seed(mongodb_url: str, service: str, database: str, customers: int) -> float:
     """``customers`` stored customers in ``database``; seconds spent inserting."""
     collection = CUSTOMER_COLLECTION[service]
@@ -73,14 +85,7 @@ async def seed(mongodb_url: str, service: str, database: str, customers: int) ->
         target = client[database][collection]
         await target.drop()
         started = time.monotonic()
-        chunk: list[dict[str, Any]] = []
-        for doc in copies(source, customers):
-            chunk.append(doc)
-            if len(chunk) >= CHUNK:
-                await target.insert_many(chunk, ordered=False)
-                chunk = []
-        if chunk:
-            await target.insert_many(chunk, ordered=False)
+        await insert_chunked(target, copies(source, customers))
         for name in AS_IS.get(service, ()):
             docs = await client[f"carecrm_{service}"][name].find({}).to_list(None)
             await client[database][name].drop()

@@ -20,8 +20,8 @@ import asyncio
 import os
 import re
 import secrets
-import sys
 import statistics
+import sys
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -32,19 +32,17 @@ import httpx
 from pymongo import AsyncMongoClient
 
 from bench._infra import private_servers
-from bench._per_service import CHUNK, COPY_MARK, copies
+from bench._per_service import COPY_MARK, copies, insert_chunked
 from bench._report import Section, arguments, emit, verdict
-from bench._stack import SERVICES, Lag, Stack, drained, fresh_logs, groups
-from bench.system import SEED, joined, publish
+from bench._stack import SERVICES, Stack, fresh_logs
+from bench.system import SEED, run_through
 from deploy.demo import DATA, synthetic_events
 from deploy.local.infra import RUN_DIR
 from deploy.replay import load
 from services.customer.repository import CUSTOMERS, Repository
 from services.customer.settings import CustomerSettings
 from shared.contract import CloudEvent
-from shared.kafka import ensure_topics
 from shared.pii import PiiCipher
-from shared.settings import ServiceSettings
 from tests.processes import ServiceProcess
 
 INVOICES = 3_000
@@ -68,14 +66,8 @@ def events_of(invoices: int) -> tuple[list[CloudEvent], Counter[str]]:
 
 
 async def replay(stack: Stack, events: list[CloudEvent], timeout: float = 900.0) -> float:
-    await ensure_topics(ServiceSettings(service_name="bench", kafka_bootstrap_servers=stack.bootstrap))
-    for name in SERVICES:
-        stack.start(name)
-    watched = {g: t for name in SERVICES for g, t in groups(name).items()}
-    async with Lag(stack.bootstrap, watched) as lag:
-        await joined(lag)
-        _, last = await publish(stack.bootstrap, events)
-        drain = await drained(lag, last, timeout=timeout)
+    """The events through the four services until every group has caught up; then the services stop."""
+    _, drain = await run_through(stack, events, timeout)
     for name in SERVICES:
         stack.stop(name)
     if drain.seconds is None:
@@ -108,16 +100,10 @@ async def seed(mongodb_url: str, customers: int) -> dict[str, tuple[int, float]]
             source = await target.find({}).to_list(None)
             originals = {d["_id"]: d for d in source}
             owners = {str(d.get("customer_id") or str(d["_id"]).split("#")[0]) for d in source}
-            chunk: list[dict[str, Any]] = []
-            for clone in copies(source, max(customers - len(owners), 0)):
-                if service == "customer":
-                    clone = _rebuilt(repo, originals[clone["_id"].split(COPY_MARK)[0]], clone)
-                chunk.append(clone)
-                if len(chunk) >= CHUNK:
-                    await target.insert_many(chunk, ordered=False)
-                    chunk = []
-            if chunk:
-                await target.insert_many(chunk, ordered=False)
+            made = copies(source, max(customers - len(owners), 0))
+            if service == "customer":
+                made = (_rebuilt(repo, originals[c["_id"].split(COPY_MARK)[0]], c) for c in made)
+            await insert_chunked(target, made)
             found[service] = (max(customers, len(owners)), time.monotonic() - started)
             print(f"{service}: {found[service][0]:,} customers stored ({found[service][1]:.0f} s)", flush=True)
     finally:

@@ -108,7 +108,9 @@ class Replayed:
     sizes: dict[str, int]
 
 
-async def whole_system(stack: Stack, events: list[CloudEvent], timeout: float) -> Replayed:
+async def run_through(stack: Stack, events: list[CloudEvent], timeout: float) -> tuple[float, Drain]:
+    """The four services started, ``events`` published once every group has joined, and the time
+    until every group has caught up: (seconds publishing, how the groups drained)."""
     await ensure_topics(ServiceSettings(service_name="bench", kafka_bootstrap_servers=stack.bootstrap))
     for name in SERVICES:
         stack.start(name)
@@ -117,7 +119,11 @@ async def whole_system(stack: Stack, events: list[CloudEvent], timeout: float) -
         await joined(lag)
         published, last = await publish(stack.bootstrap, events)
         print(f"published {len(events):,} events in {published:.1f} s; waiting for every group", flush=True)
-        drain = await drained(lag, last, timeout=timeout)
+        return published, await drained(lag, last, timeout=timeout)
+
+
+async def whole_system(stack: Stack, events: list[CloudEvent], timeout: float) -> Replayed:
+    published, drain = await run_through(stack, events, timeout)
     # Printed at once: what follows (the bare read, tiering's report) must not cost the figure.
     print(f"caught up: {'no' if drain.seconds is None else f'{drain.seconds:.1f} s'}; lag left {drain.left}",
           flush=True)
