@@ -93,26 +93,31 @@ def up(clock: str = "wall", timeout: float = 90.0) -> None:
                 continue
             infra._log(f"{name} runs on the {running_clock} clock; restarting it on the {clock} clock")
             infra._stop(pid_file, name)
-        pid = infra._spawn([sys.executable, "-m", f"services.{name}"], log_file=infra.RUN_DIR / f"{name}.log",
-                           pid_file=pid_file, cwd=infra.ROOT, env=env)
-        clock_file.write_text(clock)
-        infra._log(f"{name} starting (pid {pid}) on :{port}")
         # Started one at a time: each creates missing topics at start, and they share one broker.
-        deadline = time.monotonic() + timeout
-        while not _healthy(port):
-            if infra._pid_alive(pid_file) is None:
-                raise infra.InfraError(f"{name} exited during start; see {infra.RUN_DIR / (name + '.log')}")
-            if time.monotonic() > deadline:
-                raise infra.InfraError(f"{name} not healthy after {timeout:.0f}s")
-            time.sleep(0.3)
+        _start(name, f"services.{name}", port, env, timeout)
+        clock_file.write_text(clock)
     _start_console(timeout)
     infra._log(f"development API key (every scope) in {KEY_FILE}")
 
 
+def _start(name: str, module: str, port: int, env: dict[str, str], timeout: float) -> None:
+    """``python -m module`` in the background, its pid and log in the run directory, until healthy."""
+    pid_file = infra.RUN_DIR / f"{name}.pid"
+    pid = infra._spawn([sys.executable, "-m", module], log_file=infra.RUN_DIR / f"{name}.log",
+                       pid_file=pid_file, cwd=infra.ROOT, env=env)
+    infra._log(f"{name} starting (pid {pid}) on :{port}")
+    deadline = time.monotonic() + timeout
+    while not _healthy(port):
+        if infra._pid_alive(pid_file) is None:
+            raise infra.InfraError(f"{name} exited during start; see {infra.RUN_DIR / (name + '.log')}")
+        if time.monotonic() > deadline:
+            raise infra.InfraError(f"{name} not healthy after {timeout:.0f}s")
+        time.sleep(0.3)
+
+
 def _start_console(timeout: float) -> None:
     """The web console beside the services; it talks to them over HTTP only."""
-    pid_file = infra.RUN_DIR / "console.pid"
-    if infra._pid_alive(pid_file) and _healthy(CONSOLE_PORT):
+    if infra._pid_alive(infra.RUN_DIR / "console.pid") and _healthy(CONSOLE_PORT):
         infra._log(f"console already running on :{CONSOLE_PORT}")
         return
     env = {**os.environ, "ENVIRONMENT": "development", "LOG_FORMAT": "json",
@@ -120,16 +125,7 @@ def _start_console(timeout: float) -> None:
            # The session secret is generated on first start and kept beside the development key.
            "CONSOLE_SECRET_FILE": str(infra.RUN_DIR / "console-secret"),
            **{f"CONSOLE_{name.upper()}_URL": f"http://127.0.0.1:{port}" for name, port in SERVICES.items()}}
-    pid = infra._spawn([sys.executable, "-m", "console"], log_file=infra.RUN_DIR / "console.log",
-                       pid_file=pid_file, cwd=infra.ROOT, env=env)
-    infra._log(f"console starting (pid {pid}) on :{CONSOLE_PORT}")
-    deadline = time.monotonic() + timeout
-    while not _healthy(CONSOLE_PORT):
-        if infra._pid_alive(pid_file) is None:
-            raise infra.InfraError(f"console exited during start; see {infra.RUN_DIR / 'console.log'}")
-        if time.monotonic() > deadline:
-            raise infra.InfraError(f"console not healthy after {timeout:.0f}s")
-        time.sleep(0.3)
+    _start("console", "console", CONSOLE_PORT, env, timeout)
 
 
 def down() -> None:
