@@ -51,7 +51,7 @@ async def test_rotation_reseals_subjects_and_comments_and_the_old_key_can_go(inf
     async with running(app):
         rewritten = await rotate_keys(app.state.repo, during.rotation_batch_size)
         again = await rotate_keys(app.state.repo, during.rotation_batch_size)
-    assert rewritten == {"complaints": 5} and again == {"complaints": 0}
+    assert rewritten == {"complaints": 5, "tasks": 0} and again == {"complaints": 0, "tasks": 0}
     docs = await _raw(infra["MONGODB_URL"], during.database_name)
     assert {d["pii_kid"] for d in docs} == {"k2"}
     assert {s["k"] for d in docs for s in d["pii"].values()} == {"k2"}
@@ -76,4 +76,4 @@ async def test_the_rotate_keys_command_runs_from_the_command_line(infra: dict[st
                                                    env=env, stdout=asyncio.subprocess.PIPE)
     out, _ = await asyncio.wait_for(process.communicate(), timeout=120)
     assert process.returncode == 0
-    assert json.loads(out.decode().strip().splitlines()[-1]) == {"rewritten": {"complaints": 1}}
+    assert json.loads(out.decode().strip().splitlines()[-1]) == {"rewritten": {"complaints": 1, "tasks": 0}}

@@ -393,5 +393,5 @@ async def test_the_openapi_and_asyncapi_documents_describe_every_endpoint_and_to
     channels = {c["address"]: c for c in asyncapi["channels"].values()}
     assert set(channels) == {"crm.customer-intake.v1", "orders.purchases.v1", "crm.interactions.v1",
                              "crm.customer-tiers.v1", "crm.complaints.v1", "crm.notifications.v1",
-                             "crm.customers.v1"}
+                             "crm.customers.v1", "crm.account-managers.v1"}
     assert all(c.get("description") for c in asyncapi["channels"].values())

@@ -544,7 +544,8 @@ async def test_the_api_needs_keys_with_the_right_scopes_and_names_the_bad_field(
     assert bad_unsubscribe.status_code == 403
     assert set(asyncapi["channels"]) == {"crm.customers.v1:notifications", "crm.tier-changes.v1:notifications",
                                          "crm.complaints.v1:notifications", "crm.interactions.v1:notifications",
-                                         "crm.customer-tiers.v1:notifications", "crm.notifications.v1:publish"}
+                                         "crm.customer-tiers.v1:notifications", "crm.notifications.v1:publish",
+                                         "crm.account-managers.v1:notifications", "crm.care-tasks.v1:publish"}
 
 
 async def test_the_unsubscribe_link_of_a_care_message_stops_the_next_one(
