@@ -72,8 +72,7 @@ async def set_manager(customer_id: CustomerId, body: ManagerIn, request: Request
     try:
         account = await _accounts(request).set_manager(customer_id, body.manager_id, actor=actor, reason=body.reason)
     except DomainError as exc:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY,
-                            [{"loc": ["body", "manager_id"], "msg": exc.detail, "type": exc.code}]) from None
+        raise HTTPException(422, [{"loc": ["body", "manager_id"], "msg": exc.detail, "type": exc.code}]) from None
     return _view(account)
 
 
