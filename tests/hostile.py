@@ -52,6 +52,9 @@ DATA: dict[str, dict[str, Any]] = {
                                         "webhook": "https://hooks.example.invalid/sup-1"}},
     "notification.sent": {"notification_id": "N-1", "trigger": "birthday", "channel": "email",
                           "template": "birthday"},
+    "customer.account_manager.changed": {"manager_id": "am-xu", "manager_name": "Xu Bo", "reason": "vip",
+                                         "actor": "rule", "changed_at": "2026-01-01T00:00:00+00:00", "revision": 1},
+    "care.return_visit.due": {"visit_id": "return_visit:2026-01-01:C-1", "due_on": "2026-01-01", "cadence_days": 30},
 }
 
 

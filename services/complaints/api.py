@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
@@ -209,13 +210,15 @@ async def report(request: Request, from_: Annotated[datetime, Query(alias="from"
 
 
 @router.get("/queues/agents/{staff_id}", dependencies=[READ], tags=["queues"],
-            summary="A person's open complaints, the one due soonest first")
+            summary="A person's open complaints and return visits, the one due soonest first")
 async def agent_queue(staff_id: Annotated[str, Path(min_length=1, max_length=128)], request: Request,
                       limit: QueueLimit = 100) -> dict[str, Any]:
     # Any assignee has a queue: complaints can be assigned by hand to people outside the directory.
     workflow = _workflow(request)
-    found = await workflow.repo.queue(assignee=staff_id)
-    return {"assignee": staff_id, "items": queues.ordered(found, workflow.rules, limit), "open": len(found)}
+    found, tasks = await asyncio.gather(workflow.repo.queue(assignee=staff_id),
+                                        request.app.state.accounts.repo.open_tasks(staff_id))
+    return {"assignee": staff_id, "items": queues.ordered(found, workflow.rules, limit, tasks), "open": len(found),
+            "tasks": len(tasks)}
 
 
 @router.get("/queues/teams/{team}", dependencies=[READ], tags=["queues"],

@@ -9,7 +9,8 @@ from shared.clock import Clock
 from shared.pii import PiiCipher
 from shared.service import Runtime
 
-from . import api, handlers, repository
+from . import accounts_api, accounts_repository, api, handlers, repository
+from .accounts_workflow import AccountsWorkflow
 from .scheduler import Scheduler
 from .settings import ComplaintsSettings
 from .workflow import Workflow
@@ -24,10 +25,16 @@ def build_app(settings: ComplaintsSettings | None = None, *, clock: Clock | None
     directory = settings.staff()  # a staff file that cannot be used stops the service here
     if settings.staff_file is None and settings.environment != "development":
         log.warning("staff_directory_is_the_development_one", hint="set COMPLAINTS_STAFF_FILE")
-    runtime = Runtime.create(settings, clock=clock, indexes=repository.INDEXES, description=DESCRIPTION)
-    repo = repository.Repository(runtime.store, PiiCipher.from_settings(settings), runtime.clock)
-    workflow = Workflow(repo, settings.rules(), runtime.clock, runtime.publisher, directory)
-    runtime.include(handlers.build_router(settings, workflow, runtime.dead_letters))
+    runtime = Runtime.create(settings, clock=clock, indexes=[*repository.INDEXES, *accounts_repository.INDEXES],
+                             description=DESCRIPTION)
+    cipher = PiiCipher.from_settings(settings)
+    repo = repository.Repository(runtime.store, cipher, runtime.clock)
+    account_repo = accounts_repository.AccountsRepository(runtime.store, cipher)
+    rules = settings.rules()
+    workflow = Workflow(repo, rules, runtime.clock, runtime.publisher, directory, account_repo.manager)
+    account_workflow = AccountsWorkflow(account_repo, repo, directory, settings.account_rule, runtime.clock,
+                                        runtime.publisher, rules.calendar, settings.return_visit_days)
+    runtime.include(handlers.build_router(settings, workflow, runtime.dead_letters, account_workflow))
     scheduler = Scheduler(workflow, settings.scheduler_interval_s, settings.scheduler_concurrency)
     runtime.add_task(scheduler.run)
 
@@ -36,6 +43,11 @@ def build_app(settings: ComplaintsSettings | None = None, *, clock: Clock | None
         if changed:
             log.info("queue_keys_backfilled", complaints=changed)
 
+    async def account_outboxes() -> None:
+        await account_workflow.run(settings.scheduler_interval_s)
+
     runtime.add_task(queue_keys)
-    return runtime.http_app(title=TITLE, description=DESCRIPTION, routers=[api.router],
-                            state={"repo": repo, "workflow": workflow, "scheduler": scheduler})
+    runtime.add_task(account_outboxes)
+    return runtime.http_app(title=TITLE, description=DESCRIPTION, routers=[api.router, accounts_api.router],
+                            state={"repo": repo, "workflow": workflow, "scheduler": scheduler,
+                                   "accounts": account_workflow})

@@ -4,8 +4,10 @@ Pure, as ``domain`` is: a complaint and the events an operation emitted go in, w
 directory and the moment; the complaint with its assignee and team, and the events with the
 alerts they cause, come out. The workflow applies it after every domain operation.
 
-- A new complaint goes to its category's team and, where the team assigns to agents, to the least
-  loaded agent on duty (``staff.route``).
+- A new complaint of a customer with an account manager goes to that manager while they are on
+  duty (and to their team, if they are an agent; else to the category's team); otherwise to its
+  category's team and, where the team assigns to agents, to the least loaded agent on duty
+  (``staff.route``).
 - ``assigned`` (by hand): a complaint given to an agent of the directory moves to the agent's team.
 - ``escalated``: the complaint goes to the person of its new rung for its team
   (``staff.rung_person``: on duty if anyone on the rung is), who is alerted; the escalation event
@@ -32,10 +34,16 @@ _SLA = ("sla_warning", "sla_breached")
 _TRIGGERS = frozenset({"assigned", "escalated", *_SLA})
 
 
-def route_new(complaint: Complaint, directory: Directory, now: datetime, loads: Mapping[str, int]) -> Complaint:
-    """A new complaint with its team and, where the team assigns to agents, its agent."""
+def route_new(complaint: Complaint, directory: Directory, now: datetime, loads: Mapping[str, int],
+              account_manager: str | None = None) -> Complaint:
+    """A new complaint with its team and, where the team assigns to agents, its agent; the
+    customer's account manager first, when they are one of the directory and on duty."""
     if complaint.assignee is not None or complaint.team is not None:
         return complaint
+    manager = directory.member(account_manager)
+    if manager is not None and manager.account_manager and manager.on_duty(now):
+        team = manager.team if manager.role == "agent" else directory.team_for(complaint.category)
+        return complaint.model_copy(update={"team": team, "assignee": manager.id})
     team, agent = route(directory, complaint.category, now, loads)
     return complaint.model_copy(update={"team": team, "assignee": agent})
 

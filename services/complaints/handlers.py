@@ -10,15 +10,25 @@ from faststream.kafka import KafkaRouter
 
 from shared.batch import BatchRunner
 from shared.contract import (
+    AccountManagerChanged,
     CloudEvent,
     ComplaintSubmitted,
     CustomerClassification,
     CustomerErased,
     CustomerProfileChanged,
     InteractionRecorded,
+    ReturnVisitDue,
 )
 from shared.contract.events import COMPLAINT_EVENTS
-from shared.contract.topics import CRM_COMPLAINT_INTAKE, CRM_COMPLAINTS, CRM_CUSTOMER_TIERS, CRM_CUSTOMERS, CRM_INTERACTIONS
+from shared.contract.topics import (
+    CRM_ACCOUNT_MANAGERS,
+    CRM_CARE_TASKS,
+    CRM_COMPLAINT_INTAKE,
+    CRM_COMPLAINTS,
+    CRM_CUSTOMER_TIERS,
+    CRM_CUSTOMERS,
+    CRM_INTERACTIONS,
+)
 from shared.kafka import (
     TRANSIENT_ERRORS,
     DeadLetterMiddleware,
@@ -28,6 +38,7 @@ from shared.kafka import (
 )
 
 from . import domain
+from .accounts_workflow import AccountsWorkflow
 from .domain import DomainError
 from .policy import customer_tier
 from .settings import ComplaintsSettings
@@ -36,7 +47,8 @@ from .workflow import NotFound, Submission, Workflow
 log = structlog.get_logger(__name__)
 
 
-def build_router(settings: ComplaintsSettings, workflow: Workflow, dead_letters: DeadLetterMiddleware) -> KafkaRouter:
+def build_router(settings: ComplaintsSettings, workflow: Workflow, dead_letters: DeadLetterMiddleware,
+                 accounts: AccountsWorkflow) -> KafkaRouter:
     router = KafkaRouter()
     runner = BatchRunner(max_attempts=settings.handler_max_attempts)
     repo = workflow.repo
@@ -48,6 +60,19 @@ def build_router(settings: ComplaintsSettings, workflow: Workflow, dead_letters:
                     "an escalation, warning or breach concerns, with their contact); keyed by customer id, "
                     "ids deterministic.",
         schema=Union[COMPLAINT_EVENTS],  # type: ignore[valid-type]
+    )
+    router.publisher(
+        CRM_ACCOUNT_MANAGERS, title="account managers",
+        description="customer.account_manager.changed: each change of a customer's account manager (by the "
+                    "account rule or a person), with who, when, from, to and why; compacted, keyed by customer "
+                    "id, ids deterministic (customer and revision).",
+        schema=AccountManagerChanged,
+    )
+    router.publisher(
+        CRM_INTERACTIONS, title="return-visit outcomes",
+        description="customer.interaction.recorded of kind return_visit: the outcome of an account manager's "
+                    "return visit (POST /tasks/{id}/outcome); interaction_id is the task's id.",
+        schema=InteractionRecorded,
     )
 
     # In batches: the complaints of a batch are opened with one insert, one outbox clearing and
@@ -70,20 +95,41 @@ def build_router(settings: ComplaintsSettings, workflow: Workflow, dead_letters:
                 await dead_letter_event(dead_letters, event, Rejected(result.code, result.detail))
 
     @router.subscriber(CRM_CUSTOMER_TIERS, **batch_options(settings, CRM_CUSTOMER_TIERS), title="customer tiers",
-                       description="Keeps each customer's current tier (vip, else value tier) for priorities.")
+                       description="Keeps each customer's current tier (vip, else value tier) for priorities; a "
+                                   "tier the account rule names gives the customer an account manager.")
     async def on_classifications(events: list[CustomerClassification]) -> None:
         newest = {e.subject: e for e in sorted(events, key=lambda e: e.data.updated_at)}
-        await repo.put_tiers((cid, customer_tier(e.data.vip, e.data.value_tier), e.data.updated_at)
-                             for cid, e in newest.items())
+        tiers = {cid: customer_tier(e.data.vip, e.data.value_tier) for cid, e in newest.items()}
+        await repo.put_tiers((cid, tiers[cid], e.data.updated_at) for cid, e in newest.items())
+        await accounts.tiers_changed(tiers.items())
 
     @router.subscriber(CRM_CUSTOMERS, **batch_options(settings, CRM_CUSTOMERS), title="customer erasure",
-                       description="On customer.erased, removes the customer's personal text from complaints.")
+                       description="On customer.erased, removes the customer's personal text from complaints and "
+                                   "the account; a profile's needs, region and industry feed the account rule.")
     async def on_customers(events: list[CustomerProfileChanged | CustomerErased]) -> None:
+        erased_now = set()
         for event in events:
             if isinstance(event, CustomerErased):
                 erased = await workflow.erase_customer(event.subject)
                 await repo.delete_tier(event.subject)
+                await accounts.erase(event.subject)
+                erased_now.add(event.subject)
                 log.info("customer_erased", complaints=erased)
+        await accounts.profiles_changed([e for e in events if isinstance(e, CustomerProfileChanged)
+                                         and e.subject not in erased_now])
+
+    @router.subscriber(CRM_CARE_TASKS, **batch_options(settings, CRM_CARE_TASKS), title="return visits due",
+                       description="care.return_visit.due becomes a task in the account manager's work queue, "
+                                   "once per visit_id; a customer without an account manager is dead-lettered "
+                                   "(not_managed).")
+    async def on_care_tasks(events: list[ReturnVisitDue]) -> None:
+        await runner.per_event(events, visit, reject)
+
+    async def visit(event: ReturnVisitDue) -> None:
+        try:
+            await accounts.visit_due(event)
+        except DomainError as exc:
+            raise Rejected(exc.code, exc.detail) from None
 
     @router.subscriber(CRM_INTERACTIONS, **batch_options(settings, CRM_INTERACTIONS), title="survey responses",
                        description="A survey_response with a satisfaction score is feedback on the complaint it "

@@ -10,6 +10,7 @@ from pydantic_settings import SettingsConfigDict
 
 from shared.pii import PiiSettings
 
+from .accounts import AccountRule
 from .calendar import BusinessCalendar, parse_periods
 from .domain import Rules
 from .policy import DEFAULT_POLICIES, SlaPolicy
@@ -56,6 +57,14 @@ class ComplaintsSettings(PiiSettings):
     staff_file: Annotated[str, Field(min_length=1, max_length=1024)] | None = None
     #: An SLA warning already moves a complaint one rung up the ladder (and reassigns it), as a breach does.
     escalate_on_warning: bool = False
+
+    # Account managers
+    #: Which customers get an account manager from the directory's (JSON, e.g.
+    #: ``{"tiers": ["vip"], "needs": ["custom"]}``): the least loaded one serving their region and
+    #: industry, ties by id.
+    account_rule: AccountRule = AccountRule()
+    #: Working days an account manager has for a return visit after the follow-up fell due.
+    return_visit_days: Annotated[float, Field(gt=0, le=60)] = 2.0
 
     #: Seconds between scheduler passes (warnings, breaches, auto-close, unsent events).
     scheduler_interval_s: Annotated[float, Field(gt=0, le=300)] = 5.0

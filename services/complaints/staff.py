@@ -16,6 +16,8 @@ The rules take the moment from the caller:
 - routing: a category goes to its team, else to the default team; a team that assigns to agents
   gives a new complaint to the least loaded of its agents on duty (fewest open complaints, ties by
   id), none on duty leaves it in the team's queue.
+- account managers: anyone of the directory may also look after customers of their own
+  (``account_manager: true``), optionally only those of some regions or industries (empty: any).
 """
 
 from __future__ import annotations
@@ -113,12 +115,24 @@ class Member(_Model):
     locale: Locale | None = None
     timezone: Timezone
     hours: Annotated[tuple[Shift, ...], Field(min_length=1)]
+    #: Also looks after customers of their own (VIP or custom needs, as the account rule says).
+    account_manager: bool = False
+    #: An account manager's customers by the profile's region and industry; empty: any.
+    regions: tuple[Annotated[str, Field(min_length=1, max_length=100)], ...] = ()
+    industries: tuple[Annotated[str, Field(min_length=1, max_length=100)], ...] = ()
 
     @model_validator(mode="after")
     def _reachable(self) -> Member:
         if not self.email and not self.webhook:
             raise ValueError("needs an email or a webhook")
+        if (self.regions or self.industries) and not self.account_manager:
+            raise ValueError("regions and industries are an account manager's: set account_manager")
         return self
+
+    def serves(self, region: str | None, industry: str | None) -> bool:
+        """Whether this account manager may take a customer of ``region`` and ``industry``."""
+        return self.account_manager and (not self.regions or region in self.regions) and (
+            not self.industries or industry in self.industries)
 
     def on_duty(self, now: datetime) -> bool:
         local = now.astimezone(ZoneInfo(self.timezone))
@@ -218,6 +232,9 @@ class Directory(_Model):
 
     def agents(self, team: str) -> list[Member]:
         return [m for m in self.staff if m.role == "agent" and m.team == team]
+
+    def account_managers(self) -> list[Member]:
+        return [m for m in self.staff if m.account_manager]
 
 
 def _unique(what: str, values: list[str]) -> None:

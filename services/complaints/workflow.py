@@ -18,7 +18,7 @@ import contextlib
 import json
 import uuid
 import weakref
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -62,13 +62,16 @@ class Submission:
 
 class Workflow:
     def __init__(self, repo: Repository, rules: Rules, clock: Clock, publisher: Publisher,
-                 directory: Directory | None = None) -> None:
+                 directory: Directory | None = None,
+                 account_managers: Callable[[str], Awaitable[str | None]] | None = None) -> None:
         self.repo = repo
         self.rules = rules
         self.clock = clock
         self.publisher = publisher
         #: The staff directory: who new complaints go to, whom escalations reach. None: nobody.
         self.directory = directory
+        #: A customer's account manager (``accounts_repository``): new complaints go to them first.
+        self.account_managers = account_managers
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
 
     def _lock(self, complaint_id: str) -> asyncio.Lock:
@@ -106,7 +109,9 @@ class Workflow:
         stored = dict(zip(first, await asyncio.gather(*map(self.repo.load, first)), strict=True))
         new = [complaint_id for complaint_id, loaded in stored.items() if loaded is None]
         customers = sorted({submissions[first[k]].customer_id for k in new})
-        tiers = dict(zip(customers, await asyncio.gather(*map(self.repo.tier, customers)), strict=True))
+        read, managers = await asyncio.gather(asyncio.gather(*map(self.repo.tier, customers)),
+                                              self._account_managers(customers))
+        tiers = dict(zip(customers, read, strict=True))
         opened: dict[str, Complaint] = {}
         outboxes: list[tuple[list[str], CloudEvent | None]] = []
         now = self.now()
@@ -117,7 +122,8 @@ class Workflow:
                 complaint_id=complaint_id, customer_id=s.customer_id, fields=s.fields, tier=tiers[s.customer_id],
                 opened_at=s.opened_at, rules=self.rules, source=s.source, linked_complaint_id=s.linked_complaint_id)
             if self.directory is not None:
-                complaint = assignment.route_new(complaint, self.directory, now, loads)
+                complaint = assignment.route_new(complaint, self.directory, now, loads,
+                                                 managers.get(s.customer_id))
                 if complaint.assignee is not None:  # the batch's own complaints count towards the next pick
                     loads[complaint.assignee] = loads.get(complaint.assignee, 0) + 1
             opened[complaint_id] = complaint
@@ -206,6 +212,12 @@ class Workflow:
         for complaint_id in raced:
             await self.change(complaint_id, operation)
         return len(written) + len(raced)
+
+    async def _account_managers(self, customers: list[str]) -> dict[str, str | None]:
+        """Each customer's account manager, where there are account managers: one lookup each."""
+        if self.account_managers is None or self.directory is None or not self.directory.account_managers():
+            return {}
+        return dict(zip(customers, await asyncio.gather(*map(self.account_managers, customers)), strict=True))
 
     async def _loads(self, now: datetime, categories: set[str]) -> dict[str, int]:
         """Open complaints of each agent on duty now in the teams that new complaints of these

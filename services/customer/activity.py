@@ -20,6 +20,7 @@ from typing import Any
 import structlog
 
 from shared.contract.events import (
+    AccountManagerChanged,
     CloudEvent,
     ComplaintEventData,
     CustomerClassification,
@@ -98,6 +99,22 @@ class Activity:
         await self.runner.bounded(check(customer_id) for customer_id in summarised)
         await self._add_entries(events, lambda event: self.repo.sealed_entry(
             _interaction_entry(event), None if event.subject in erased else event.data.summary), reject)
+
+    async def account_managers(self, events: Sequence[AccountManagerChanged], reject: Reject) -> None:
+        """Each customer's newest account manager of the batch (the highest revision) for the
+        360-degree view; a lower revision read late changes nothing."""
+        newest: dict[str, AccountManagerChanged] = {}
+        for event in events:
+            held = newest.get(event.subject)
+            if held is None or event.data.revision > held.data.revision:
+                newest[event.subject] = event
+
+        async def write(event: AccountManagerChanged) -> None:
+            d = event.data
+            manager = {"id": d.manager_id, "name": d.manager_name, "since": d.changed_at} if d.manager_id else None
+            await self.repo.set_account_manager(event.subject, manager, d.revision)
+
+        await self.runner.bounded(self.runner.guarded(event, write(event), reject) for event in newest.values())
 
     async def classifications(self, events: Sequence[CustomerClassification], reject: Reject) -> None:
         """Each customer's snapshots of the batch against the stored one: every change of a dimension

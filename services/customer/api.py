@@ -18,10 +18,12 @@ from shared.contract.events import (
     CustomerProfile,
     CustomerProfileData,
     InteractionData,
+    Industry,
     InteractionRecorded,
     Model,
     Needs,
     Phone,
+    Region,
     Tag,
 )
 from shared.contract.types import CustomerId, Identifier, ShortText
@@ -135,14 +137,16 @@ async def create_customer(request: Request, body: NewCustomer,
     return _view(customer_id, profile, key)
 
 
-@router.get("", summary="List customers by tier, lifecycle, tag or needs, a page at a time (in an order of "
-                        "their own, stable across pages)")
+@router.get("", summary="List customers by tier, lifecycle, tag, needs, industry or region, a page at a time "
+                        "(in an order of their own, stable across pages)")
 async def list_customers(
     request: Request,
     tier: ValueTier | None = None,
     lifecycle: Lifecycle | None = None,
     tag: Tag | None = None,
     needs: Needs | None = None,
+    industry: Industry | None = None,
+    region: Region | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
     cursor: Annotated[str | None, Query(max_length=400)] = None,
     key: ApiKey = require("customers:read"),
@@ -156,7 +160,7 @@ async def list_customers(
             raise _invalid("query", "cursor", "cursor is not one this API returned")
         after = (after[0], after[1])
     page = await _repo(request).list(tier=tier, lifecycle=lifecycle, tag=tag, needs=needs, after=after,
-                                     limit=limit + 1)
+                                     limit=limit + 1, industry=industry, region=region)
     items = [_view(s.customer_id, s.profile, key) for s in page[:limit] if s.profile]
     more = len(page) > limit
     last = page[limit - 1].customer_id if more else None
@@ -194,7 +198,8 @@ def _message(exc: Exception) -> str:
     return str(exc)
 
 
-@router.get("/{customer_id}", summary="The 360-degree view: profile, classification and activity summary")
+@router.get("/{customer_id}", summary="The 360-degree view: profile, classification, account manager and activity "
+                                     "summary")
 async def get_customer(request: Request, customer_id: CustomerId,
                        key: ApiKey = require("customers:read")) -> dict[str, Any]:
     stored = await _active(request, customer_id)
@@ -221,7 +226,11 @@ async def get_customer(request: Request, customer_id: CustomerId,
     classification = dict(stored.classification) if stored.classification else None
     if classification and isinstance(classification.get("updated_at"), datetime):
         classification["updated_at"] = classification["updated_at"].isoformat()
-    return {**_view(customer_id, stored.profile, key), "classification": classification, "summary": summary}
+    manager = dict(stored.account_manager) if stored.account_manager else None
+    if manager and isinstance(manager.get("since"), datetime):
+        manager["since"] = manager["since"].isoformat()
+    return {**_view(customer_id, stored.profile, key), "classification": classification, "account_manager": manager,
+            "summary": summary}
 
 
 @router.patch("/{customer_id}", summary="Change profile fields; null clears a field")

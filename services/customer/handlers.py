@@ -8,6 +8,7 @@ from faststream.kafka import KafkaRouter
 
 from shared.contract import CloudEvent
 from shared.contract.events import (
+    AccountManagerChanged,
     ComplaintEvent,
     CustomerClassification,
     CustomerRegistered,
@@ -20,6 +21,7 @@ from shared.contract.events import (
     PurchaseRefunded,
 )
 from shared.contract.topics import (
+    CRM_ACCOUNT_MANAGERS,
     CRM_COMPLAINTS,
     CRM_CUSTOMER_INTAKE,
     CRM_CUSTOMER_TIERS,
@@ -77,5 +79,10 @@ def build_router(settings: CustomerSettings, activity: Activity, dead_letters: D
     async def on_notification(events: list[Union[NotificationSent, NotificationFailed, NotificationSuppressed]]
                               ) -> None:
         await activity.notifications(events, reject)
+
+    @router.subscriber(CRM_ACCOUNT_MANAGERS, **batch_options(settings, CRM_ACCOUNT_MANAGERS), title="account managers",
+                       description="The customer's account manager (the newest revision) for the 360-degree view.")
+    async def on_account_manager(events: list[AccountManagerChanged]) -> None:
+        await activity.account_managers(events, reject)
 
     return router

@@ -43,6 +43,8 @@ INDEXES: list[Index] = [
     index(CUSTOMERS, "tier"),
     index(CUSTOMERS, "lifecycle"),
     index(CUSTOMERS, "tags"),
+    index(CUSTOMERS, "industry"),
+    index(CUSTOMERS, "region"),
     index(CUSTOMERS, "pii_kid"),
     index(CUSTOMERS, "list_bucket"),
     index(TIMELINE, "customer_id", ("at", DESCENDING), ("_id", DESCENDING)),
@@ -62,6 +64,8 @@ class Stored:
     last_cause: str | None
     classification: dict[str, Any] | None
     erased_at: datetime | None = None
+    #: The account manager (``id``, ``name``, ``since``), as the complaints service last published it.
+    account_manager: dict[str, Any] | None = None
     applied: domain.Applied = domain.Applied()
 
     @property
@@ -90,6 +94,7 @@ class Repository:
         profile = self._profile(doc) if status in LISTED_STATUSES else None
         return Stored(customer_id=doc["_id"], profile=profile, status=status, last_cause=doc.get("last_cause"),
                       classification=doc.get("classification"), erased_at=doc.get("erased_at"),
+                      account_manager=doc.get("account_manager"),
                       applied=domain.Applied(tuple((a["id"], a["at"]) for a in doc.get("applied") or ()),
                                              doc.get("applied_floor")))
 
@@ -157,10 +162,12 @@ class Repository:
         return [self.from_document(found[cid]) for cid in sorted(found)[:50]]
 
     async def list(self, *, tier: str | None, lifecycle: str | None, tag: str | None, needs: str | None,
-                   after: tuple[int, str] | None, limit: int) -> list[Stored]:
+                   after: tuple[int, str] | None, limit: int, industry: str | None = None,
+                   region: str | None = None) -> list[Stored]:
         """Up to ``limit`` listed customers in (bucket, id) order, after the ``after`` cursor."""
         query: dict[str, Any] = {"status": {"$in": LISTED_STATUSES}}
-        for field, value in (("tier", tier), ("lifecycle", lifecycle), ("tags", tag), ("needs", needs)):
+        for field, value in (("tier", tier), ("lifecycle", lifecycle), ("tags", tag), ("needs", needs),
+                             ("industry", industry), ("region", region)):
             if value is not None:
                 query[field] = value
         first, after_id = after if after is not None else (0, None)
@@ -186,7 +193,8 @@ class Repository:
         """Drop every personal field; ids, status and the purchase amounts stay."""
         kept = {"status": "erased", "erased_at": at, "updated_at": at, "version": version}
         dropped = ["pii", "pii_kid", "phone_bidx", "email_bidx", "bidx_kid", "birthday", "locale", "timezone", "country",
-                   "preferred_channel", "consents", "tags", "needs", "referred_by"]
+                   "preferred_channel", "consents", "tags", "needs", "referred_by", "industry", "region",
+                   "relationship_since", "account_manager"]
         await self.store[CUSTOMERS].update_one({"_id": customer_id},
                                                {"$set": kept, "$unset": {name: "" for name in dropped}})
         await self.store[TIMELINE].update_many({"customer_id": customer_id, "pii": {"$exists": True}},
@@ -212,6 +220,23 @@ class Repository:
                 pass  # classified meanwhile: keep whichever is newer
         await self.store[CUSTOMERS].update_one(
             {"_id": customer_id, "classified_at": {"$lt": updated_at}}, {"$set": fields})
+
+    async def set_account_manager(self, customer_id: str, manager: dict[str, Any] | None, revision: int) -> None:
+        """Keep the highest revision: an older one read late changes nothing. Not for an erased
+        customer; a customer not known yet gets a document the profile joins later (as a
+        classification does)."""
+        fields = {"account_manager": manager, "account_manager_revision": revision}
+        result = await self.store[CUSTOMERS].update_one(
+            {"_id": customer_id, "account_manager_revision": {"$lt": revision}, "status": {"$ne": "erased"}},
+            {"$set": fields})
+        if result.matched_count:
+            return
+        try:
+            await self.store[CUSTOMERS].update_one(
+                {"_id": customer_id, "account_manager_revision": {"$exists": False}, "status": {"$ne": "erased"}},
+                {"$set": fields}, upsert=True)
+        except DuplicateKeyError:
+            pass  # a newer revision is stored, or the customer was erased
 
     async def set_complaint(self, customer_id: str, complaint_id: str, fields: dict[str, Any], at: datetime) -> None:
         key = f"{customer_id}|{complaint_id}"

@@ -23,6 +23,8 @@ from shared.contract import (
     CustomerProfileChanged,
     CustomerTierChanged,
     InteractionRecorded,
+    ReturnVisitDue,
+    ReturnVisitDueData,
 )
 
 Channel = Literal["email", "sms", "webhook"]
@@ -73,6 +75,8 @@ class Profile:
     value_tier: str | None = None
     vip: str | None = None
     since: date | None = None
+    #: The customer's account manager (the complaints service's): their follow-up is a return visit.
+    account_manager: str | None = None
     #: False while only a tier change has told of the customer: the profile has not arrived yet.
     known: bool = True
 
@@ -377,6 +381,7 @@ def profile_from_event(event: CustomerProfileChanged, previous: Profile | None) 
         consents=consents, birthday=p.birthday,
         value_tier=previous.value_tier if previous else None, vip=previous.vip if previous else None,
         since=previous.since if previous and previous.since else created,
+        account_manager=previous.account_manager if previous else None,
     )
 
 
@@ -399,8 +404,11 @@ def birthday_on(birthday: date, day: date) -> bool:
 
 
 def follow_up_due(profile: Profile, day: date, cadence: Mapping[str, int]) -> int | None:
-    """The cadence in days when a follow-up is due on ``day``, counted from the customer's start."""
-    days = cadence.get("vip") if profile.vip == "vip" else None
+    """The cadence in days when a follow-up is due on ``day``, counted from the customer's start:
+    ``managed`` for a customer with an account manager (else their tier's), ``vip`` for a VIP, else
+    their value tier's."""
+    days = cadence.get("managed") if profile.account_manager else None
+    days = days or (cadence.get("vip") if profile.vip == "vip" else None)
     days = days or (cadence.get(profile.value_tier) if profile.value_tier else None)
     if not days or profile.since is None:
         return None
@@ -410,7 +418,9 @@ def follow_up_due(profile: Profile, day: date, cadence: Mapping[str, int]) -> in
 
 def daily_requests(profile: Profile, day: date, holidays_today: Sequence[str], *,
                    cadence: Mapping[str, int], country: str, run_id: str) -> list[Request]:
-    """Birthday, holiday and follow-up messages due for one customer on their local ``day``."""
+    """Birthday, holiday and follow-up messages due for one customer on their local ``day``; a
+    customer with an account manager gets a return visit instead of the follow-up message
+    (``return_visit``)."""
     cid = profile.customer_id
     out = []
     if profile.birthday and birthday_on(profile.birthday, day):
@@ -420,10 +430,22 @@ def daily_requests(profile: Profile, day: date, holidays_today: Sequence[str], *
         out.append(Request(cid, "holiday", trigger, "holiday", f"{trigger}:{cid}", run_id,
                            {"holiday": slug}))
     cadence_days = follow_up_due(profile, day, cadence)
-    if cadence_days:
+    if cadence_days and not profile.account_manager:
         out.append(Request(cid, "follow_up", "follow_up", "follow_up", f"follow_up:{day.isoformat()}:{cid}", run_id,
                            {"cadence_days": cadence_days}))
     return out
+
+
+def return_visit(profile: Profile, day: date, *, cadence: Mapping[str, int], now: datetime) -> ReturnVisitDue | None:
+    """A managed customer's follow-up due on their local ``day``, for their account manager to make
+    in person; the visit's id (and the event's) is the same however often the day is run."""
+    cadence_days = follow_up_due(profile, day, cadence) if profile.account_manager else None
+    if not cadence_days:
+        return None
+    visit_id = f"return_visit:{day.isoformat()}:{profile.customer_id}"
+    return ReturnVisitDue(id=stable_id(visit_id), source="carecrm/notifications", subject=profile.customer_id,
+                          time=now, data=ReturnVisitDueData(visit_id=visit_id, due_on=day, cadence_days=cadence_days,
+                                                            manager_id=profile.account_manager))
 
 
 # --- What templates see -------------------------------------------------------------------------

@@ -10,6 +10,7 @@ from faststream.kafka import KafkaRouter
 
 from shared.clock import Clock
 from shared.contract import (
+    AccountManagerChanged,
     CloudEvent,
     ComplaintEvent,
     ComplaintReopened,
@@ -20,8 +21,11 @@ from shared.contract import (
     CustomerTierChanged,
     InteractionRecorded,
     NotificationSent,
+    ReturnVisitDue,
 )
 from shared.contract.topics import (
+    CRM_ACCOUNT_MANAGERS,
+    CRM_CARE_TASKS,
     CRM_COMPLAINTS,
     CRM_CUSTOMER_TIERS,
     CRM_CUSTOMERS,
@@ -38,7 +42,8 @@ from .repository import Repository
 from .settings import NotificationsSettings
 
 
-SUBSCRIBED = (CRM_CUSTOMERS, CRM_TIER_CHANGES, CRM_COMPLAINTS, CRM_INTERACTIONS, CRM_CUSTOMER_TIERS)
+SUBSCRIBED = (CRM_CUSTOMERS, CRM_TIER_CHANGES, CRM_COMPLAINTS, CRM_INTERACTIONS, CRM_CUSTOMER_TIERS,
+              CRM_ACCOUNT_MANAGERS)
 
 
 async def submit_each(workflow: Workflow, asked: list[tuple[domain.Request, CloudEvent]]) -> None:
@@ -72,6 +77,13 @@ def build_router(settings: NotificationsSettings, repo: Repository, workflow: Wo
                     "notification.suppressed with its reason (no_consent, suppression_list, frequency_cap, "
                     "quiet_hours_deferred with scheduled_for, duplicate, no_contact).",
         schema=NotificationSent,
+    )
+    router.publisher(
+        CRM_CARE_TASKS, title="crm.care-tasks.v1:publish",
+        description="care.return_visit.due: a customer with an account manager whose follow-up falls due gets "
+                    "a return visit from the manager instead of the follow-up message; id and visit_id are the "
+                    "same however often the day is run.",
+        schema=ReturnVisitDue,
     )
 
     welcome_age = timedelta(days=settings.welcome_max_age_days)
@@ -147,5 +159,16 @@ def build_router(settings: NotificationsSettings, repo: Repository, workflow: Wo
             await repo.cancel_pending(f"complaint_survey:{event.data.complaint_id}:{event.subject}")
             return
         await workflow.submit(domain.complaint_requests(event, survey_delay=survey_delay), cause=event)
+
+    @router.subscriber(CRM_ACCOUNT_MANAGERS, **batch_options(settings, CRM_ACCOUNT_MANAGERS),
+                       title="crm.account-managers.v1:notifications",
+                       description="Who has an account manager: their follow-up becomes the manager's return visit.")
+    async def on_account_managers(events: list[AccountManagerChanged]) -> None:
+        newest: dict[str, AccountManagerChanged] = {}
+        for event in events:
+            if event.subject not in newest or event.data.revision > newest[event.subject].data.revision:
+                newest[event.subject] = event
+        await asyncio.gather(*(repo.save_account_manager(cid, e.data.manager_id, e.data.revision)
+                               for cid, e in newest.items()))
 
     return router

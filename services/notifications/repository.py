@@ -64,7 +64,7 @@ def profile_doc(profile: Profile, timezone: str) -> dict[str, Any]:
         "country": profile.country, "preferred_channel": profile.preferred_channel,
         "consents": dict(profile.consents), "birthday": profile.birthday.isoformat() if profile.birthday else None,
         "value_tier": profile.value_tier, "vip": profile.vip,
-        "since": profile.since.isoformat() if profile.since else None,
+        "since": profile.since.isoformat() if profile.since else None, "account_manager": profile.account_manager,
     }
 
 
@@ -76,6 +76,7 @@ def profile_from_doc(doc: dict[str, Any]) -> Profile:
         birthday=date.fromisoformat(doc["birthday"]) if doc.get("birthday") else None,
         value_tier=doc.get("value_tier"), vip=doc.get("vip"),
         since=date.fromisoformat(doc["since"]) if doc.get("since") else None,
+        account_manager=doc.get("account_manager"),
         known="timezone" in doc,  # written with every profile, never by a tier change alone
     )
 
@@ -128,8 +129,9 @@ class Repository:
 
     async def save_profile(self, profile: Profile, timezone: str) -> None:
         doc = self.profile_document(profile, timezone)
-        # Tiers come from another topic, concurrently: a profile update leaves them alone.
-        fields = {k: v for k, v in doc.items() if k not in ("_id", "value_tier", "vip")}
+        # Tiers and the account manager come from other topics, concurrently: a profile update
+        # leaves them alone.
+        fields = {k: v for k, v in doc.items() if k not in ("_id", "value_tier", "vip", "account_manager")}
         # The zone first: a stop between the two writes leaves no customer in a zone the list lacks.
         await self.note_timezones([timezone])
         await self.customers.update_one({"_id": doc["_id"]}, {"$set": fields}, upsert=True)
@@ -137,6 +139,20 @@ class Repository:
     async def save_tier(self, customer_id: str, dimension: str, value: str) -> None:
         # Upsert: a tier change may arrive before the profile does.
         await self.customers.update_one({"_id": customer_id}, {"$set": {dimension: value}}, upsert=True)
+
+    async def save_account_manager(self, customer_id: str, manager: str | None, revision: int) -> None:
+        """The highest revision wins: an older change read late changes nothing. Upserted, as a tier
+        is: the change may arrive before the profile does."""
+        fields = {"account_manager": manager, "account_manager_revision": revision}
+        result = await self.customers.update_one(
+            {"_id": customer_id, "account_manager_revision": {"$lt": revision}}, {"$set": fields})
+        if result.matched_count:
+            return
+        try:
+            await self.customers.update_one({"_id": customer_id, "account_manager_revision": {"$exists": False}},
+                                            {"$set": fields}, upsert=True)
+        except DuplicateKeyError:
+            pass  # a newer revision is stored
 
     async def erase(self, customer_id: str) -> None:
         # The profile goes last: once it is gone, everything else about the customer is too.

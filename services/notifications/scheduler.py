@@ -1,4 +1,5 @@
-"""Time-driven messages: birthdays, holidays and follow-ups once a day per time zone, and deferred sends.
+"""Time-driven messages: birthdays, holidays and follow-ups once a day per time zone (a return visit,
+published for the account manager, instead of the follow-up of a customer who has one), and deferred sends.
 
 Every tick, each time zone whose local clock has passed the daily send hour and whose run for that
 local date is not recorded yet is fanned out: its customers are read a batch at a time (memory stays
@@ -97,13 +98,19 @@ class Scheduler:
         in_flight: set[asyncio.Task[None]] = set()
         async for batch in self.repo.customers_in(timezone, self.settings.fan_out_batch):
             requests = []
+            visits = []
             for profile in batch:
                 country = profile.country or self.settings.default_country
                 today = holidays_on(day, country, selection=self.settings.holiday_selection,
                                     extra=self.settings.extra_holidays)
                 requests += domain.daily_requests(profile, day, today, cadence=self.settings.follow_up_days,
                                                   country=country, run_id=run_id)
-            count += len(requests)
+                visit = domain.return_visit(profile, day, cadence=self.settings.follow_up_days, now=local)
+                if visit is not None:
+                    visits.append(visit)
+            if visits:  # the account managers' return visits, for the complaints service's work queues
+                await self.workflow.publisher.publish(visits)
+            count += len(requests) + len(visits)
             if len(in_flight) >= self.settings.fan_out_parallel_batches:
                 done, in_flight = await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
                 for task in done:

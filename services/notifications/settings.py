@@ -81,8 +81,9 @@ class NotificationsSettings(PiiSettings):
     #: suppressed as ``no_contact``.
     profile_wait_minutes: Annotated[int, Field(ge=0)] = 60
     survey_delay_hours: Annotated[float, Field(ge=0)] = 24.0
-    #: Follow-up cadence in days by tier (``vip`` is the VIP dimension, the others ``value_tier``).
-    follow_up_days: dict[str, int] = Field(default_factory=lambda: {"vip": 30, "high": 90})
+    #: Follow-up cadence in days by tier (``vip`` is the VIP dimension, the others ``value_tier``);
+    #: ``managed``: customers with an account manager, whose follow-up is the manager's return visit.
+    follow_up_days: dict[str, int] = Field(default_factory=lambda: {"vip": 30, "high": 90, "managed": 30})
 
     # Time-driven messages
     daily_send_hour: Annotated[int, Field(ge=0, le=23)] = 10

@@ -82,7 +82,7 @@ ContactChannel = Literal["email", "sms", "webhook"]
 Needs = Literal["custom", "standard", "latent"]
 InteractionKind = Literal[
     "inquiry", "consultation", "suggestion", "visit", "call", "email", "chat", "event",
-    "referral", "survey_response", "care_message",
+    "referral", "survey_response", "care_message", "return_visit",
 ]
 ComplaintChannel = Literal["phone", "email", "online", "social", "in_person", "app"]
 ComplaintCategory = Literal["product_quality", "service_attitude", "delivery", "billing", "price", "other"]
@@ -141,6 +141,14 @@ def _locale(value: str) -> str:
     return value
 
 
+def _relationship_since(value: date) -> date:
+    if value > date.today():
+        raise ValueError("relationship_since is in the future")
+    if value.year < 1900:
+        raise ValueError("relationship_since is before 1900")
+    return value
+
+
 def _birthday(value: date) -> date:
     if value > date.today():
         raise ValueError("birthday is in the future")
@@ -155,6 +163,10 @@ Country = Annotated[str, Field(min_length=2, max_length=2), AfterValidator(_coun
 Locale = Annotated[str, Field(max_length=35), AfterValidator(_locale)]
 Birthday = Annotated[date, AfterValidator(_birthday)]
 Tag = Annotated[str, Field(min_length=1, max_length=64)]
+#: A B2B customer's industry and sales region as upstream names them (free text, e.g. ``retail``, ``East China``).
+Industry = Annotated[str, Field(min_length=1, max_length=100)]
+Region = Annotated[str, Field(min_length=1, max_length=100)]
+RelationshipSince = Annotated[date, AfterValidator(_relationship_since)]
 
 
 class Consents(Model):
@@ -228,6 +240,10 @@ class CustomerProfileData(Model):
     referred_by: CustomerId | None = None
     needs: Needs | None = None
     tags: Annotated[list[Tag], Field(max_length=50)] | None = None
+    industry: Industry | None = None
+    region: Region | None = None
+    #: When the business relationship began (B2B customers); not in the future.
+    relationship_since: RelationshipSince | None = None
 
 
 class CustomerRegistered(CloudEvent):
@@ -527,6 +543,51 @@ COMPLAINT_EVENTS: tuple[type[CloudEvent], ...] = (
 ComplaintEvent = Union[COMPLAINT_EVENTS]  # type: ignore[valid-type]
 
 
+# --- Outbound: crm.account-managers.v1 ----------------------------------------------------------
+
+class AccountManagerChangedData(Model):
+    """Who looks after a customer now. The complaints service owns the assignment (its staff
+    directory names the account managers); each change has a revision of its own, one higher than
+    the last, so a consumer keeps the highest it has read."""
+
+    #: None: the customer has no account manager any more.
+    manager_id: StaffId | None = None
+    manager_name: Annotated[str, Field(min_length=1, max_length=200)] | None = None
+    previous_manager_id: StaffId | None = None
+    #: Why: a rule's reason (``vip``, ``custom_needs``) or what the person who changed it wrote.
+    reason: Annotated[str, Field(min_length=1, max_length=200)]
+    #: Who: ``rule`` for the assignment rule, else the name of whoever changed it.
+    actor: Annotated[str, Field(min_length=1, max_length=128)]
+    changed_at: AwareTime
+    revision: Annotated[int, Field(ge=1)]
+
+
+class AccountManagerChanged(CloudEvent):
+    topic: ClassVar[str] = "crm.account-managers.v1"
+    type: Literal["customer.account_manager.changed"] = "customer.account_manager.changed"
+    data: AccountManagerChangedData
+
+
+# --- Outbound: crm.care-tasks.v1 ----------------------------------------------------------------
+
+class ReturnVisitDueData(Model):
+    """A managed customer's follow-up falls due: their account manager visits or calls them instead
+    of an automated message. ``visit_id`` is the visit's identity (``return_visit:<day>:<customer>``)."""
+
+    visit_id: Identifier
+    #: The customer's local day the follow-up cadence falls on.
+    due_on: date
+    cadence_days: Annotated[int, Field(ge=1, le=3660)]
+    #: The account manager as the publisher knew them; the complaints service uses its own record.
+    manager_id: StaffId | None = None
+
+
+class ReturnVisitDue(CloudEvent):
+    topic: ClassVar[str] = "crm.care-tasks.v1"
+    type: Literal["care.return_visit.due"] = "care.return_visit.due"
+    data: ReturnVisitDueData
+
+
 # --- Outbound: crm.notifications.v1 -------------------------------------------------------------
 
 class NotificationData(Model):
@@ -565,7 +626,8 @@ INBOUND_EVENTS: tuple[type[CloudEvent], ...] = (
 )
 OUTBOUND_EVENTS: tuple[type[CloudEvent], ...] = (
     CustomerProfileChanged, CustomerErased, CustomerTierChanged, CustomerClassification,
-    *COMPLAINT_EVENTS, NotificationSent, NotificationFailed, NotificationSuppressed,
+    *COMPLAINT_EVENTS, NotificationSent, NotificationFailed, NotificationSuppressed, AccountManagerChanged,
+    ReturnVisitDue,
 )
 #: Every event type of the contract by its ``type``.
 EVENT_TYPES: dict[str, type[CloudEvent]] = {

@@ -17,6 +17,8 @@ CRM_TIER_CHANGES = "crm.tier-changes.v1"
 CRM_CUSTOMER_TIERS = "crm.customer-tiers.v1"
 CRM_COMPLAINTS = "crm.complaints.v1"
 CRM_NOTIFICATIONS = "crm.notifications.v1"
+CRM_ACCOUNT_MANAGERS = "crm.account-managers.v1"
+CRM_CARE_TASKS = "crm.care-tasks.v1"
 
 DLQ_SUFFIX = ".dlq"
 
@@ -72,6 +74,10 @@ CATALOGUE: tuple[TopicSpec, ...] = (
                   "resolved", "closed", "reopened", "feedback_received", "staff_alert"))),
     TopicSpec(CRM_NOTIFICATIONS, _delete(30), "Outcome of every care message.",
               events=("notification.sent", "notification.failed", "notification.suppressed")),
+    TopicSpec(CRM_ACCOUNT_MANAGERS, _COMPACT, "Each customer's account manager (compacted): the latest change.",
+              events=("customer.account_manager.changed",)),
+    TopicSpec(CRM_CARE_TASKS, _delete(30), "Care work due for staff: return visits of managed customers.",
+              events=("care.return_visit.due",)),
 )
 
 DLQ_CATALOGUE: tuple[TopicSpec, ...] = tuple(

@@ -105,6 +105,24 @@ async def test_actions_on_the_customer_record_an_interaction_and_set_and_lift_an
     clean(tab)
 
 
+async def test_the_account_manager_the_complaints_service_assigns_shows_on_the_360_view(stack: Stack,
+                                                                                          tab: Tab) -> None:
+    person = stack.plain
+    moved = await stack.system.http["complaints"].put(f"/accounts/{person.customer_id}/manager",
+                                                      json={"manager_id": "am-xu", "reason": "key account"})
+    assert moved.status_code == 200, moved.text
+    await tab.sign_in(stack.key)
+
+    async def shown() -> str | None:  # published on crm.account-managers.v1, kept by the customer service
+        await tab.open(f"/customers/{person.customer_id}")
+        row = await tab.page.inner_text("#account-manager")
+        return row if "Xu Bo" in row else None
+    row = await eventually(shown, timeout=60, interval=1.0)
+    assert "am-xu" in row
+    await tab.shot("customer-account-manager")
+    clean(tab)
+
+
 async def test_hostile_names_and_complaint_texts_show_as_text(stack: Stack, tab: Tab) -> None:
     await tab.sign_in(stack.key)
     page = tab.page

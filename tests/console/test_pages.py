@@ -56,7 +56,11 @@ def answer(request: httpx.Request, down: set[str]) -> httpx.Response:
     if request.content == b"[]" or path.startswith("/customers/%20") or "limit=0" in str(request.url):
         return httpx.Response(422, json={"detail": []})  # the scope probes
     found: dict[str, Any] = {
-        "/customers/C1": {"customer_id": "C1", "name": f"{HOSTILE}Ann", "email": "ann@example.org", "summary": {}},
+        "/customers/C1": {"customer_id": "C1", "name": f"{HOSTILE}Ann", "email": "ann@example.org", "summary": {},
+                          "industry": "manufacturing", "region": "East China", "relationship_since": "2018-04-01",
+                          "account_manager": {"id": "am-xu", "name": f"{HOSTILE}Xu Bo",
+                                              "since": "2026-03-02T01:00:00+00:00"}},
+        "/customers/C2": {"customer_id": "C2", "name": "Bo", "summary": {}, "account_manager": None},
         "/customers/C1/timeline": {"items": [], "next_cursor": None},
         "/customers/C1/consents": {"current": {"email": True}, "history": []},
         "/customers/C1/tier-history": {"changes": [], "overrides": []},
@@ -119,6 +123,17 @@ async def test_upstream_text_is_escaped_and_no_page_has_inline_script(console: h
         assert "<img src=x" not in page.text and not re.search(r"<script(?![^>]*\bsrc=)", page.text), path
         assert "script-src 'self'" in page.headers["content-security-policy"]
     assert "&lt;img src=x onerror=window.__pwned=1&gt;Ann" in (await console.get("/customers/C1")).text
+
+
+async def test_the_360_view_shows_industry_region_relationship_and_the_account_manager(
+        console: httpx.AsyncClient) -> None:
+    await sign_in(console, FULL)
+    managed = (await console.get("/customers/C1")).text
+    row = re.search(r'<tr id="account-manager">(.*?)</tr>', managed, re.S).group(1)
+    assert "&lt;img src=x onerror=window.__pwned=1&gt;Xu Bo" in row and "am-xu" in row and "since Mar 2, 2026" in row
+    assert "manufacturing" in managed and "East China" in managed and "Apr 1, 2018" in managed
+    unmanaged = (await console.get("/customers/C2")).text
+    assert re.search(r'<tr id="account-manager"><th>Account manager</th>\s*<td class="muted">None</td>', unmanaged)
 
 
 async def test_the_queue_is_ordered_by_the_nearest_due_time(console: httpx.AsyncClient) -> None:

@@ -26,6 +26,8 @@ from aiokafka.admin import AIOKafkaAdminClient
 from pymongo import AsyncMongoClient
 
 from shared.contract.topics import (
+    CRM_ACCOUNT_MANAGERS,
+    CRM_CARE_TASKS,
     CRM_COMPLAINT_INTAKE,
     CRM_COMPLAINTS,
     CRM_CUSTOMER_INTAKE,
@@ -50,10 +52,11 @@ SERVICES = ("customer", "tiering", "complaints", "notifications")
 #: it starts. ``System.check_subscriptions`` compares this with what the running services announce.
 SUBSCRIPTIONS: Mapping[str, tuple[str, ...]] = {
     "customer": (CRM_CUSTOMER_INTAKE, ORDERS_PURCHASES, CRM_INTERACTIONS, CRM_CUSTOMER_TIERS, CRM_COMPLAINTS,
-                 CRM_NOTIFICATIONS),
+                 CRM_NOTIFICATIONS, CRM_ACCOUNT_MANAGERS),
     "tiering": (ORDERS_PURCHASES, CRM_INTERACTIONS, CRM_COMPLAINTS, CRM_CUSTOMERS),
-    "complaints": (CRM_COMPLAINT_INTAKE, CRM_CUSTOMER_TIERS, CRM_CUSTOMERS, CRM_INTERACTIONS),
-    "notifications": (CRM_CUSTOMERS, CRM_TIER_CHANGES, CRM_COMPLAINTS, CRM_INTERACTIONS, CRM_CUSTOMER_TIERS),
+    "complaints": (CRM_COMPLAINT_INTAKE, CRM_CUSTOMER_TIERS, CRM_CUSTOMERS, CRM_INTERACTIONS, CRM_CARE_TASKS),
+    "notifications": (CRM_CUSTOMERS, CRM_TIER_CHANGES, CRM_COMPLAINTS, CRM_INTERACTIONS, CRM_CUSTOMER_TIERS,
+                      CRM_ACCOUNT_MANAGERS),
 }
 SCOPES = ("customers:read", "customers:write", "customers:erase", "pii:read", "tiers:read", "tiers:write",
           "policy:write", "complaints:read", "complaints:write", "notifications:read", "notifications:write")

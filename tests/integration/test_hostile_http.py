@@ -12,6 +12,7 @@ import asyncio
 import json
 import uuid
 from collections.abc import AsyncIterator
+from datetime import date
 from typing import Any
 
 import httpx
@@ -20,6 +21,7 @@ import pytest_asyncio
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from services.complaints import visits
 from services.tiering.handlers import SUBSCRIBED
 from services.tiering.policy import DEFAULT_POLICY_FILE
 from shared.contract.topics import ORDERS_PURCHASES
@@ -57,6 +59,11 @@ VALID: dict[tuple[str, str, str], dict[str, Any]] = {
     ("complaints", "POST", "/complaints/{complaint_id}/comments"): {"text": "On its way", "author": "ann"},
     ("complaints", "POST", "/complaints/{complaint_id}/reopen"): {"reason": "customer_request"},
     ("complaints", "POST", "/complaints/{complaint_id}/feedback"): {"score": 2, "comment": "Slow"},
+    ("complaints", "PUT", "/accounts/{customer_id}/manager"): {"manager_id": "am-xu", "reason": "Key account",
+                                                               "actor": "ann"},
+    ("complaints", "POST", "/tasks/{task_id}/outcome"): {"outcome": "completed", "channel": "visit",
+                                                         "summary": "Renewal agreed", "satisfaction": 5,
+                                                         "actor": "am-xu"},
     ("notifications", "POST", "/preview"): {
         "template": "tier_upgrade", "locale": "en-US", "channel": "email", "name": "Ann",
         "timezone": "Asia/Shanghai", "params": {"tier": "high"}},
@@ -114,6 +121,13 @@ async def served(request: pytest.FixtureRequest, infra: dict[str, str]) -> Async
                                           json=VALID["complaints", "POST", "/complaints"])
             assert complaint.status_code == 201, complaint.text
             values["complaint_id"] = complaint.json()["complaint_id"]
+            # A return visit due for the customer, whose outcome the routes record.
+            workflow = app.state.workflow
+            visit = visits.new_visit(visit_id=f"return_visit:2026-03-02:{CUSTOMER}", customer_id=CUSTOMER,
+                                     manager="am-xu", due_on=date(2026, 3, 2), cadence_days=30, at=workflow.now(),
+                                     calendar=workflow.rules.calendar, days=2)
+            assert await app.state.accounts.repo.add_task(visit)
+            values["task_id"] = visit.task_id
         yield service, client, values
 
 

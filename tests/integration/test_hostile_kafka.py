@@ -18,6 +18,8 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from shared.contract import dlq
 from shared.contract.topics import (
+    CRM_ACCOUNT_MANAGERS,
+    CRM_CARE_TASKS,
     CRM_COMPLAINT_INTAKE,
     CRM_COMPLAINTS,
     CRM_CUSTOMER_INTAKE,
@@ -28,6 +30,7 @@ from shared.contract.topics import (
     CRM_TIER_CHANGES,
     ORDERS_PURCHASES,
 )
+from services.complaints.accounts import Account, Change
 from tests.helpers import api_key, eventually, skip_backlog
 from tests.hostile import (
     CONTROL_NAME,
@@ -54,10 +57,12 @@ VALID_TYPE = {
     CRM_CUSTOMER_INTAKE: "customer.updated", CRM_COMPLAINT_INTAKE: "complaint.submitted",
     CRM_CUSTOMERS: "customer.profile.changed", CRM_TIER_CHANGES: "customer.tier.changed",
     CRM_CUSTOMER_TIERS: "customer.classification", CRM_COMPLAINTS: "complaint.opened",
-    CRM_NOTIFICATIONS: "notification.sent",
+    CRM_NOTIFICATIONS: "notification.sent", CRM_ACCOUNT_MANAGERS: "customer.account_manager.changed",
+    CRM_CARE_TASKS: "care.return_visit.due",
 }
 TIME_FIELD = {CRM_CUSTOMERS: "created_at", CRM_TIER_CHANGES: "effective_at", CRM_CUSTOMER_TIERS: "updated_at",
-              CRM_COMPLAINTS: "resolution_due_at", CRM_NOTIFICATIONS: "scheduled_for"}
+              CRM_COMPLAINTS: "resolution_due_at", CRM_NOTIFICATIONS: "scheduled_for",
+              CRM_ACCOUNT_MANAGERS: "changed_at"}
 
 
 def valid(topic: str, customer: str, i: int) -> dict[str, Any]:
@@ -72,6 +77,8 @@ def valid(topic: str, customer: str, i: int) -> dict[str, Any]:
         return event(kind, customer, at=at, name=name)
     if topic == CRM_CUSTOMER_TIERS:
         return event(kind, customer, at=at, updated_at=at.isoformat())
+    if topic == CRM_CARE_TASKS:
+        return event(kind, customer, at=at, visit_id=f"return_visit:2026-01-01:{customer}")
     if topic == CRM_INTERACTIONS:
         return event(kind, customer, at=at, summary=name)
     if topic == CRM_COMPLAINT_INTAKE:
@@ -117,6 +124,13 @@ def hostile(service: str, topic: str, customer: str, unique: str) -> list[Hostil
             Hostile("staff-alert-unknown-rung", dumps(changed(alert, data__alert__rung="ceo")), "invalid_data",
                     "data.alert.rung", key=customer.encode()),
         ]
+    if topic == CRM_CARE_TASKS:
+        corpus.append(Hostile("visit-of-a-customer-without-a-manager",
+                              dumps(changed(base, subject=f"C-unmanaged-{unique}")), "not_managed",
+                              key=f"C-unmanaged-{unique}".encode()))
+    if topic == CRM_ACCOUNT_MANAGERS:
+        corpus.append(Hostile("manager-not-a-staff-id", dumps(changed(base, data__manager_id="{{ 7*7 }}")),
+                              "invalid_data", "data.manager_id", key=customer.encode()))
     if topic == CRM_COMPLAINT_INTAKE:
         corpus.append(Hostile("description-too-long", dumps(changed(base, data__description="x" * 5001)),
                               "invalid_data", key=customer.encode()))
@@ -197,6 +211,11 @@ async def test_every_hostile_record_on_every_input_topic_goes_to_its_dlq_and_the
     app = build(service, settings)
     topics = sorted({t for s in app.state.runtime.broker.subscribers for t in s.topic_names})
     await skip_backlog(settings, topics)  # the groups start at the end: only what follows is theirs
+
+    if service == "complaints":  # the customer's return visits have an account manager to go to
+        change = Change(revision=1, at=datetime.now(UTC), actor="rule", reason="vip", manager="am-xu")
+        account = Account(customer_id=customer, manager="am-xu", manager_name="Xu Bo", revision=1, history=[change])
+        assert await app.state.accounts.repo.write_change(account, [], expected_revision=0)
 
     expected: dict[tuple[str, int, int], Hostile] = {}  # (topic, partition, offset) -> hostile record
     valid_at: set[tuple[str, int, int]] = set()
@@ -280,7 +299,8 @@ async def _effects(service: str, app: Any, client: Any, customer: str) -> dict[s
         return {CRM_CUSTOMER_INTAKE: view.get("name") in (*TEMPLATE_NAMES, CONTROL_NAME.strip()),
                 ORDERS_PURCHASES: "purchase" in kinds, CRM_INTERACTIONS: "interaction" in kinds,
                 CRM_CUSTOMER_TIERS: bool(view.get("classification")), CRM_COMPLAINTS: "complaint" in kinds,
-                CRM_NOTIFICATIONS: "notification" in kinds}
+                CRM_NOTIFICATIONS: "notification" in kinds,
+                CRM_ACCOUNT_MANAGERS: (view.get("account_manager") or {}).get("id") == "am-xu"}
     if service == "tiering":
         found = await client.get(f"/customers/{customer}/classification", headers=headers)
         orders = found.json().get("metrics", {}).get("orders_12m") if found.is_success else None
@@ -288,11 +308,14 @@ async def _effects(service: str, app: Any, client: Any, customer: str) -> dict[s
     if service == "complaints":
         found = (await client.get("/complaints", params={"customer": customer}, headers=headers)).json()
         tier = await app.state.repo.tier(customer)
-        return {CRM_COMPLAINT_INTAKE: found["count"] > 0, CRM_CUSTOMER_TIERS: tier is not None}
+        task = await app.state.accounts.repo.load_task(f"return_visit:2026-01-01:{customer}")
+        return {CRM_COMPLAINT_INTAKE: found["count"] > 0, CRM_CUSTOMER_TIERS: tier is not None,
+                CRM_CARE_TASKS: task is not None and task[0].assignee == "am-xu"}
     profile = await app.state.repo.profile(customer)
     history = (await client.get(f"/customers/{customer}/notifications", headers=headers)).json()["notifications"]
     # The valid staff alerts name only a webhook outside the allowed prefixes: recorded as failed, unsent.
     alert = await app.state.repo.staff_alerts.find_one({"customer_id": customer})
     return {CRM_CUSTOMERS: profile is not None and profile.name in (*TEMPLATE_NAMES, CONTROL_NAME.strip()),
+            CRM_ACCOUNT_MANAGERS: profile is not None and profile.account_manager == "am-xu",
             CRM_COMPLAINTS: any(h["trigger"].startswith("complaint") for h in history),
             "complaint.staff_alert": alert is not None and alert["reason"] == "webhook_not_allowed"}

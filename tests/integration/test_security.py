@@ -59,6 +59,10 @@ SCOPES: dict[Route, frozenset[str]] = {route: frozenset(scopes) for route, scope
     ("complaints", "GET", "/queues/agents/{staff_id}"): {"complaints:read"},
     ("complaints", "GET", "/queues/teams/{team}"): {"complaints:read"},
     ("complaints", "GET", "/staff"): {"complaints:read"},
+    ("complaints", "GET", "/accounts/{customer_id}"): {"complaints:read"},
+    ("complaints", "PUT", "/accounts/{customer_id}/manager"): {"complaints:write"},
+    ("complaints", "GET", "/tasks/{task_id}"): {"complaints:read"},
+    ("complaints", "POST", "/tasks/{task_id}/outcome"): {"complaints:write"},
     ("notifications", "GET", "/customers/{customer_id}/notifications"): {"notifications:read"},
     ("notifications", "POST", "/preview"): {"notifications:read"},
     ("notifications", "GET", "/suppressions"): {"notifications:read"},
@@ -82,10 +86,11 @@ SIGNED = ("/unsubscribe", "/surveys")
 UNDOCUMENTED = frozenset({"/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"})
 
 PLAUSIBLE = {"customer_id": "C-sec-1", "complaint_id": "CP-sec-1", "dimension": "value_tier",
-             "suppression_id": "S-sec-1", "staff_id": "agent-zhao", "team": "care"}
+             "suppression_id": "S-sec-1", "staff_id": "agent-zhao", "team": "care",
+             "task_id": "return_visit:2026-01-01:C-sec-1"}
 #: Values the route itself would refuse with 422: the key is checked first all the same.
 IMPLAUSIBLE = {"customer_id": "not a customer", "complaint_id": "{{7*7}}", "dimension": "shoe_size",
-               "suppression_id": "x" * 400, "staff_id": "x" * 400, "team": "{{7*7}}"}
+               "suppression_id": "x" * 400, "staff_id": "x" * 400, "team": "{{7*7}}", "task_id": "{{7*7}}"}
 #: Required query parameters, so that the right key meets the route itself.
 QUERY: dict[Route, dict[str, str]] = {
     ("customer", "GET", "/customers/lookup"): {"email": "nobody@example.com"},

@@ -172,7 +172,7 @@ async def test_the_queues_list_open_complaints_by_nearest_due_time_and_need_the_
     assert [i["complaint_id"] for i in first_two["items"]] == expected[:2] and first_two["open"] == 4
     top = team["items"][0]
     assert top | {"due_at": None, "opened_at": None} == {
-        "complaint_id": critical, "customer_id": customer, "priority": "p1", "customer_tier": None,
+        "kind": "complaint", "complaint_id": critical, "customer_id": customer, "priority": "p1", "customer_tier": None,
         "status": "received", "assignee": agent, "team": "care", "next_target": "first_response", "due_at": None,
         "warned": False, "breached": False, "escalation_level": 0, "escalated_to": "handler", "opened_at": None}
     assert top["due_at"].startswith("2026-03-02T04:00:00")  # 12:00 in Shanghai, two hours after opening

@@ -103,6 +103,11 @@ BAD_FIELDS = [
     ("tags", [f"t{i}" for i in range(51)], "at most 50 items"),
     ("preferred_channel", "pigeon", "'email', 'sms' or 'webhook'"),
     ("status", "erased", "Extra inputs are not permitted"),
+    ("industry", "x" * 101, "at most 100 characters"),
+    ("region", "", "at least 1 character"),
+    ("relationship_since", NEXT_MONTH, "relationship_since is in the future"),
+    ("relationship_since", "1899-12-31", "relationship_since is before 1900"),
+    ("relationship_since", "2020-13-01", "valid date"),
 ]
 
 
@@ -204,6 +209,31 @@ async def test_the_list_filters_by_tag_and_needs_and_pages_with_a_cursor(
     assert all(c["phone"].startswith("+86***") for c in spring.json()["items"])
     for response, field in ((bad_cursor, "cursor"), (bad_needs, "needs"), (bad_limit, "limit")):
         assert response.status_code == 422 and response.json()["detail"][0]["loc"] == ["query", field]
+
+
+async def test_b2b_fields_are_kept_shown_and_listed_by_industry_and_region(
+    infra: dict[str, str], unique: str, keys: dict[str, Any]
+) -> None:
+    writer, reader = headers(keys["writer"]), headers(keys["reader"])
+    b2b = {"industry": "manufacturing", "region": "East China", "relationship_since": "2018-04-01"}
+    async with running(build_app(customer_settings(unique, keys["entries"]))) as client:
+        created = await client.post("/customers", json=profile(f"B-{unique}", **b2b), headers=writer)
+        await client.post("/customers", json=profile(f"R-{unique}", region="East China"), headers=writer)
+        moved = await client.patch(f"/customers/R-{unique}", json={"region": "North China", "industry": "retail"},
+                                   headers=writer)
+        view = (await client.get(f"/customers/B-{unique}", headers=reader)).json()
+        east = (await client.get("/customers", params={"region": "East China"}, headers=reader)).json()["items"]
+        retail_north = (await client.get("/customers", params={"region": "North China", "industry": "retail"},
+                                         headers=reader)).json()["items"]
+        nobody = (await client.get("/customers", params={"industry": "finance"}, headers=reader)).json()["items"]
+        too_long = await client.get("/customers", params={"region": "x" * 101}, headers=reader)
+        cleared = await client.patch(f"/customers/B-{unique}", json={"relationship_since": None}, headers=writer)
+    assert created.status_code == 201 and moved.status_code == 200
+    assert {k: view[k] for k in b2b} == b2b and view["account_manager"] is None
+    assert [c["customer_id"] for c in east] == [f"B-{unique}"]
+    assert [c["customer_id"] for c in retail_north] == [f"R-{unique}"] and nobody == []
+    assert too_long.status_code == 422 and too_long.json()["detail"][0]["loc"] == ["query", "region"]
+    assert cleared.json()["relationship_since"] is None and cleared.json()["industry"] == "manufacturing"
 
 
 async def test_the_consent_ledger_keeps_every_change_with_time_source_and_actor(
@@ -393,5 +423,5 @@ async def test_the_openapi_and_asyncapi_documents_describe_every_endpoint_and_to
     channels = {c["address"]: c for c in asyncapi["channels"].values()}
     assert set(channels) == {"crm.customer-intake.v1", "orders.purchases.v1", "crm.interactions.v1",
                              "crm.customer-tiers.v1", "crm.complaints.v1", "crm.notifications.v1",
-                             "crm.customers.v1"}
+                             "crm.customers.v1", "crm.account-managers.v1"}
     assert all(c.get("description") for c in asyncapi["channels"].values())

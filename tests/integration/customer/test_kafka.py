@@ -13,6 +13,7 @@ from services.customer.app import build_app
 from services.customer.domain import profile_event_id
 from shared.contract import dlq
 from shared.contract.topics import (
+    CRM_ACCOUNT_MANAGERS,
     CRM_COMPLAINTS,
     CRM_CUSTOMER_INTAKE,
     CRM_CUSTOMER_TIERS,
@@ -205,6 +206,58 @@ async def test_classifications_complaints_and_messages_join_the_360_degree_view(
     assert bad_tier.status_code == 422 and bad_tier.json()["detail"][0]["loc"] == ["query", "tier"]
 
 
+def manager_changed(customer: str, revision: int, manager: str | None, at: datetime) -> dict[str, Any]:
+    data = {"manager_id": manager, "manager_name": manager.title() if manager else None, "reason": "vip",
+            "actor": "rule", "changed_at": at.isoformat(), "revision": revision}
+    return envelope("customer.account_manager.changed", customer, {k: v for k, v in data.items() if v}, time_=at)
+
+
+async def test_the_account_manager_shows_on_the_360_degree_view_the_highest_revision_winning(
+    infra: dict[str, str], unique: str, keys: dict[str, Any]
+) -> None:
+    customer, early, bootstrap = f"C-{unique}", f"E-{unique}", infra["KAFKA_BOOTSTRAP_SERVERS"]
+    reader = headers(keys["reader"])
+    now = datetime.now(UTC).replace(microsecond=0)
+    app = build_app(customer_settings(unique, keys["entries"]))
+    async with running(app) as client:
+        await consuming(app)
+        await client.post("/customers", json={"customer_id": customer, "name": "Li Lei"},
+                          headers=headers(keys["writer"]))
+        key = customer.encode()
+        await produce(bootstrap, CRM_ACCOUNT_MANAGERS, [
+            (key, manager_changed(customer, 1, "am-lin", now - timedelta(minutes=3))),
+            (key, manager_changed(customer, 2, "am-xu", now - timedelta(minutes=2)))])
+
+        async def manager(who: str) -> Any:
+            view = (await client.get(f"/customers/{customer}", headers=reader)).json()
+            return view if (view["account_manager"] or {}).get("id") == who else None
+
+        view = await eventually(lambda: manager("am-xu"))
+        # An older revision read late (a replay of the compacted topic) changes nothing; a removal does.
+        await produce(bootstrap, CRM_ACCOUNT_MANAGERS, [
+            (key, manager_changed(customer, 1, "am-lin", now - timedelta(minutes=3))),
+            (key, manager_changed(customer, 3, None, now - timedelta(minutes=1))),
+            # A manager told before the customer registers is there once they do.
+            (early.encode(), manager_changed(early, 1, "am-reid", now))])
+        removed = await eventually(lambda: _no_manager(client, customer, reader))
+        await client.post("/customers", json={"customer_id": early, "name": "Han Mei"},
+                          headers=headers(keys["writer"]))
+        registered = await eventually(lambda: _has_manager(client, early, reader))
+    assert view["account_manager"] == {"id": "am-xu", "name": "Am-Xu", "since": (now - timedelta(minutes=2)).isoformat()}
+    assert removed["account_manager"] is None
+    assert registered["account_manager"]["id"] == "am-reid" and registered["name"] == "Han Mei"
+
+
+async def _no_manager(client: Any, customer: str, reader: dict[str, str]) -> Any:
+    view = (await client.get(f"/customers/{customer}", headers=reader)).json()
+    return view if view["account_manager"] is None else None
+
+
+async def _has_manager(client: Any, customer: str, reader: dict[str, str]) -> Any:
+    response = await client.get(f"/customers/{customer}", headers=reader)
+    return response.json() if response.status_code == 200 and response.json()["account_manager"] else None
+
+
 async def test_erasure_publishes_customer_erased_then_a_tombstone_and_keeps_amounts_anonymised(
     infra: dict[str, str], unique: str, keys: dict[str, Any]
 ) -> None:
@@ -267,6 +320,9 @@ BAD_RECORDS = [
     (CRM_COMPLAINTS, "complaint.opened", {"complaint_id": "K-1", "status": "received", "priority": "p9"},
      "data.priority"),
     (CRM_NOTIFICATIONS, "notification.sent", {"notification_id": "N-1", "trigger": "birthday"}, "data.template"),
+    (CRM_ACCOUNT_MANAGERS, "customer.account_manager.changed",
+     {"manager_id": "am-1", "reason": "vip", "actor": "rule", "changed_at": "2026-01-01T00:00:00+00:00",
+      "revision": 0}, "data.revision"),
 ]
 
 

@@ -16,6 +16,8 @@ from services.notifications.settings import NotificationsSettings
 from shared.clock import FixedClock
 from shared.contract import dlq
 from shared.contract.topics import (
+    CRM_ACCOUNT_MANAGERS,
+    CRM_CARE_TASKS,
     CRM_COMPLAINTS,
     CRM_CUSTOMER_TIERS,
     CRM_CUSTOMERS,
@@ -445,6 +447,50 @@ async def test_on_spring_festival_the_scheduler_greets_consenting_chinese_custom
     assert event["data"]["trigger"] == "holiday:CN:spring_festival:2026"
 
 
+def manager_changed(customer: str, manager: str | None, *, revision: int = 1, at: datetime = BASE) -> dict[str, Any]:
+    data = {"manager_id": manager, "reason": "vip", "actor": "rule", "changed_at": at.isoformat(), "revision": revision}
+    return envelope("customer.account_manager.changed", customer, {k: v for k, v in data.items() if v is not None},
+                    time_=at)
+
+
+async def test_a_managed_customers_follow_up_is_a_return_visit_published_for_the_manager_not_a_message(
+        infra: dict[str, str], unique: str, smtp_sink: tuple[SmtpSink, int], sms_provider: SmsProvider) -> None:
+    sink, port = smtp_sink
+    follow_up_day = datetime(2026, 3, 3, 2, 30, tzinfo=UTC)  # 10:30 in Shanghai, 30 days after the start
+    start = follow_up_day - timedelta(days=30)
+    managed, unmanaged, released = f"C-m{unique}", f"C-u{unique}", f"C-r{unique}"
+    addresses = {c: f"{c.lower()}@example.com" for c in (managed, unmanaged, released)}
+    app = build_app(await settings_for(unique, port, sms_provider, follow_up_days={"vip": 30, "managed": 30}),
+                    clock=FixedClock(follow_up_day))
+    async with running(app) as client:
+        await send(infra, CRM_CUSTOMERS, *(profile(c, email=addresses[c], version=2, at=start) for c in addresses))
+        await send(infra, CRM_TIER_CHANGES, *(tier_change(c, "vip", "regular", "vip", "upgrade", at=start, bulk=True)
+                                              for c in addresses))
+        await send(infra, CRM_ACCOUNT_MANAGERS, manager_changed(managed, "am-xu"),
+                   manager_changed(released, "am-lin"), manager_changed(released, None, revision=2),
+                   # An older revision read late changes nothing.
+                   manager_changed(released, "am-lin", revision=1))
+
+        async def copied() -> bool:
+            found = await app.state.repo.profiles(addresses)
+            return (len(found) == 3 and all(p.vip == "vip" for p in found.values())
+                    and found[managed].account_manager == "am-xu")
+
+        await eventually(copied)
+        await eventually(lambda: app.state.repo.customers.find_one({"_id": released, "account_manager_revision": 2}))
+        await app.state.scheduler.tick()
+        await app.state.scheduler.tick()  # the day's run is done once
+        histories = {c: [h["template"] for h in await _history(client, c)] for c in addresses}
+        records = await consume_all(infra["KAFKA_BOOTSTRAP_SERVERS"], CRM_CARE_TASKS,
+                                    until=lambda rs: any(r.key == managed.encode() for r in rs))
+    visits = [json.loads(r.value) for r in records if r.key in {c.encode() for c in addresses}]
+    assert histories == {managed: [], unmanaged: ["follow_up"], released: ["follow_up"]}
+    assert len(sink.to(addresses[unmanaged])) == 1 and sink.to(addresses[managed]) == []
+    assert [(v["subject"], v["type"], v["data"]) for v in visits] == [(managed, "care.return_visit.due", {
+        "visit_id": f"return_visit:2026-03-03:{managed}", "due_on": "2026-03-03", "cadence_days": 30,
+        "manager_id": "am-xu"})]
+
+
 async def test_a_suppressed_customer_gets_no_care_message_and_the_report_counts_it(
         infra: dict[str, str], unique: str, smtp_sink: tuple[SmtpSink, int], sms_provider: SmsProvider) -> None:
     sink, port = smtp_sink
@@ -490,7 +536,8 @@ async def test_an_erasure_removes_the_customers_copy_and_history(
     (CRM_COMPLAINTS, lambda c: complaint(c, "staff_alert", "CP-1", alert={
         "kind": "escalated", "staff_id": "sup-1", "staff_name": "Wang Fang", "role": "supervisor",
         "rung": "supervisor", "on_duty": True}), "data.alert"),
-], ids=["customers", "tier-changes", "complaints", "staff-alert"])
+    (CRM_ACCOUNT_MANAGERS, lambda c: manager_changed(c, "am-1", revision=-1), "data.revision"),
+], ids=["customers", "tier-changes", "complaints", "staff-alert", "account-managers"])
 async def test_a_bad_event_on_each_consumed_topic_goes_to_its_dlq_and_the_next_one_is_handled(
         infra: dict[str, str], unique: str, smtp_sink: tuple[SmtpSink, int], sms_provider: SmsProvider,
         topic: str, event: Any, field: str) -> None:
@@ -544,7 +591,8 @@ async def test_the_api_needs_keys_with_the_right_scopes_and_names_the_bad_field(
     assert bad_unsubscribe.status_code == 403
     assert set(asyncapi["channels"]) == {"crm.customers.v1:notifications", "crm.tier-changes.v1:notifications",
                                          "crm.complaints.v1:notifications", "crm.interactions.v1:notifications",
-                                         "crm.customer-tiers.v1:notifications", "crm.notifications.v1:publish"}
+                                         "crm.customer-tiers.v1:notifications", "crm.notifications.v1:publish",
+                                         "crm.account-managers.v1:notifications", "crm.care-tasks.v1:publish"}
 
 
 async def test_the_unsubscribe_link_of_a_care_message_stops_the_next_one(

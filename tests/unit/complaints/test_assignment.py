@@ -16,6 +16,10 @@ from shared.clock import FixedClock
 from shared.contract import parse_event
 from shared.contract.events import ComplaintStaffAlert
 
+from services.complaints.staff import Directory
+
+from .test_accounts import D as WITH_MANAGERS
+from .test_accounts import with_managers
 from .test_staff import directory
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -181,3 +185,37 @@ def test_an_alert_is_published_as_a_contract_event_with_the_complaint_and_the_pe
     escalated = parse_event(rendered[-2].encode(), now=BREACH)
     assert escalated.type == "complaint.escalated"
     assert escalated.data.changes["assignee"] == ["a-sh", "sup-sh"]  # type: ignore[attr-defined]
+
+
+# --- Account managers first -----------------------------------------------------------------------
+
+def _managed(manager: str, at: datetime = MONDAY_9, category: str = "delivery") -> Complaint:
+    complaint, _ = domain.open_complaint(complaint_id="K1", customer_id="C1", fields={**FIELDS, "category": category},
+                                         tier="vip", opened_at=at, rules=RULES, source="e1")
+    return assignment.route_new(complaint, WITH_MANAGERS, at, {}, manager)
+
+
+def test_a_managed_customers_complaint_goes_to_their_account_manager_on_duty_and_their_team() -> None:
+    complaint = _managed("am-east")
+    assert (complaint.assignee, complaint.team) == ("am-east", "accounts")
+    billing = _managed("am-east", category="billing")
+    assert (billing.assignee, billing.team) == ("am-east", "accounts")
+
+
+def test_with_the_account_manager_off_duty_or_gone_the_complaint_is_routed_as_any_other() -> None:
+    saturday = datetime(2026, 3, 7, 10, 0, tzinfo=SHANGHAI)
+    assert (_managed("am-east", at=saturday).assignee, _managed("am-east", at=saturday).team) == (None, "care")
+    assert (_managed("am-gone").assignee, _managed("am-gone").team) == ("a-sh", "care")
+    # Someone of the directory who is not an account manager is not a customer's manager.
+    assert _managed("a-sh2").assignee == "a-sh"
+
+
+def test_an_account_manager_who_is_not_an_agent_takes_the_complaint_in_its_categorys_team() -> None:
+    doc = with_managers().model_dump(mode="json")
+    for member in doc["staff"]:
+        if member["id"] == "mgr":
+            member["account_manager"] = True
+    complaint, _ = domain.open_complaint(complaint_id="K1", customer_id="C1", fields={**FIELDS, "category": "billing"},
+                                         tier=None, opened_at=MONDAY_9, rules=RULES, source="e1")
+    routed = assignment.route_new(complaint, Directory.model_validate(doc), MONDAY_9, {}, "mgr")
+    assert (routed.assignee, routed.team) == ("mgr", "billing")

@@ -48,7 +48,7 @@ def test_the_queue_is_ordered_by_due_time_overdue_first_and_waiting_last() -> No
     first = items[0]
     assert (first["next_target"], first["warned"], first["breached"]) == ("first_response", True, True)
     assert items[1] | {"opened_at": None, "due_at": None} == {
-        "complaint_id": "K-vip", "customer_id": "C1", "priority": "p2", "customer_tier": "vip",
+        "kind": "complaint", "complaint_id": "K-vip", "customer_id": "C1", "priority": "p2", "customer_tier": "vip",
         "status": "received", "assignee": "a-sh", "team": "care", "next_target": "first_response",
         "due_at": None, "warned": False, "breached": False, "escalation_level": 0, "escalated_to": "handler",
         "opened_at": None}

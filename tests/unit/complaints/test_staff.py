@@ -188,12 +188,16 @@ def _broken(**edits: Any) -> dict[str, Any]:
     (_broken(staff__0__hours=[{"days": ["mon"], "start": "25:00", "end": "26:00"}]), "is not a time of day"),
     (_broken(staff__0__hours=[{"days": ["moonday"], "start": "09:00", "end": "17:00"}]), "staff.0.hours.0.days.0"),
     (_broken(staff__0__role="ceo"), "staff.0.role"),
+    (_broken(staff__0__regions=["East China"]), "regions and industries are an account manager's"),
+    (_broken(staff__0__account_manager="perhaps"), "staff.0.account_manager"),
+    (_broken(staff__0__account_manager=True, staff__0__industries=["x" * 101]), "staff.0.industries.0"),
     ({**DIRECTORY, "routing": {"default_team": "nowhere"}}, "routing.default_team names unknown team 'nowhere'"),
     ({**DIRECTORY, "extra": 1}, "extra: Extra inputs are not permitted"),
     ("staff: [unclosed", "cannot be read"),
 ], ids=["unknown-team", "duplicate-id", "duplicate-team", "supervisor-is-an-agent", "unknown-supervisor",
         "supervisor-without-manager", "deputy-of-another-role", "agent-without-team", "team-without-ladder",
-        "no-contact", "bad-timezone", "bad-time", "bad-weekday", "bad-role", "unknown-default-team",
+        "no-contact", "bad-timezone", "bad-time", "bad-weekday", "bad-role", "regions-without-accounts",
+        "bad-account-flag", "long-industry", "unknown-default-team",
         "unknown-key", "not-yaml"])
 def test_a_hostile_staff_file_is_refused_at_start_saying_where_and_why(tmp_path: Path, doc: Any,
                                                                        message: str) -> None:

@@ -17,6 +17,7 @@ from services.notifications.domain import (
     grace_warning_request,
     referral_request,
     referred_request,
+    return_visit,
     tier_request,
     welcome_request,
 )
@@ -142,6 +143,30 @@ def test_follow_ups_follow_the_cadence_of_the_customers_tier() -> None:
     assert follow_up_due(high, date(2027, 1, 31), cadence) is None
     assert follow_up_due(high, date(2027, 4, 1), cadence) == 90
     assert follow_up_due(Profile("C-3", value_tier="low", since=date(2027, 1, 1)), date(2027, 4, 1), cadence) is None
+
+
+def test_a_managed_customers_follow_up_is_a_return_visit_for_their_manager_not_a_message() -> None:
+    cadence = {"vip": 30, "high": 90, "managed": 60}
+    managed = Profile("C-1", value_tier="high", since=date(2026, 1, 1), account_manager="am-xu")
+    day = date(2026, 3, 2)  # 60 days on
+    assert follow_up_due(managed, day, cadence) == 60
+    assert [r.family for r in daily_requests(managed, day, [], cadence=cadence, country="CN", run_id="r")] == []
+    visit = return_visit(managed, day, cadence=cadence, now=WHEN)
+    assert visit is not None and visit.type == "care.return_visit.due" and visit.subject == "C-1"
+    assert visit.data.model_dump() == {"visit_id": "return_visit:2026-03-02:C-1", "due_on": day, "cadence_days": 60,
+                                       "manager_id": "am-xu"}
+    # Run again (a day's run cut short and done again): the same visit under the same event id.
+    again = return_visit(managed, day, cadence=cadence, now=WHEN + timedelta(hours=3))
+    assert again is not None and again.id == visit.id
+    parse_event(visit.model_dump_json().encode())  # on the contract
+    # Not on other days; without "managed" in the cadence, the tier's cadence applies.
+    assert return_visit(managed, day + timedelta(days=1), cadence=cadence, now=WHEN) is None
+    assert follow_up_due(managed, date(2026, 4, 1), {"high": 90}) == 90
+    # A customer without a manager: the follow-up message, and no visit.
+    unmanaged = Profile("C-2", vip="vip", since=date(2026, 1, 1))
+    assert return_visit(unmanaged, date(2026, 1, 31), cadence=cadence, now=WHEN) is None
+    assert [r.family for r in daily_requests(unmanaged, date(2026, 1, 31), [], cadence=cadence, country="CN",
+                                             run_id="r")] == ["follow_up"]
 
 
 def test_a_holiday_request_has_a_deterministic_key_per_country_holiday_year_and_customer() -> None:

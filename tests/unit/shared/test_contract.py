@@ -45,6 +45,7 @@ SAMPLES: dict[str, dict[str, Any]] = {
         "name": "Li Lei", "phone": "+8613800138000", "email": "li@example.com", "birthday": "1990-02-28",
         "locale": "zh-CN", "timezone": "Asia/Shanghai", "country": "CN", "preferred_channel": "sms",
         "consents": {"email": True, "sms": True, "care_messages": True}, "needs": "standard", "tags": ["tea"],
+        "industry": "retail", "region": "East China", "relationship_since": "2019-05-01",
     },
     "customer.updated": {"email": "new@example.com"},
     "customer.interaction.recorded": {
@@ -70,6 +71,12 @@ SAMPLES: dict[str, dict[str, Any]] = {
     **{t: COMPLAINT for t in EVENT_TYPES if t.startswith("complaint.") and t != "complaint.submitted"},
     "complaint.staff_alert": STAFF_ALERT,
     **{t: NOTIFICATION for t in EVENT_TYPES if t.startswith("notification.")},
+    "customer.account_manager.changed": {
+        "manager_id": "am-xu", "manager_name": "Xu Bo", "previous_manager_id": "am-lin", "reason": "vip",
+        "actor": "rule", "changed_at": WHEN, "revision": 2,
+    },
+    "care.return_visit.due": {"visit_id": "return_visit:2026-11-20:C-10001", "due_on": "2026-11-20",
+                              "cadence_days": 30, "manager_id": "am-xu"},
 }
 
 #: Each rule of the contract broken once: (event type, change to the event, expected code, field).
@@ -98,6 +105,19 @@ BROKEN: list[tuple[str, dict[str, Any], str, str]] = [
     ("customer.registered", {"data.timezone": "Mars/Olympus"}, "invalid_data", "data.timezone"),
     ("customer.registered", {"data.country": "XX"}, "invalid_data", "data.country"),
     ("customer.registered", {"data.preferred_channel": "pigeon"}, "invalid_data", "data.preferred_channel"),
+    ("customer.registered", {"data.industry": "x" * 101}, "invalid_data", "data.industry"),
+    ("customer.registered", {"data.region": ""}, "invalid_data", "data.region"),
+    ("customer.registered", {"data.relationship_since": "2999-01-01"}, "invalid_data", "data.relationship_since"),
+    ("customer.registered", {"data.relationship_since": "1899-12-31"}, "invalid_data", "data.relationship_since"),
+    ("customer.registered", {"data.relationship_since": "2020-02-30"}, "invalid_data", "data.relationship_since"),
+    ("customer.interaction.recorded", {"data.kind": "return_trip"}, "invalid_data", "data.kind"),
+    ("customer.account_manager.changed", {"data.manager_id": "not a staff id"}, "invalid_data", "data.manager_id"),
+    ("customer.account_manager.changed", {"data.revision": 0}, "invalid_data", "data.revision"),
+    ("customer.account_manager.changed", {"data.reason": ""}, "invalid_data", "data.reason"),
+    ("customer.account_manager.changed", {"data.actor": None}, "invalid_data", "data.actor"),
+    ("care.return_visit.due", {"data.due_on": "someday"}, "invalid_data", "data.due_on"),
+    ("care.return_visit.due", {"data.cadence_days": 0}, "invalid_data", "data.cadence_days"),
+    ("care.return_visit.due", {"data.visit_id": "has spaces"}, "invalid_data", "data.visit_id"),
     ("customer.registered", {"data.name": "x" * 201}, "invalid_data", "data.name"),
     ("customer.interaction.recorded", {"data.satisfaction": 6}, "invalid_data", "data.satisfaction"),
     ("customer.interaction.recorded", {"data.kind": "referral"}, "invalid_data", "data"),

@@ -13,6 +13,8 @@ CONTRACT_TABLE = {
     "crm.customer-tiers.v1": ("compact", None),
     "crm.complaints.v1": ("delete", 90),
     "crm.notifications.v1": ("delete", 30),
+    "crm.account-managers.v1": ("compact", None),
+    "crm.care-tasks.v1": ("delete", 30),
 }
 
 
