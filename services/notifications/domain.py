@@ -26,10 +26,10 @@ from shared.contract import (
 )
 
 Channel = Literal["email", "sms", "webhook"]
-Family = Literal["complaint", "tier", "welcome", "referral", "birthday", "holiday", "follow_up"]
+Family = Literal["complaint", "tier", "welcome", "referral", "birthday", "holiday", "follow_up", "survey"]
 #: When the frequency cap forces a choice, lower ranks go first.
 PRIORITY: dict[str, int] = {"complaint": 0, "tier": 1, "welcome": 1, "referral": 1, "birthday": 2, "holiday": 3,
-                             "follow_up": 4}
+                             "follow_up": 4, "survey": 5}
 #: Channels that reach a customer's phone at once: nothing goes on them in the quiet hours.
 WAKING = frozenset({"sms"})
 NAMESPACE = uuid.UUID("6b3a2f0e-3c7d-5e8a-9b1c-2d4e6f8a0b1c")

@@ -20,6 +20,8 @@ from shared.contract import (
     CustomerTierChanged,
     InteractionRecorded,
     NotificationSent,
+    PurchaseCompleted,
+    PurchaseRefunded,
 )
 from shared.contract.topics import (
     CRM_COMPLAINTS,
@@ -28,17 +30,18 @@ from shared.contract.topics import (
     CRM_INTERACTIONS,
     CRM_NOTIFICATIONS,
     CRM_TIER_CHANGES,
+    ORDERS_PURCHASES,
 )
 from shared.batch import BatchRunner
 from shared.kafka import DeadLetterMiddleware, Rejected, batch_options, dead_letter_event, subscriber_options
 
-from . import alerts, domain
+from . import alerts, domain, satisfaction
 from .workflow import Workflow
 from .repository import Repository
 from .settings import NotificationsSettings
 
 
-SUBSCRIBED = (CRM_CUSTOMERS, CRM_TIER_CHANGES, CRM_COMPLAINTS, CRM_INTERACTIONS, CRM_CUSTOMER_TIERS)
+SUBSCRIBED = (CRM_CUSTOMERS, CRM_TIER_CHANGES, CRM_COMPLAINTS, CRM_INTERACTIONS, CRM_CUSTOMER_TIERS, ORDERS_PURCHASES)
 
 
 async def submit_each(workflow: Workflow, asked: list[tuple[domain.Request, CloudEvent]]) -> None:
@@ -132,6 +135,25 @@ def build_router(settings: NotificationsSettings, repo: Repository, workflow: Wo
                        description="A referral thanks the referrer, once per customer referred, within consent.")
     async def on_interactions(events: list[InteractionRecorded]) -> None:
         await submit_each(workflow, [(r, e) for e in events if (r := domain.referral_request(e))])
+
+    survey_share = settings.purchase_survey_share
+    purchase_delay = timedelta(hours=settings.purchase_survey_delay_hours)
+    purchase_age = timedelta(days=settings.purchase_survey_max_age_days)
+
+    @router.subscriber(ORDERS_PURCHASES, **batch_options(settings, ORDERS_PURCHASES),
+                       title="orders.purchases.v1:notifications",
+                       description="A sample of purchases (NOTIFICATIONS_PURCHASE_SURVEY_SHARE, chosen by order id) "
+                                   "gets a satisfaction survey NOTIFICATIONS_PURCHASE_SURVEY_DELAY_HOURS later, "
+                                   "within consent, quiet hours and caps; a refund naming the order before then "
+                                   "withdraws it (notification.suppressed, reason order_refunded).")
+    async def on_purchases(events: list[Union[PurchaseCompleted, PurchaseRefunded]]) -> None:
+        now = clock.now()
+        await submit_each(workflow, [
+            (r, e) for e in events if isinstance(e, PurchaseCompleted) and (r := satisfaction.purchase_request(
+                e, share=survey_share, delay=purchase_delay, now=now, max_age=purchase_age))])
+        # After the batch's surveys were asked for: a refund in the same batch withdraws its order's too.
+        await asyncio.gather(*(workflow.withdraw(key, "order_refunded", e) for e in events
+                               if isinstance(e, PurchaseRefunded) and (key := satisfaction.refunded_survey(e))))
 
     @router.subscriber(CRM_COMPLAINTS, **subscriber_options(settings, CRM_COMPLAINTS),
                        title="crm.complaints.v1:notifications",

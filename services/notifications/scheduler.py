@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo
 
 import structlog
 
-from . import domain
+from . import domain, satisfaction
 from .calendar import holidays_on
 from .workflow import Workflow
 from .repository import Repository, due_slot
@@ -103,6 +103,8 @@ class Scheduler:
                                     extra=self.settings.extra_holidays)
                 requests += domain.daily_requests(profile, day, today, cadence=self.settings.follow_up_days,
                                                   country=country, run_id=run_id)
+                requests += satisfaction.periodic_requests(profile, day, every=self.settings.survey_every_days,
+                                                           run_id=run_id)
             count += len(requests)
             if len(in_flight) >= self.settings.fan_out_parallel_batches:
                 done, in_flight = await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)

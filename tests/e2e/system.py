@@ -53,7 +53,8 @@ SUBSCRIPTIONS: Mapping[str, tuple[str, ...]] = {
                  CRM_NOTIFICATIONS),
     "tiering": (ORDERS_PURCHASES, CRM_INTERACTIONS, CRM_COMPLAINTS, CRM_CUSTOMERS),
     "complaints": (CRM_COMPLAINT_INTAKE, CRM_CUSTOMER_TIERS, CRM_CUSTOMERS, CRM_INTERACTIONS),
-    "notifications": (CRM_CUSTOMERS, CRM_TIER_CHANGES, CRM_COMPLAINTS, CRM_INTERACTIONS, CRM_CUSTOMER_TIERS),
+    "notifications": (CRM_CUSTOMERS, CRM_TIER_CHANGES, CRM_COMPLAINTS, CRM_INTERACTIONS, CRM_CUSTOMER_TIERS,
+                      ORDERS_PURCHASES),
 }
 SCOPES = ("customers:read", "customers:write", "customers:erase", "pii:read", "tiers:read", "tiers:write",
           "policy:write", "complaints:read", "complaints:write", "notifications:read", "notifications:write")
