@@ -24,6 +24,8 @@ ROOT_CAUSES = ("product_defect", "process_error", "staff_behaviour", "logistics"
 PER_STATUS = 200
 SHOWN = 200
 HISTORY = 200
+#: The events of a complaint's history that concern staff: who was told, and who it went up to.
+ALERT_EVENTS = ("complaint.staff_alert", "complaint.escalated", "complaint.sla_warning", "complaint.sla_breached")
 
 
 def next_target(complaint: dict[str, Any]) -> dict[str, Any] | None:
@@ -114,9 +116,10 @@ async def complaint_page(request: Request, complaint_id: str) -> Response:
         return ctx.render("error.html", status=status, message=down_notice(ctx.t, reply) or reply.detail())
     complaint = reply.body
     history, history_notice = await _history(ctx, complaint)
+    alerts = None if history is None else [e for e in history if e.get("event_type") in ALERT_EVENTS]
     return ctx.render("complaint.html", c=complaint, path=path, next=next_target(complaint),
                       root_causes=ROOT_CAUSES, reopenable=complaint.get("status") in ("resolved", "closed"),
-                      history=history, history_notice=history_notice)
+                      history=history, history_notice=history_notice, alerts=alerts)
 
 
 async def _history(ctx: Ctx, complaint: dict[str, Any]) -> tuple[list[dict[str, Any]] | None, str | None]:

@@ -23,6 +23,8 @@ router = APIRouter()
 MONTHS = 6
 SLA_DAYS = 90
 TEAMS = ("handler", "supervisor", "manager")
+#: People shown in the table per person: those holding the most complaints.
+PEOPLE = 15
 
 
 def _month_starts(now: datetime, count: int) -> list[datetime]:
@@ -65,6 +67,29 @@ def _why(t: Translator, reply: Reply) -> str:
     return down_notice(t, reply) or t("dashboard.no_data")
 
 
+def holders(groups: Any, limit: int | None = None) -> list[dict[str, Any]]:
+    """One row per team or person of the complaints report: the most complaints first."""
+    rows = []
+    for name, f in (groups or {}).items() if isinstance(groups, dict) else ():
+        sla = f.get("sla_attainment") or {}
+        rows.append({"name": name, "total": f.get("total", 0), "breached": f.get("breached", 0),
+                     "escalated": f.get("escalated", 0),
+                     "first_response": (sla.get("first_response") or {}).get("rate"),
+                     "resolution": (sla.get("resolution") or {}).get("rate"),
+                     "resolution_hours": (f.get("resolution") or {}).get("median_hours"),
+                     "csat": (f.get("csat") or {}).get("average"), "responses": (f.get("csat") or {}).get("responses", 0)})
+    rows.sort(key=lambda r: (-r["total"], r["name"]))
+    return rows[:limit] if limit else rows
+
+
+def general_satisfaction(figures: Any) -> list[dict[str, Any]]:
+    """Per tier, the answers that scored no complaint; empty before there are any."""
+    if not isinstance(figures, dict) or not figures.get("responses"):
+        return []
+    rows = [{"tier": tier, **values} for tier, values in (figures.get("by_tier") or {}).items()]
+    return [*rows, {"tier": None, **{k: figures.get(k) for k in ("responses", "average", "satisfied_rate")}}]
+
+
 def build(t: Translator, figures: dict[str, Any]) -> dict[str, Any]:
     """Each panel: a chart, or the reason it cannot be drawn, and a few figures beside it."""
     panels: dict[str, Any] = {}
@@ -99,6 +124,9 @@ def build(t: Translator, figures: dict[str, Any]) -> dict[str, Any]:
                                     [("SLA", [attainment[k]["rate"] * 100 for k in targets])], percent=True,
                                     legend=False) if targets else None
         panels["sla_body"] = sla.body
+        panels["by_team"] = holders(sla.body.get("by_team"))
+        panels["by_assignee"] = holders(sla.body.get("by_assignee"), limit=PEOPLE)
+        panels["general"] = general_satisfaction(sla.body.get("general_satisfaction"))
     else:
         panels["sla_why"] = _why(t, sla)
 

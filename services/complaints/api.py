@@ -198,15 +198,17 @@ async def feedback(complaint_id: str, body: FeedbackIn, request: Request) -> dic
 
 @router.get("/reports/complaints", dependencies=[READ],
             summary="Counts, response and resolution times, SLA attainment, CSAT, reopen rate, breaches and "
-                    "escalations: in all, per team and per person holding the complaints")
+                    "escalations: in all, per team and per person holding the complaints; and the general "
+                    "satisfaction (survey answers that scored no complaint) by tier")
 async def report(request: Request, from_: Annotated[datetime, Query(alias="from")],
                  to: datetime) -> dict[str, Any]:
     if from_.tzinfo is None or to.tzinfo is None:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, "from and to need a UTC offset")
     if to <= from_:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, "to must be after from")
-    complaints = await _workflow(request).repo.opened_between(from_, to)
-    return reports.complaint_report(complaints, from_, to)
+    repo = _workflow(request).repo
+    complaints, general = await asyncio.gather(repo.opened_between(from_, to), repo.satisfaction_between(from_, to))
+    return reports.complaint_report(complaints, from_, to, general)
 
 
 @router.get("/queues/agents/{staff_id}", dependencies=[READ], tags=["queues"],

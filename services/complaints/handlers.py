@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 from typing import Any, Union
 
@@ -111,8 +112,8 @@ def build_router(settings: ComplaintsSettings, workflow: Workflow, dead_letters:
         for event in events:
             if isinstance(event, CustomerErased):
                 erased = await workflow.erase_customer(event.subject)
-                await repo.delete_tier(event.subject)
-                await accounts.erase(event.subject)
+                await asyncio.gather(repo.delete_tier(event.subject), repo.forget_satisfaction(event.subject),
+                                     accounts.erase(event.subject))
                 erased_now.add(event.subject)
                 log.info("customer_erased", complaints=erased)
         await accounts.profiles_changed([e for e in events if isinstance(e, CustomerProfileChanged)
@@ -134,8 +135,8 @@ def build_router(settings: ComplaintsSettings, workflow: Workflow, dead_letters:
     @router.subscriber(CRM_INTERACTIONS, **batch_options(settings, CRM_INTERACTIONS), title="survey responses",
                        description="A survey_response with a satisfaction score is feedback on the complaint it "
                                    "names, else on the customer's latest complaint if it was resolved within "
-                                   "COMPLAINTS_SURVEY_WINDOW_DAYS before the answer (otherwise it is general "
-                                   "satisfaction, not a complaint's).")
+                                   "COMPLAINTS_SURVEY_WINDOW_DAYS before the answer; otherwise it is general "
+                                   "satisfaction, reported by tier in GET /reports/complaints.")
     async def on_interactions(events: list[InteractionRecorded]) -> None:
         await runner.per_event(events, feedback, reject)
 
@@ -161,6 +162,10 @@ async def _feedback(workflow: Workflow, event: InteractionRecorded) -> None:
         # Judged on the answer's own time, so that a replay decides alike.
         window = timedelta(days=workflow.rules.survey_window_days)
         if latest is None or latest[1] is None or not event.time - window <= latest[1] <= event.time + window:
+            # General satisfaction: kept for the report by tier (tiering reads the same answer for loyalty).
+            tier = await workflow.repo.tier(event.subject)
+            await workflow.repo.record_satisfaction(data.interaction_id, event.subject, data.satisfaction, event.time,
+                                                    tier)
             log.info("survey_without_recent_complaint", customer_id=event.subject)
             return
         complaint_id = latest[0]

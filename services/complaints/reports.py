@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
@@ -36,6 +37,22 @@ def _rate(part: int, whole: int) -> float | None:
     return round(part / whole, 4) if whole else None
 
 
+def csat(scores: list[int]) -> dict[str, Any]:
+    return {"responses": len(scores), "average": round(sum(scores) / len(scores), 3) if scores else None,
+            # The usual CSAT: share of satisfied answers (4 or 5 on the 1-5 scale).
+            "satisfied_rate": _rate(sum(1 for s in scores if s >= 4), len(scores))}
+
+
+def general_satisfaction(answers: Iterable[tuple[str | None, int]]) -> dict[str, Any]:
+    """CSAT of the survey answers that scored no complaint, in all and by the customer's tier when
+    they answered (``vip``, else the value tier; ``none`` before any classification)."""
+    by_tier: dict[str, list[int]] = {}
+    for tier, score in answers:
+        by_tier.setdefault(tier or "none", []).append(score)
+    return {**csat([s for scores in by_tier.values() for s in scores]),
+            "by_tier": {tier: csat(scores) for tier, scores in sorted(by_tier.items())}}
+
+
 def figures(complaints: list[Complaint]) -> dict[str, Any]:
     """First response and resolution times, SLA attainment, CSAT and reopen rate of ``complaints``."""
     first_response = [(c.first_response_at - c.opened_at).total_seconds() / 3600
@@ -60,10 +77,7 @@ def figures(complaints: list[Complaint]) -> dict[str, Any]:
         "resolution": _hours(resolution),
         "sla_attainment": {target: {"settled": len(v), "met": sum(v), "rate": _rate(sum(v), len(v))}
                            for target, v in met.items()},
-        "csat": {"responses": len(scores),
-                 "average": round(sum(scores) / len(scores), 3) if scores else None,
-                 # The usual CSAT: share of satisfied answers (4 or 5 on the 1-5 scale).
-                 "satisfied_rate": _rate(sum(1 for s in scores if s >= 4), len(scores))},
+        "csat": csat(scores),
         "reopen_rate": _rate(sum(1 for c in resolved if c.reopen_count), len(resolved)),
         "breached": sum(1 for c in complaints if c.breached),
         "escalated": sum(1 for c in complaints if c.escalation_level > 0),
@@ -77,9 +91,11 @@ def _grouped(complaints: list[Complaint], key: Any) -> dict[str, dict[str, Any]]
     return {name: figures(group) for name, group in sorted(groups.items())}
 
 
-def complaint_report(complaints: list[Complaint], start: datetime, end: datetime) -> dict[str, Any]:
+def complaint_report(complaints: list[Complaint], start: datetime, end: datetime,
+                     general: Iterable[tuple[str | None, int]] = ()) -> dict[str, Any]:
     """Figures for the complaints opened in ``[start, end)``: for all of them, and per team and per
-    person who holds each complaint now (an escalated complaint counts for whoever it went to)."""
+    person who holds each complaint now (an escalated complaint counts for whoever it went to); and
+    the general satisfaction of the answers given in the window (``(tier, score)`` each)."""
     return {
         "from": start.isoformat(),
         "to": end.isoformat(),
@@ -88,4 +104,5 @@ def complaint_report(complaints: list[Complaint], start: datetime, end: datetime
         "by_channel": dict(Counter(c.channel for c in complaints)),
         "by_team": _grouped(complaints, lambda c: c.team),
         "by_assignee": _grouped(complaints, lambda c: c.assignee),
+        "general_satisfaction": general_satisfaction(general),
     }

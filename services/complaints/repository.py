@@ -40,6 +40,7 @@ INDEXES: list[Index] = [
     index("complaints", "team", "open"),
     index("complaints", "assignee", "open"),
     index("tiers", "updated_at"),
+    index("satisfaction", "customer_id"),
 ]
 #: States in which a complaint waits on someone: it is in its team's and its assignee's queue.
 CLOSED_STATES = frozenset({"resolved", "closed"})
@@ -84,6 +85,7 @@ class Repository:
         self.clock = clock or WallClock()
         self.complaints = store["complaints"]
         self.tiers = store["tiers"]
+        self.satisfaction = store["satisfaction"]
         self.state = store["scheduler"]
 
     def _document(self, complaint: Complaint, outbox: list[str]) -> dict[str, Any]:
@@ -282,6 +284,23 @@ class Repository:
 
     async def delete_tier(self, customer_id: str) -> None:
         await self.tiers.delete_one({"_id": customer_id})
+
+    # --- General satisfaction: survey answers that scored no complaint -------------------------
+
+    async def record_satisfaction(self, interaction_id: str, customer_id: str, score: int, at: datetime,
+                                  tier: str | None) -> bool:
+        """Keep an answer once (by its interaction id) with the customer's tier when it was given."""
+        return await insert_once(self.satisfaction, {"_id": interaction_id, "customer_id": customer_id,
+                                                     "score": score, "at": at, "tier": tier})
+
+    async def satisfaction_between(self, start: datetime, end: datetime) -> list[tuple[str | None, int]]:
+        """``(tier, score)`` of the answers given in ``[start, end)``: a report's read of a period."""
+        cursor = self.satisfaction.find({"at": {"$gte": start, "$lt": end}}, {"tier": 1, "score": 1})
+        return [(doc.get("tier"), doc["score"]) for doc in await cursor.to_list(None)]
+
+    async def forget_satisfaction(self, customer_id: str) -> None:
+        """An erased customer's answers stay in the figures, no longer linked to them."""
+        await self.satisfaction.update_many({"customer_id": customer_id}, {"$set": {"customer_id": None}})
 
     def _complaint(self, doc: dict[str, Any]) -> Complaint:
         doc = self.cipher.open_fields(dict(doc), collection="complaints")

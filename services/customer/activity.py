@@ -227,8 +227,14 @@ def _interaction_entry(event: InteractionRecorded) -> dict[str, Any]:
 
 def _complaint_entry(event: CloudEvent) -> dict[str, Any]:
     data: ComplaintEventData = event.data  # type: ignore[assignment]
+    # Who holds the complaint and, for a staff alert, whom it told and why: the staff id and codes
+    # only, never the person's name or contacts (the contract forbids copying them).
+    alert = getattr(data, "alert", None)
+    told = {"alert_kind": alert.kind, "staff_id": alert.staff_id, "rung": alert.rung, "alert_reason": alert.reason,
+            "on_duty": alert.on_duty} if alert is not None else {}
     return _entry(event, "complaint", event.id, complaint_id=data.complaint_id, status=data.status,
-                  priority=data.priority, category=data.category)
+                  priority=data.priority, category=data.category, assignee=data.assignee, team=data.team,
+                  escalation_level=data.escalation_level, sla_target=data.sla_target, **told)
 
 
 def _notification_entry(event: NotificationSent | NotificationFailed | NotificationSuppressed) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from urllib.parse import parse_qs
 
 from fastapi import APIRouter, HTTPException, Path, Query, Request, status
 from fastapi.responses import HTMLResponse
-from pydantic import AwareDatetime, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import AwareDatetime, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 
 from shared.auth import require
 from shared.contract.events import InteractionData, InteractionRecorded, Timezone
@@ -130,42 +130,84 @@ async def unsubscribe(request: Request, customer_id: Annotated[str, Query(patter
                                          workflow.clock.now())
 
 
+COMPLAINT_ID = r"^[A-Za-z0-9][A-Za-z0-9._:\-]*$"
+
+
 class SurveyAnswer(Body):
     customer_id: Annotated[str, Field(pattern=CUSTOMER_ID)]
-    complaint_id: Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:\-]*$")]
+    #: A complaint's survey link names the complaint; a general one (a purchase, a period) its survey.
+    complaint_id: Annotated[str, Field(min_length=1, max_length=128, pattern=COMPLAINT_ID)] | None = None
+    survey: Annotated[str, Field(max_length=170, pattern=surveys.GENERAL)] | None = None
     expires: Annotated[int, Field(ge=0, le=2**40)]
     token: Annotated[str, Field(min_length=1, max_length=64)]
     score: Annotated[int, Field(ge=1, le=5)]
     comment: Annotated[str, Field(max_length=2000)] = ""
 
+    @model_validator(mode="after")
+    def _one_subject(self) -> SurveyAnswer:
+        if (self.complaint_id is None) == (self.survey is None):
+            raise ValueError("give complaint_id (a complaint's survey) or survey (a general one), not both")
+        return self
+
 
 _SURVEY_FORM = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>How did we do?</title>
 <meta name="viewport" content="width=device-width"><link rel="icon" href="data:,"></head><body>
-<form method="post" action="surveys"><p>How satisfied are you with how we handled complaint {complaint}?
-您对投诉 {complaint} 的处理满意吗？</p>
+<form method="post" action="surveys"><p>{question}</p>
 <p>{scores}</p><p><textarea name="comment" maxlength="2000" rows="4" cols="40"></textarea></p>
-<input type="hidden" name="customer_id" value="{customer}"><input type="hidden" name="complaint_id"
-value="{complaint}"><input type="hidden" name="expires" value="{expires}"><input type="hidden" name="token"
-value="{token}"><button type="submit">Send / 提交</button></form></body></html>"""
+<input type="hidden" name="customer_id" value="{customer}">{subject}<input type="hidden" name="expires"
+value="{expires}"><input type="hidden" name="token" value="{token}"><button type="submit">Send / 提交</button>
+</form></body></html>"""
+
+
+def _question(complaint_id: str | None, survey: str | None) -> str:
+    if complaint_id is not None:
+        return (f"How satisfied are you with how we handled complaint {escape(complaint_id)}? "
+                f"您对投诉 {escape(complaint_id)} 的处理满意吗？")
+    kind, _, what = (survey or "").partition(":")
+    if kind == "purchase":
+        return f"How satisfied are you with your order {escape(what)}? 您对订单 {escape(what)} 满意吗？"
+    return "How satisfied are you with us lately? 您对我们近来的服务满意吗？"
+
+
+def _refusal(workflow: Workflow, answer: SurveyAnswer) -> str | None:
+    if answer.complaint_id is not None:
+        return workflow.survey_refusal(answer.customer_id, answer.complaint_id, answer.expires, answer.token)
+    return workflow.general_survey_refusal(answer.customer_id, answer.survey or "", answer.expires, answer.token)
+
+
+def _answer(raw: Any) -> SurveyAnswer:
+    try:
+        return SurveyAnswer.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY,
+                            f"{'.'.join(map(str, first['loc'])) or 'body'}: {first['msg']}") from None
 
 
 @router.get("/surveys", response_class=HTMLResponse, tags=["surveys"],
-            summary="The page a survey link opens: a score from 1 to 5 and a comment, for the signed link only")
+            summary="The page a survey link opens: a score from 1 to 5 and a comment, for the signed link only "
+                    "(a complaint's link names complaint_id, a general one survey)")
 async def survey_page(request: Request, customer_id: Annotated[str, Query(pattern=CUSTOMER_ID)],
-                      complaint_id: Annotated[str, Query(min_length=1, max_length=128)],
                       expires: Annotated[int, Query(ge=0, le=2**40)],
-                      token: Annotated[str, Query(min_length=1, max_length=64)]) -> HTMLResponse:
-    why = _workflow(request).survey_refusal(customer_id, complaint_id, expires, token)
+                      token: Annotated[str, Query(min_length=1, max_length=64)],
+                      complaint_id: Annotated[str | None, Query(min_length=1, max_length=128)] = None,
+                      survey: Annotated[str | None, Query(max_length=170)] = None) -> HTMLResponse:
+    # The score is not on the page yet: the link's fields are checked as an answer's would be.
+    link = _answer({"customer_id": customer_id, "complaint_id": complaint_id, "survey": survey, "expires": expires,
+                    "token": token, "score": 5})
+    why = _refusal(_workflow(request), link)
     if why is not None:
         raise HTTPException(status.HTTP_403_FORBIDDEN, why)
     scores = " ".join(f'<label><input type="radio" name="score" value="{n}" required> {n}</label>' for n in range(1, 6))
-    return HTMLResponse(_SURVEY_FORM.format(complaint=escape(complaint_id), customer=escape(customer_id),
-                                            expires=expires, token=escape(token), scores=scores))
+    name, value = ("complaint_id", complaint_id) if complaint_id is not None else ("survey", survey)
+    subject = f'<input type="hidden" name="{name}" value="{escape(value or "")}">'
+    return HTMLResponse(_SURVEY_FORM.format(question=_question(complaint_id, survey), customer=escape(customer_id),
+                                            subject=subject, expires=expires, token=escape(token), scores=scores))
 
 
 @router.post("/surveys", status_code=status.HTTP_202_ACCEPTED, tags=["surveys"],
              summary="Answer a survey through its signed link (form or JSON); published as a survey response "
-                     "on crm.interactions.v1, once per link")
+                     "on crm.interactions.v1, once per link (a general survey's with no complaint_id)")
 async def answer_survey(request: Request) -> dict[str, Any]:
     if request.headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
         raw: Any = {k: v[-1] for k, v in parse_qs((await request.body()).decode("utf-8", "replace"),
@@ -175,25 +217,22 @@ async def answer_survey(request: Request) -> dict[str, Any]:
             raw = json.loads(await request.body())
         except ValueError:
             raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, "body: not JSON or a form") from None
-    try:
-        answer = SurveyAnswer.model_validate(raw)
-    except ValidationError as exc:
-        first = exc.errors(include_url=False)[0]
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY,
-                            f"{'.'.join(map(str, first['loc'])) or 'body'}: {first['msg']}") from None
+    answer = _answer(raw)
     workflow = _workflow(request)
-    why = workflow.survey_refusal(answer.customer_id, answer.complaint_id, answer.expires, answer.token)
+    why = _refusal(workflow, answer)
     if why is not None:
         raise HTTPException(status.HTTP_403_FORBIDDEN, why)
     now = workflow.clock.now()
     interaction_id = surveys.answer_id(answer.token)
-    if not await _repo(request).record_survey_answer(interaction_id, answer.customer_id, answer.complaint_id, now):
+    if not await _repo(request).record_survey_answer(interaction_id, answer.customer_id, answer.complaint_id, now,
+                                                     answer.survey):
         raise HTTPException(status.HTTP_409_CONFLICT, "token: this link has been answered already")
-    await workflow.publisher.publish([InteractionRecorded(
-        id=interaction_id, source=SOURCE, subject=answer.customer_id, time=now,
-        data=InteractionData(interaction_id=interaction_id, kind="survey_response", channel="web",
-                             direction="inbound", summary=answer.comment or None, satisfaction=answer.score,
-                             complaint_id=answer.complaint_id))])
+    # Judged against the service's clock, as every event it builds (a replay runs on another date).
+    await workflow.publisher.publish([InteractionRecorded.model_validate({
+        "id": interaction_id, "source": SOURCE, "subject": answer.customer_id, "time": now,
+        "data": InteractionData(interaction_id=interaction_id, kind="survey_response", channel="web",
+                                direction="inbound", summary=answer.comment or None, satisfaction=answer.score,
+                                complaint_id=answer.complaint_id)}, context={"now": now})])
     return {"interaction_id": interaction_id}
 
 

@@ -21,6 +21,8 @@ from shared.contract import (
     CustomerTierChanged,
     InteractionRecorded,
     NotificationSent,
+    PurchaseCompleted,
+    PurchaseRefunded,
     ReturnVisitDue,
 )
 from shared.contract.topics import (
@@ -32,18 +34,19 @@ from shared.contract.topics import (
     CRM_INTERACTIONS,
     CRM_NOTIFICATIONS,
     CRM_TIER_CHANGES,
+    ORDERS_PURCHASES,
 )
 from shared.batch import BatchRunner
 from shared.kafka import DeadLetterMiddleware, Rejected, batch_options, dead_letter_event, subscriber_options
 
-from . import alerts, domain
+from . import alerts, domain, satisfaction, triggers
 from .workflow import Workflow
 from .repository import Repository
 from .settings import NotificationsSettings
 
 
 SUBSCRIBED = (CRM_CUSTOMERS, CRM_TIER_CHANGES, CRM_COMPLAINTS, CRM_INTERACTIONS, CRM_CUSTOMER_TIERS,
-              CRM_ACCOUNT_MANAGERS)
+              CRM_ACCOUNT_MANAGERS, ORDERS_PURCHASES)
 
 
 async def submit_each(workflow: Workflow, asked: list[tuple[domain.Request, CloudEvent]]) -> None:
@@ -109,8 +112,8 @@ def build_router(settings: NotificationsSettings, repo: Repository, workflow: Wo
                 data = event.data  # type: ignore[attr-defined]
                 previous = latest or (await repo.profile(event.subject) if data.created_at is None else None)
                 latest = domain.profile_from_event(event, previous)  # type: ignore[arg-type]
-                welcome = domain.welcome_request(event, now=clock.now(), max_age=welcome_age)  # type: ignore[arg-type]
-                thanks = domain.referred_request(event, now=clock.now(), max_age=welcome_age)  # type: ignore[arg-type]
+                welcome = triggers.welcome_request(event, now=clock.now(), max_age=welcome_age)  # type: ignore[arg-type]
+                thanks = triggers.referred_request(event, now=clock.now(), max_age=welcome_age)  # type: ignore[arg-type]
                 asked.extend((request, event) for request in (welcome, thanks) if request)
             if latest is not None:
                 await repo.save_profile(latest, latest.timezone or settings.default_timezone)
@@ -129,7 +132,7 @@ def build_router(settings: NotificationsSettings, repo: Repository, workflow: Wo
         latest = {(e.subject, e.data.dimension): e for e in events if e.data.dimension in ("value_tier", "vip")}
         await asyncio.gather(*(repo.save_tier(customer, dimension, e.data.current)
                                for (customer, dimension), e in latest.items()))
-        await submit_each(workflow, [(r, e) for e in events if (r := domain.tier_request(e))])
+        await submit_each(workflow, [(r, e) for e in events if (r := triggers.tier_request(e))])
 
     @router.subscriber(CRM_CUSTOMER_TIERS, **batch_options(settings, CRM_CUSTOMER_TIERS),
                        title="crm.customer-tiers.v1:notifications",
@@ -137,13 +140,32 @@ def build_router(settings: NotificationsSettings, repo: Repository, workflow: Wo
                                    "grace period saying what to spend by when to keep it.")
     async def on_classifications(events: list[CustomerClassification]) -> None:
         now = clock.now()
-        await submit_each(workflow, [(r, e) for e in events if (r := domain.grace_warning_request(e, now=now))])
+        await submit_each(workflow, [(r, e) for e in events if (r := triggers.grace_warning_request(e, now=now))])
 
     @router.subscriber(CRM_INTERACTIONS, **batch_options(settings, CRM_INTERACTIONS),
                        title="crm.interactions.v1:notifications",
                        description="A referral thanks the referrer, once per customer referred, within consent.")
     async def on_interactions(events: list[InteractionRecorded]) -> None:
-        await submit_each(workflow, [(r, e) for e in events if (r := domain.referral_request(e))])
+        await submit_each(workflow, [(r, e) for e in events if (r := triggers.referral_request(e))])
+
+    survey_share = settings.purchase_survey_share
+    purchase_delay = timedelta(hours=settings.purchase_survey_delay_hours)
+    purchase_age = timedelta(days=settings.purchase_survey_max_age_days)
+
+    @router.subscriber(ORDERS_PURCHASES, **batch_options(settings, ORDERS_PURCHASES),
+                       title="orders.purchases.v1:notifications",
+                       description="A sample of purchases (NOTIFICATIONS_PURCHASE_SURVEY_SHARE, chosen by order id) "
+                                   "gets a satisfaction survey NOTIFICATIONS_PURCHASE_SURVEY_DELAY_HOURS later, "
+                                   "within consent, quiet hours and caps; a refund naming the order before then "
+                                   "withdraws it (notification.suppressed, reason order_refunded).")
+    async def on_purchases(events: list[Union[PurchaseCompleted, PurchaseRefunded]]) -> None:
+        now = clock.now()
+        await submit_each(workflow, [
+            (r, e) for e in events if isinstance(e, PurchaseCompleted) and (r := satisfaction.purchase_request(
+                e, share=survey_share, delay=purchase_delay, now=now, max_age=purchase_age))])
+        # After the batch's surveys were asked for: a refund in the same batch withdraws its order's too.
+        await asyncio.gather(*(workflow.withdraw(key, "order_refunded", e) for e in events
+                               if isinstance(e, PurchaseRefunded) and (key := satisfaction.refunded_survey(e))))
 
     @router.subscriber(CRM_COMPLAINTS, **subscriber_options(settings, CRM_COMPLAINTS),
                        title="crm.complaints.v1:notifications",
@@ -158,7 +180,7 @@ def build_router(settings: NotificationsSettings, repo: Repository, workflow: Wo
         if isinstance(event, ComplaintReopened):  # the survey waits for the next resolution
             await repo.cancel_pending(f"complaint_survey:{event.data.complaint_id}:{event.subject}")
             return
-        await workflow.submit(domain.complaint_requests(event, survey_delay=survey_delay), cause=event)
+        await workflow.submit(triggers.complaint_requests(event, survey_delay=survey_delay), cause=event)
 
     @router.subscriber(CRM_ACCOUNT_MANAGERS, **batch_options(settings, CRM_ACCOUNT_MANAGERS),
                        title="crm.account-managers.v1:notifications",

@@ -215,8 +215,10 @@ class Repository:
     async def _care_count(self, customer_id: str, since: datetime, excluding: set[str]) -> tuple[str, int]:
         docs = await self.notifications.find(
             {"customer_id": customer_id, "created_at": {"$gte": since}, "transactional": False},
-            {"status": 1}).to_list(None)
-        docs = [d for d in docs if d["status"] in COUNTED and d["_id"] not in excluding]
+            {"status": 1, "reason": 1}).to_list(None)
+        # A message scheduled for a later day (a survey after a purchase) counts once it is due.
+        docs = [d for d in docs if d["status"] in COUNTED and d["_id"] not in excluding
+                and not (d["status"] == "deferred" and d.get("reason") == "scheduled")]
         if any(d["status"] == "sending" for d in docs):  # sent or failed: the outcome tells
             failed = {o["_id"] for o in await self.outcomes.find(
                 {"customer_id": customer_id, "status": "failed", "created_at": {"$gte": since}},
@@ -389,11 +391,21 @@ class Repository:
 
     # --- survey answers -----------------------------------------------------------------------------
 
-    async def record_survey_answer(self, interaction_id: str, customer_id: str, complaint_id: str,
-                                   at: datetime) -> bool:
-        """Note a survey link as answered; False when it was answered before."""
+    async def record_survey_answer(self, interaction_id: str, customer_id: str, complaint_id: str | None,
+                                   at: datetime, survey: str | None = None) -> bool:
+        """Note a survey link (a complaint's, or a general one's ``survey``) as answered; False when it
+        was answered before."""
         return await insert_once(self.survey_answers, {"_id": interaction_id, "customer_id": customer_id,
-                                                       "complaint_id": complaint_id, "at": at})
+                                                       "complaint_id": complaint_id, "survey": survey, "at": at})
+
+    async def withdraw_deferred(self, key: str, fields: dict[str, Any]) -> dict[str, Any] | None:
+        """Suppress a message still waiting to be sent (``fields`` say why); the record as it was, or
+        None when there is none waiting (never asked, already sent, or withdrawn before)."""
+        doc = await self.notifications.find_one({"_id": key})
+        if doc is None or doc["status"] != "deferred":
+            return None
+        result = await self.notifications.update_one({"_id": key, "status": "deferred"}, {"$set": fields})
+        return doc if result.modified_count == 1 else None
 
     # --- key rotation -------------------------------------------------------------------------------
 

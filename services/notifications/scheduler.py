@@ -21,7 +21,7 @@ from zoneinfo import ZoneInfo
 
 import structlog
 
-from . import domain
+from . import domain, satisfaction
 from .calendar import holidays_on
 from .workflow import Workflow
 from .repository import Repository, due_slot
@@ -105,6 +105,8 @@ class Scheduler:
                                     extra=self.settings.extra_holidays)
                 requests += domain.daily_requests(profile, day, today, cadence=self.settings.follow_up_days,
                                                   country=country, run_id=run_id)
+                requests += satisfaction.periodic_requests(profile, day, every=self.settings.survey_every_days,
+                                                           run_id=run_id)
                 visit = domain.return_visit(profile, day, cadence=self.settings.follow_up_days, now=local)
                 if visit is not None:
                     visits.append(visit)

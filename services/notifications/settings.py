@@ -84,6 +84,16 @@ class NotificationsSettings(PiiSettings):
     #: Follow-up cadence in days by tier (``vip`` is the VIP dimension, the others ``value_tier``);
     #: ``managed``: customers with an account manager, whose follow-up is the manager's return visit.
     follow_up_days: dict[str, int] = Field(default_factory=lambda: {"vip": 30, "high": 90, "managed": 30})
+    #: Satisfaction survey cadence in days by tier (as ``follow_up_days``): one survey per period,
+    #: on a day of the period the customer's id chooses; an empty map sends none.
+    survey_every_days: dict[str, Annotated[int, Field(ge=7)]] = Field(
+        default_factory=lambda: {"vip": 90, "high": 180})
+    #: Share of purchases followed by a survey, chosen by the order id (a replay chooses the same).
+    purchase_survey_share: Annotated[float, Field(ge=0, le=1)] = 0.1
+    purchase_survey_delay_hours: Annotated[float, Field(ge=0)] = 72.0
+    #: A purchase read this long after it was made asks no survey (a new consumer reading the
+    #: topic from the start must not survey old purchases).
+    purchase_survey_max_age_days: Annotated[int, Field(ge=0)] = 7
 
     # Time-driven messages
     daily_send_hour: Annotated[int, Field(ge=0, le=23)] = 10

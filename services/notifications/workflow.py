@@ -82,12 +82,28 @@ class Workflow:
     def survey_refusal(self, customer_id: str, complaint_id: str, expires: int, token: str) -> str | None:
         return surveys.refusal(self._secret, customer_id, complaint_id, expires, token, self.clock.now())
 
+    def general_survey_url(self, customer_id: str, survey: str, sent_at: datetime) -> str:
+        return surveys.general_link(self.settings.survey_base_url, self._secret, customer_id, survey, sent_at,
+                                    timedelta(days=self.settings.survey_link_days))
+
+    def general_survey_refusal(self, customer_id: str, survey: str, expires: int, token: str) -> str | None:
+        return surveys.general_refusal(self._secret, customer_id, survey, expires, token, self.clock.now())
+
     def _context(self, request: Request, profile: Profile, now: datetime) -> dict[str, Any]:
         locale = profile.locale or self.policy.default_locale
         context = domain.template_context(request, profile, locale, self.policy)
         if request.template == "complaint_survey" and request.params.get("complaint_id"):
             context["survey_url"] = self.survey_url(profile.customer_id, request.params["complaint_id"], now)
+        elif request.family == "survey":
+            context["survey_url"] = self.general_survey_url(profile.customer_id, request.params["survey"], now)
         return context
+
+    async def withdraw(self, key: str, reason: str, cause: CloudEvent) -> None:
+        """Suppress a message still waiting for its time (a purchase survey after a refund), and say so."""
+        now = self.clock.now()
+        doc = await self.repo.withdraw_deferred(key, {"status": "suppressed", "reason": reason, "event_time": now})
+        if doc is not None:
+            await self._publish([self._event("suppressed", request_from_doc(doc), now, reason=reason)], cause)
 
     async def submit(self, requests: Sequence[Request], *, cause: CloudEvent | None = None,
                      causes: Mapping[str, CloudEvent] | None = None, resumed: bool = False,

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -220,6 +221,16 @@ async def test_the_dashboard_draws_its_charts_without_browser_errors(stack: Stac
     for panel in ("#sla", "#csat", "#messages", "#churn"):  # a chart, or a sentence saying why there is none
         drawn = await page.locator(f"{panel} svg").count()
         assert drawn or "Not available" in await page.inner_text(panel), panel
+    # The complaints of the last 90 days per team and per person holding them, as the report gives them.
+    report = (await stack.system.http["complaints"].get("/reports/complaints", params={
+        "from": (datetime.now(UTC) - timedelta(days=90)).isoformat(),
+        "to": (datetime.now(UTC) + timedelta(seconds=1)).isoformat()})).json()
+    for table, groups in (("by_team", report["by_team"]), ("by_assignee", report["by_assignee"])):
+        rows = page.locator(f"#holders table[data-table='{table}'] tr[data-holder]")
+        assert await rows.count() == min(len(groups), 15) >= 1, table
+        first = sorted(groups.items(), key=lambda g: (-g[1]["total"], g[0]))[0]  # the most complaints first
+        assert await rows.first.get_attribute("data-holder") == first[0], table
+        assert (await rows.first.locator("td").nth(1).inner_text()).strip() == str(first[1]["total"]), table
     assert await page.locator("script:not([src])").count() == 0  # the charts carry no script of their own
     await tab.shot("dashboard")
     clean(tab)
@@ -257,6 +268,7 @@ async def test_switching_to_chinese_localises_words_tiers_and_dates(stack: Stack
     await tab.shot("customer-zh")
     await tab.open("/dashboard")
     assert "仪表盘" in await page.inner_text("h1")
+    assert "按团队" in await page.inner_text("#holders")
     await tab.shot("dashboard-zh")
     await tab.submit("#language button[value=en-US]")
     assert "Dashboard" in await page.inner_text("h1")

@@ -35,6 +35,31 @@ NEEDS = [("POST", r"/customers$", {"customers:write"}), ("GET", r"/customers/loo
 DUE_SOON, DUE_LATER = "2030-01-01T09:00:00+00:00", "2030-01-02T09:00:00+00:00"
 
 
+def holder(total: int, met: int, score: float | None) -> dict[str, Any]:
+    """One team's or person's figures as ``GET /reports/complaints`` gives them."""
+    return {"total": total, "breached": total - met, "escalated": 1, "resolution": {"median_hours": 5.5},
+            "sla_attainment": {"first_response": {"rate": met / total}, "resolution": {"rate": None}},
+            "csat": {"responses": 1 if score else 0, "average": score}}
+
+
+REPORT = {"total": 3, "breached": 1, "sla_attainment": {}, "csat": {"responses": 0},
+          "by_team": {"care": holder(2, 1, 4.0), "vip": holder(1, 1, None)},
+          "by_assignee": {"ann": holder(2, 1, 4.0), "unassigned": holder(1, 1, None)},
+          "general_satisfaction": {"responses": 3, "average": 4.0, "satisfied_rate": 0.6667, "by_tier": {
+              "high": {"responses": 1, "average": 2.0, "satisfied_rate": 0.0},
+              "vip": {"responses": 2, "average": 5.0, "satisfied_rate": 1.0}}}}
+#: The complaint's events as the customer's timeline keeps them: an escalation and the alert it sent.
+HISTORY = [{"id": "h2", "kind": "complaint", "event_type": "complaint.staff_alert", "complaint_id": "K-soon",
+            "at": "2029-12-31T10:00:00+00:00", "status": "received", "priority": "p2", "alert_kind": "escalated",
+            "staff_id": "sup-1", "rung": "supervisor", "alert_reason": "first_response_breached", "on_duty": False,
+            "assignee": "sup-1", "team": "care"},
+           {"id": "h1", "kind": "complaint", "event_type": "complaint.escalated", "complaint_id": "K-soon",
+            "at": "2029-12-31T10:00:00+00:00", "status": "received", "priority": "p2", "assignee": "sup-1",
+            "sla_target": "first_response"},
+           {"id": "h0", "kind": "complaint", "event_type": "complaint.opened", "complaint_id": "K-soon",
+            "at": "2029-12-31T09:00:00+00:00", "status": "received", "priority": "p3"}]
+
+
 def complaint(cid: str, due: str, **extra: Any) -> dict[str, Any]:
     return {"complaint_id": cid, "customer_id": "C1", "subject": f"{HOSTILE}{cid}", "status": "received",
             "priority": "p3", "escalated_to": "handler", "allowed_transitions": ["acknowledged"], "timers": [],
@@ -61,7 +86,9 @@ def answer(request: httpx.Request, down: set[str]) -> httpx.Response:
                           "account_manager": {"id": "am-xu", "name": f"{HOSTILE}Xu Bo",
                                               "since": "2026-03-02T01:00:00+00:00"}},
         "/customers/C2": {"customer_id": "C2", "name": "Bo", "summary": {}, "account_manager": None},
-        "/customers/C1/timeline": {"items": [], "next_cursor": None},
+        "/customers/C1/timeline": {"items": HISTORY if "kind=complaint" in str(request.url) else [],
+                                   "next_cursor": None},
+        "/reports/complaints": REPORT,
         "/customers/C1/consents": {"current": {"email": True}, "history": []},
         "/customers/C1/tier-history": {"changes": [], "overrides": []},
         "/customers/C1/notifications": {"notifications": []},
@@ -182,3 +209,34 @@ async def test_the_sign_in_page_status_answers_at_once_when_the_page_has_seen_no
     assert status["seen"]  # what the page sends back to wait for a change
     health = await console.get("/health")
     assert health.status_code == 200 and health.json()["status"] == "ok"
+
+
+async def test_the_dashboard_shows_complaints_per_team_and_person_and_general_satisfaction_by_tier(
+        console: httpx.AsyncClient) -> None:
+    await sign_in(console, FULL)
+    page = (await console.get("/dashboard")).text
+    teams = page[page.index('data-table="by_team"'):page.index('data-table="by_assignee"')]
+    assert teams.index('data-holder="care"') < teams.index('data-holder="vip"')  # the most complaints first
+    care = teams[teams.index('data-holder="care"'):teams.index('data-holder="vip"')]
+    assert re.findall(r"<td>([^<]*)</td>", care) == ["care", "2", "1", "1", "50.0%", "—", "5.5", "4.00 (1)"]
+    people = page[page.index('data-table="by_assignee"'):]
+    assert 'data-holder="ann"' in people and ">unassigned<" in people
+    general = page[page.index('data-table="general-satisfaction"'):page.index('id="holders"')]
+    assert [re.sub(r"\s+", " ", row) for row in re.findall(r"<tr[^>]*><td>(.*?)</tr>", general, re.S)] == [
+        "High value</td> <td>1</td><td>2.00</td><td>0.0%</td>", "VIP</td> <td>2</td><td>5.00</td><td>100.0%</td>",
+        "all</td> <td>3</td><td>4.00</td><td>66.7%</td>"]
+    zh = (await console.get("/dashboard", headers={"Accept-Language": "zh-CN"})).text
+    assert "各团队与个人的投诉情况" in zh and "按当前处理人" in zh and ">未分配<" in zh and "高价值" in zh
+
+
+async def test_the_complaint_page_shows_its_escalations_and_whom_they_alerted(console: httpx.AsyncClient) -> None:
+    await sign_in(console, FULL)
+    page = (await console.get("/complaints/K-soon")).text
+    alerts = page[page.index('id="complaint-alerts"'):page.index('id="comments"')]
+    assert 'data-event="opened"' not in alerts
+    alert = alerts[alerts.index('data-event="staff_alert"'):alerts.index('data-event="escalated"')]
+    assert "staff alerted · escalated to them" in alert and "sup-1 (supervisor) · nobody on duty · care" in alert
+    assert "first response overdue" in alert
+    assert "first response" in alerts[alerts.index('data-event="escalated"'):]
+    zh = (await console.get("/complaints/K-soon", headers={"Accept-Language": "zh-CN"})).text
+    assert "升级与员工提醒" in zh and "首次响应已超时" in zh

@@ -56,7 +56,7 @@ SUBSCRIPTIONS: Mapping[str, tuple[str, ...]] = {
     "tiering": (ORDERS_PURCHASES, CRM_INTERACTIONS, CRM_COMPLAINTS, CRM_CUSTOMERS),
     "complaints": (CRM_COMPLAINT_INTAKE, CRM_CUSTOMER_TIERS, CRM_CUSTOMERS, CRM_INTERACTIONS, CRM_CARE_TASKS),
     "notifications": (CRM_CUSTOMERS, CRM_TIER_CHANGES, CRM_COMPLAINTS, CRM_INTERACTIONS, CRM_CUSTOMER_TIERS,
-                      CRM_ACCOUNT_MANAGERS),
+                      CRM_ACCOUNT_MANAGERS, ORDERS_PURCHASES),
 }
 SCOPES = ("customers:read", "customers:write", "customers:erase", "pii:read", "tiers:read", "tiers:write",
           "policy:write", "complaints:read", "complaints:write", "notifications:read", "notifications:write")

@@ -454,7 +454,12 @@ async def test_a_low_survey_score_on_the_interactions_topic_reopens_the_complain
 async def test_a_survey_answer_naming_no_complaint_scores_only_one_resolved_within_the_window(
         infra: dict[str, str], unique: str) -> None:
     customer = f"C-{unique}"
+    classification = envelope("customer.classification", customer, {
+        "vip": "vip", "value_tier": "high", "policy_version": "v1", "updated_at": MONDAY.isoformat(),
+        "metrics": {"currency": "CNY", "spend_12m": "50000.00", "orders_12m": 30}}, time_=MONDAY)
     async with started(build_app(settings(unique), clock=FixedClock(MONDAY))) as client:
+        await produce(infra["KAFKA_BOOTSTRAP_SERVERS"], CRM_CUSTOMER_TIERS, [(customer.encode(), classification)])
+        await eventually(lambda: _tier_is(client._transport.app.state.repo, customer, "vip"))  # type: ignore[attr-defined]
         complaint_id = (await client.post("/complaints", json=body(customer), headers=auth())).json()["complaint_id"]
         url = f"/complaints/{complaint_id}"
         for step in ({"to": "acknowledged"}, {"to": "investigating"},
@@ -477,8 +482,19 @@ async def test_a_survey_answer_naming_no_complaint_scores_only_one_resolved_with
         doc = await eventually(scored)
         await asyncio.sleep(1)
         doc = (await client.get(url, headers=auth(READER))).json()
+
+        async def report(start: datetime, days: int) -> dict[str, Any]:
+            return (await client.get("/reports/complaints", headers=auth(READER), params={
+                "from": start.isoformat(), "to": (start + timedelta(days=days)).isoformat()})).json()
+
+        general = await report(MONDAY + timedelta(days=199), 2)
+        around = await report(MONDAY, 10)
     assert [f["source"] for f in doc["feedback"]] == [f"interaction/S-{unique}-2"]
     assert doc["status"] == "investigating"  # a score of 1 reopens it
+    # The answer that scored no complaint is general satisfaction, by the customer's tier.
+    assert general["general_satisfaction"] == {"responses": 1, "average": 1.0, "satisfied_rate": 0.0, "by_tier": {
+        "vip": {"responses": 1, "average": 1.0, "satisfied_rate": 0.0}}}
+    assert around["csat"]["responses"] == 1 and around["general_satisfaction"]["responses"] == 0
 
 
 async def test_customer_erased_removes_the_customers_text_from_complaints(infra: dict[str, str], unique: str) -> None:

@@ -175,7 +175,13 @@ async def test_classifications_complaints_and_messages_join_the_360_degree_view(
         await produce(bootstrap, CRM_COMPLAINTS, [
             (key, complaint(customer, "opened", f"K-{unique}", "received", now - timedelta(minutes=4))),
             (key, complaint(customer, "opened", f"K2-{unique}", "received", now - timedelta(minutes=4))),
-            (key, complaint(customer, "resolved", f"K-{unique}", "resolved", now - timedelta(minutes=3)))])
+            (key, complaint(customer, "resolved", f"K-{unique}", "resolved", now - timedelta(minutes=3))),
+            (key, envelope("complaint.staff_alert", customer, {
+                "complaint_id": f"K2-{unique}", "status": "received", "priority": "p2", "escalation_level": 1,
+                "assignee": "sup-1", "team": "care", "sla_target": "first_response", "alert": {
+                    "kind": "escalated", "staff_id": "sup-1", "staff_name": "Wang Fang", "role": "supervisor",
+                    "rung": "supervisor", "on_duty": True, "email": "wang.fang@care.example",
+                    "reason": "first_response_breached"}}, time_=now - timedelta(minutes=3)))])
         await produce(bootstrap, CRM_NOTIFICATIONS, [(key, envelope(
             "notification.suppressed", customer,
             {"notification_id": f"N-{unique}", "trigger": "tier_upgrade", "channel": "sms", "template": "upgrade",
@@ -186,7 +192,7 @@ async def test_classifications_complaints_and_messages_join_the_360_degree_view(
             # The summary is written after the timeline entry, so wait for both.
             done = (body["summary"]["messages"] == 1 and body["summary"]["complaints"] == 2
                     and body["summary"]["open_complaints"] == 1
-                    and len((await client.get(f"/customers/{customer}/timeline", headers=reader)).json()["items"]) == 6)
+                    and len((await client.get(f"/customers/{customer}/timeline", headers=reader)).json()["items"]) == 7)
             return body if done else None
 
         view = await eventually(complete)
@@ -197,8 +203,15 @@ async def test_classifications_complaints_and_messages_join_the_360_degree_view(
         bad_tier = await client.get("/customers", params={"tier": "platinum"}, headers=reader)
     assert (view["classification"]["value_tier"], view["classification"]["lifecycle"]) == ("high", "repeat")
     assert view["summary"]["open_complaints"] == 1
-    assert [e["kind"] for e in timeline] == ["notification", "complaint", "complaint", "complaint",
+    assert [e["kind"] for e in timeline] == ["notification", "complaint", "complaint", "complaint", "complaint",
                                              "classification", "classification"]
+    # A staff alert joins the complaint's history with whom it told and why, not their name or contacts.
+    [alert] = [e for e in timeline if e["event_type"] == "complaint.staff_alert"]
+    assert {k: alert[k] for k in ("alert_kind", "staff_id", "rung", "alert_reason", "assignee", "escalation_level",
+                                  "sla_target")} == {
+        "alert_kind": "escalated", "staff_id": "sup-1", "rung": "supervisor", "alert_reason": "first_response_breached",
+        "assignee": "sup-1", "escalation_level": 1, "sla_target": "first_response"}
+    assert "Wang Fang" not in json.dumps(timeline) and "wang.fang" not in json.dumps(timeline)
     assert [e.get("value_tier") for e in timeline[-2:]] == ["high", "medium"]
     assert timeline[0]["outcome"] == "suppressed" and timeline[0]["reason"] == "no_consent"
     assert [c["customer_id"] for c in high] == [customer] == [c["customer_id"] for c in repeat]

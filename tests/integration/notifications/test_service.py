@@ -24,8 +24,9 @@ from shared.contract.topics import (
     CRM_INTERACTIONS,
     CRM_NOTIFICATIONS,
     CRM_TIER_CHANGES,
+    ORDERS_PURCHASES,
 )
-from tests.helpers import api_key, consume_all, envelope, eventually, produce, running
+from tests.helpers import api_key, consume_all, envelope, eventually, produce, purchase, running
 
 from .conftest import SmsProvider, SmtpSink, skip_backlog
 
@@ -537,7 +538,8 @@ async def test_an_erasure_removes_the_customers_copy_and_history(
         "kind": "escalated", "staff_id": "sup-1", "staff_name": "Wang Fang", "role": "supervisor",
         "rung": "supervisor", "on_duty": True}), "data.alert"),
     (CRM_ACCOUNT_MANAGERS, lambda c: manager_changed(c, "am-1", revision=-1), "data.revision"),
-], ids=["customers", "tier-changes", "complaints", "staff-alert", "account-managers"])
+    (ORDERS_PURCHASES, lambda c: purchase(c, "O-1", amount="-5.00"), "data.total_amount"),
+], ids=["customers", "tier-changes", "complaints", "staff-alert", "account-managers", "purchases"])
 async def test_a_bad_event_on_each_consumed_topic_goes_to_its_dlq_and_the_next_one_is_handled(
         infra: dict[str, str], unique: str, smtp_sink: tuple[SmtpSink, int], sms_provider: SmsProvider,
         topic: str, event: Any, field: str) -> None:
@@ -591,8 +593,9 @@ async def test_the_api_needs_keys_with_the_right_scopes_and_names_the_bad_field(
     assert bad_unsubscribe.status_code == 403
     assert set(asyncapi["channels"]) == {"crm.customers.v1:notifications", "crm.tier-changes.v1:notifications",
                                          "crm.complaints.v1:notifications", "crm.interactions.v1:notifications",
-                                         "crm.customer-tiers.v1:notifications", "crm.notifications.v1:publish",
-                                         "crm.account-managers.v1:notifications", "crm.care-tasks.v1:publish"}
+                                         "crm.customer-tiers.v1:notifications", "orders.purchases.v1:notifications",
+                                         "crm.notifications.v1:publish", "crm.account-managers.v1:notifications",
+                                         "crm.care-tasks.v1:publish"}
 
 
 async def test_the_unsubscribe_link_of_a_care_message_stops_the_next_one(

@@ -97,6 +97,21 @@ def test_the_report_gives_each_person_and_team_their_own_figures() -> None:
     assert report["by_team"]["care"]["csat"] == {"responses": 3, "average": 3.667, "satisfied_rate": 0.6667}
 
 
+def test_general_satisfaction_is_reported_in_all_and_by_tier_apart_from_the_complaints_csat() -> None:
+    complaint = _held(_complaint(1, channel="phone", category="billing", respond_h=1, resolve_h=2, score=5), "ann",
+                      "care")
+    report = complaint_report([complaint], MONDAY, MONDAY + timedelta(days=30),
+                              [("vip", 5), ("vip", 4), ("high", 2), (None, 3)])
+    assert report["general_satisfaction"] == {
+        "responses": 4, "average": 3.5, "satisfied_rate": 0.5,
+        "by_tier": {"high": {"responses": 1, "average": 2.0, "satisfied_rate": 0.0},
+                    "none": {"responses": 1, "average": 3.0, "satisfied_rate": 0.0},
+                    "vip": {"responses": 2, "average": 4.5, "satisfied_rate": 1.0}}}
+    assert report["csat"] == {"responses": 1, "average": 5.0, "satisfied_rate": 1.0}
+    assert complaint_report([], MONDAY, MONDAY + timedelta(days=1))["general_satisfaction"] == {
+        "responses": 0, "average": None, "satisfied_rate": None, "by_tier": {}}
+
+
 @pytest.mark.parametrize(("text", "length"), [("24h", timedelta(hours=24)), ("8wh", timedelta(hours=8)),
                                               ("2wd", timedelta(hours=15)), ("0.5wd", timedelta(hours=3, minutes=45))])
 def test_targets_read_clock_hours_working_hours_and_working_days(text: str, length: timedelta) -> None:

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 import yaml
 
+from services.complaints.staff import load
 from shared.settings import ServiceSettings
 
 COMPOSE = Path(__file__).resolve().parents[3] / "deploy" / "compose.yaml"
@@ -59,8 +60,12 @@ def resolved(env: dict[str, Any]) -> dict[str, str]:
     out = {}
     for key, value in env.items():
         text = str(value)
-        match = re.fullmatch(r"\$\{(\w+)(:?[?-].*)?\}", text)
-        out[key] = samples.get(match.group(1), "sample-" + match.group(1).lower()) if match else text
+        match = re.fullmatch(r"\$\{(\w+)(?::?([?-])(.*))?\}", text)
+        if match is None:
+            out[key] = text
+        else:  # an unset ``${VAR:-default}`` gives its default
+            name, kind, default = match.groups()
+            out[key] = samples.get(name, default if kind == "-" else "sample-" + name.lower())
     return out
 
 
@@ -133,3 +138,21 @@ def test_kafka_is_given_the_full_kraft_configuration(compose: dict[str, Any]) ->
                 "KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR", "KAFKA_TRANSACTION_STATE_LOG_MIN_ISR"}
     assert required <= set(env)
     assert env["KAFKA_AUTO_CREATE_TOPICS_ENABLE"] == "false"
+
+
+def test_staff_alerts_reach_people_as_in_a_local_deployment(compose: dict[str, Any],
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    complaints, notifications = compose["services"]["complaints"], compose["services"]["notifications"]
+    # The staff directory is a file mounted where the setting names it; by default the shipped one.
+    path = complaints["environment"]["COMPLAINTS_STAFF_FILE"]
+    [mount] = [v for v in complaints["volumes"] if v.endswith(f":{path}:ro")]
+    source = re.fullmatch(r"\$\{STAFF_FILE:-(.+)\}", mount.split(":/", 1)[0]).group(1)
+    assert (COMPOSE.parent / source).resolve() == (COMPOSE.parents[1] / "services" / "complaints" /
+                                                   "staff.default.yaml")
+    assert load(str(COMPOSE.parent / source)).team("care") is not None
+    # Staff webhooks are called only under prefixes the operator allows; none by default.
+    for key, value in resolved(notifications["environment"]).items():
+        monkeypatch.setenv(key, value)
+    assert settings_class("notifications")().staff_webhook_prefixes == ()
+    monkeypatch.setenv("NOTIFICATIONS_STAFF_WEBHOOK_PREFIXES", '["https://chat.example.com/hooks/"]')
+    assert settings_class("notifications")().staff_webhook_prefixes == ("https://chat.example.com/hooks/",)

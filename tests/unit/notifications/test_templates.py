@@ -88,7 +88,8 @@ def test_every_message_type_renders_in_every_shipped_locale_on_every_channel() -
     values = {"name": "N", "tier": "high", "previous": "medium", "needed": "x", "complaint_id": "CP-1",
               "due_local": "soon", "holiday": "spring_festival", "cadence_days": 30, "sla_target": "resolution",
               "amount": "800.00", "currency": "CNY", "keep_by_local": "soon", "priority": "p2", "rung": "supervisor",
-              "reason": "first_response_breached", "previous_assignee": "agent-1", "on_duty": False}
+              "reason": "first_response_breached", "previous_assignee": "agent-1", "on_duty": False,
+              "order_id": "O-1", "survey_url": "https://x/surveys?t=1"}
     for locale in ("zh-CN", "en-US"):
         for template in TEMPLATES.types:
             for channel in ("email", "sms", "webhook"):

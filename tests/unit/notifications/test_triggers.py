@@ -8,16 +8,12 @@ from typing import Any
 import pytest
 
 from services.notifications.calendar import holidays_on
-from services.notifications.domain import (
-    Profile,
-    birthday_on,
+from services.notifications.domain import Profile, birthday_on, daily_requests, follow_up_due, return_visit
+from services.notifications.triggers import (
     complaint_requests,
-    daily_requests,
-    follow_up_due,
     grace_warning_request,
     referral_request,
     referred_request,
-    return_visit,
     tier_request,
     welcome_request,
 )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -10,6 +11,8 @@ from services.tiering import domain
 from services.tiering.domain import Entry, Override, RuleViolation, Snapshot
 from services.tiering.policy import default_policy
 from shared.clock import FixedClock
+from shared.contract import parse_event
+from tests.helpers import envelope
 
 POLICY = default_policy()
 NOW = datetime(2026, 6, 1, 12, tzinfo=UTC)
@@ -176,6 +179,24 @@ def test_each_churn_signal_is_named_in_the_order_the_loyalty_rule_checks_them() 
                                              status="received") for c in "xy")]) == "open_complaints"
     assert signal([buy("a", 100, 3), Entry("i:s", "survey", NOW - timedelta(days=1), score=2)]) == "low_satisfaction"
     assert signal([buy("a", 100, 3)]) is None
+
+
+def test_a_general_survey_answer_naming_no_complaint_feeds_loyalty() -> None:
+    def answer(n: int, score: int) -> Entry | None:
+        # A survey through a general link (a purchase or a period's): no complaint_id.
+        event = parse_event(json.dumps(envelope("customer.interaction.recorded", "C-1", {
+            "interaction_id": f"survey-{n}", "kind": "survey_response", "channel": "web", "direction": "inbound",
+            "satisfaction": score}, time_=NOW - timedelta(days=n))).encode())
+        return domain.entry_for(event, POLICY)
+
+    low, high = answer(2, 1), answer(1, 5)
+    assert low == Entry("i:survey-2", "survey", NOW - timedelta(days=2), score=1)
+    buys = [buy("a", 100, 3), buy("b", 100, 40), buy("c", 100, 80)]
+    assert evaluate(buys)[0].output["loyalty"] != "churn_risk"
+    snapshot, _, metrics = evaluate([*buys, low])  # type: ignore[list-item]
+    assert metrics.latest_satisfaction == 1 and snapshot.output["loyalty"] == "churn_risk"
+    # A later, better answer is the one that counts.
+    assert evaluate([*buys, low, high])[0].output["loyalty"] != "churn_risk"  # type: ignore[list-item]
 
 
 def test_lifecycle_moves_from_prospect_to_new_to_repeat_to_churned_and_back() -> None:
