@@ -15,7 +15,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, RedirectResponse,
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from . import auth, complaints, customers, dashboard, policy
+from . import auth, complaints, customers, dashboard, policy, queue
 from .cache import TtlCache
 from .core import CsrfRefused, NotFoundPage, SignInRequired, State, context, templates
 from .ratelimit import LoginLimiter
@@ -51,7 +51,7 @@ def create_app(settings: ConsoleSettings, *, transport: httpx.AsyncBaseTransport
         cache=TtlCache(settings.report_cache_s),
     )
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
-    for module in (auth, customers, complaints, dashboard, policy):
+    for module in (auth, customers, complaints, queue, dashboard, policy):
         app.include_router(module.router)
     _add_headers_and_logging(app)
     _add_error_pages(app)

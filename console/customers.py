@@ -1,5 +1,6 @@
 """Customers: search (id, or phone and e-mail through the blind-index lookup), filters, the
-360-degree view, and the two actions on it (record an interaction, set or lift a tier override)."""
+360-degree view, and the actions on it (record an interaction, set or lift a tier override, change
+the account manager)."""
 
 from __future__ import annotations
 
@@ -96,7 +97,8 @@ async def customer(request: Request, customer_id: str, before: str = "") -> Resp
         # A section the key may not read is not asked for; the page says so instead.
         return ctx.get(service, path, **params) if ctx.may(scope) else _skip(service)
 
-    profile, timeline, consents, classification, history, messages, complaints, policy = await asyncio.gather(
+    (profile, timeline, consents, classification, history, messages, complaints, policy, account,
+     directory) = await asyncio.gather(
         ctx.get("customer", f"/customers/{path}"),
         ctx.get("customer", f"/customers/{path}/timeline", limit=PAGE, cursor=before[:400] or None),
         ctx.get("customer", f"/customers/{path}/consents"),
@@ -106,6 +108,9 @@ async def customer(request: Request, customer_id: str, before: str = "") -> Resp
         allowed("complaints:read", "complaints", "/complaints", customer=customer_id, limit=50),
         # Tiering's metrics hold amounts in cents of the policy's base currency.
         allowed("tiers:read", "tiering", "/policy"),
+        # The manager's audit record; the directory only for a key that may change the manager.
+        allowed("complaints:read", "complaints", f"/accounts/{path}"),
+        ctx.get("complaints", "/staff") if ctx.can("complaints:write") else _skip("complaints"),
     )
     if profile.status in (404, 410):
         return ctx.render("error.html", status=profile.status,
@@ -115,7 +120,7 @@ async def customer(request: Request, customer_id: str, before: str = "") -> Resp
                           message=down_notice(ctx.t, profile) or "")
     unclassified = classification.status == 404
     notices = [n for n in (down_notice(ctx.t, r) for r in (timeline, consents, classification, history, messages,
-                                                          complaints)
+                                                          complaints, account)
                            if not (r is classification and unclassified)) if n]
     body = profile.body
     return ctx.render(
@@ -129,7 +134,16 @@ async def customer(request: Request, customer_id: str, before: str = "") -> Resp
         complaints=complaints.body.get("items", []) if complaints.ok else None,
         notices=list(dict.fromkeys(notices)), dimensions=DIMENSIONS, tier_values=TIERS,
         interaction_kinds=INTERACTION_KINDS, path=path, money_metrics=MONEY_METRICS,
-        base_currency=policy.body.get("base_currency", "") if policy.ok and isinstance(policy.body, dict) else "")
+        base_currency=policy.body.get("base_currency", "") if policy.ok and isinstance(policy.body, dict) else "",
+        account=account.body if account.ok and isinstance(account.body, dict) else None,
+        managers=account_managers(directory))
+
+
+def account_managers(directory: Reply) -> list[dict[str, Any]] | None:
+    """The directory's account managers, whom the manager may be changed to (None: not offered)."""
+    if not directory.ok or not isinstance(directory.body, dict):
+        return None
+    return [p for p in directory.body.get("staff", []) if isinstance(p, dict) and p.get("account_manager")]
 
 
 @router.post("/customers/{customer_id}/interactions")
@@ -145,6 +159,17 @@ async def record_interaction(request: Request, customer_id: str) -> Response:
         body["satisfaction"] = int(form["satisfaction"])
     reply = await ctx.call("customer", "POST", f"/customers/{path}/interactions", json=body)
     _outcome(ctx, reply, ctx.t("action.recorded"))
+    return ctx.redirect(f"/customers/{path}")
+
+
+@router.post("/customers/{customer_id}/manager")
+async def change_manager(request: Request, customer_id: str) -> Response:
+    ctx = await context(request)
+    path = customer_path(customer_id)
+    form = await ctx.form()
+    body = {"manager_id": form.get("manager_id", "").strip() or None, "reason": form.get("reason", "").strip()}
+    reply = await ctx.call("complaints", "PUT", f"/accounts/{path}/manager", json=body)
+    _outcome(ctx, reply, ctx.t("manager.changed"))
     return ctx.redirect(f"/customers/{path}")
 
 

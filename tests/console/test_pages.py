@@ -3,6 +3,7 @@ real ones do (the browser tests in test_app.py run the real ones)."""
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import AsyncIterator
 from typing import Any
@@ -31,8 +32,38 @@ NEEDS = [("POST", r"/customers$", {"customers:write"}), ("GET", r"/customers/loo
          ("GET", r"^/complaints", {"complaints:read"}), ("GET", r"^/reports/complaints", {"complaints:read"}),
          ("GET", r"/notifications$|^/suppressions|^/reports/notifications", {"notifications:read"}),
          ("POST", r"^/suppressions", {"notifications:write"}), ("GET", r"^/reports/segments", {"tiers:read"}),
+         ("GET", r"^/(queues|staff|tasks|accounts)", {"complaints:read"}), ("POST", r"^/tasks/", {"complaints:write"}),
+         ("PUT", r"^/accounts/", {"complaints:write"}),
          ("GET", r"^/customers", {"customers:read"})]
 DUE_SOON, DUE_LATER = "2030-01-01T09:00:00+00:00", "2030-01-02T09:00:00+00:00"
+#: Return visits of C1 in am-xu's queue: one long overdue, one due after the complaint.
+OVERDUE_VISIT, LATER_VISIT = "return_visit:2020-03-02:C1", "return_visit:2030-01-03:C1"
+STAFF = {"routing": {"default_team": "care"}, "teams": [{"name": "care"}, {"name": "accounts"}], "staff": [
+    {"id": "am-xu", "name": f"{HOSTILE}Xu Bo", "role": "agent", "team": "accounts", "account_manager": True},
+    {"id": "am-lin", "name": "Lin Qing", "role": "agent", "team": "accounts", "account_manager": True},
+    {"id": "agent-li", "name": "Li Na", "role": "agent", "team": "care", "account_manager": False}]}
+
+
+def visit(task_id: str, due: str) -> dict[str, Any]:
+    return {"kind": "return_visit", "task_id": task_id, "customer_id": "C1", "assignee": "am-xu", "status": "open",
+            "due_at": due, "due_on": task_id.split(":")[1], "opened_at": "2020-03-02T01:00:00Z"}
+
+
+def queued(cid: str, due: str) -> dict[str, Any]:
+    return {"kind": "complaint", "complaint_id": cid, "customer_id": "C1", "priority": "p2", "status": "received",
+            "assignee": "am-xu", "team": "care", "next_target": "first_response", "due_at": due, "warned": True,
+            "breached": False, "escalated_to": "handler", "opened_at": "2029-12-31T09:00:00Z"}
+
+
+def outcome(body: dict[str, Any]) -> httpx.Response:
+    """As the complaints service answers: the open visit takes one outcome, the done one only the same."""
+    if not isinstance(body.get("satisfaction", 1), int):
+        return httpx.Response(422, json={"detail": [{"loc": ["body", "satisfaction"],
+                                                     "msg": "Input should be a valid integer"}]})
+    if body.get("outcome") != "completed":
+        return httpx.Response(409, json={"detail": {"error": "task_done", "message":
+                                                    f"{HOSTILE}the outcome was recorded at 2026-03-02T10:00:00Z"}})
+    return httpx.Response(200, json={"task_id": OVERDUE_VISIT, "status": "done", **body})
 
 
 def holder(total: int, met: int, score: float | None) -> dict[str, Any]:
@@ -67,7 +98,7 @@ def complaint(cid: str, due: str, **extra: Any) -> dict[str, Any]:
                                                        "breached": False}}, **extra}
 
 
-def answer(request: httpx.Request, down: set[str]) -> httpx.Response:
+def answer(request: httpx.Request, down: set[str], sent: list[tuple[str, str, Any]] | None = None) -> httpx.Response:
     service, path, method = request.url.host, request.url.path, request.method
     if service in down:
         raise httpx.ConnectError("refused", request=request)
@@ -95,7 +126,27 @@ def answer(request: httpx.Request, down: set[str]) -> httpx.Response:
         "/complaints": {"items": [complaint("K-late", DUE_LATER), complaint("K-soon", DUE_SOON)], "count": 2},
         "/complaints/K-soon": complaint("K-soon", DUE_SOON),
         "/policy": {"version": "v1", "base_currency": "CNY"},
+        "/staff": STAFF,
+        "/queues/agents/am-xu": {"assignee": "am-xu", "open": 1, "tasks": 2, "items": [
+            visit(OVERDUE_VISIT, "2020-03-03T10:00:00Z"), queued("K-soon", DUE_SOON), visit(LATER_VISIT, DUE_LATER)]},
+        "/queues/agents/agent-li": {"assignee": "agent-li", "open": 0, "tasks": 0, "items": []},
+        "/queues/teams/care": {"team": "care", "open": 1, "items": [queued("K-soon", DUE_SOON)]},
+        "/accounts/C1": {"customer_id": "C1", "manager_id": "am-xu", "manager_name": "Xu Bo", "revision": 2,
+                         "history": [{"revision": 2, "at": "2026-03-02T01:00:00Z", "actor": f"{HOSTILE}carol",
+                                      "reason": f"{HOSTILE}speaks Wu", "previous": "am-lin", "manager": "am-xu"},
+                                     {"revision": 1, "at": "2026-03-01T01:00:00Z", "actor": "rule", "reason": "vip",
+                                      "previous": None, "manager": "am-lin"}]},
     }
+    if method in ("POST", "PUT") and sent is not None:
+        sent.append((method, path, json.loads(request.content) if request.content else None))
+    if method == "POST" and path.startswith("/tasks/") and path.endswith("/outcome"):
+        return outcome(json.loads(request.content))
+    if method == "PUT" and path == "/accounts/C1/manager":
+        body = json.loads(request.content)
+        if body["manager_id"] not in (None, "am-xu", "am-lin"):
+            return httpx.Response(422, json={"detail": [{"loc": ["body", "manager_id"], "msg":
+                                                         f"{body['manager_id']} is not an account manager"}]})
+        return httpx.Response(200, json={**found["/accounts/C1"], "manager_id": body["manager_id"]})
     if path == "/complaints/K-soon/transitions":
         return httpx.Response(409, json={"detail": {"error": "invalid_transition", "message":
                                                     "cannot go from acknowledged to acknowledged",
@@ -111,11 +162,17 @@ def down() -> set[str]:
 
 
 @pytest.fixture
-async def console(down: set[str]) -> AsyncIterator[httpx.AsyncClient]:
+def sent() -> list[tuple[str, str, Any]]:
+    """What the console sent the services (method, path, body), writes only."""
+    return []
+
+
+@pytest.fixture
+async def console(down: set[str], sent: list[tuple[str, str, Any]]) -> AsyncIterator[httpx.AsyncClient]:
     settings = ConsoleSettings(environment="development", session_secret="p" * 48, report_cache_s=0,
                                **{f"{name}_url": f"http://{name}" for name in ("customer", "tiering", "complaints",
                                                                                "notifications")})
-    app = create_app(settings, transport=httpx.MockTransport(lambda r: answer(r, down)))
+    app = create_app(settings, transport=httpx.MockTransport(lambda r: answer(r, down, sent)))
     async with running(app) as client:
         client.headers["Accept-Language"] = "en-US"
         yield client
@@ -144,7 +201,8 @@ async def test_pages_need_a_session_and_sign_in_sets_a_protected_cookie(console:
 
 async def test_upstream_text_is_escaped_and_no_page_has_inline_script(console: httpx.AsyncClient) -> None:
     await sign_in(console, FULL)
-    for path in ("/customers/C1", "/complaints", "/complaints/K-soon", "/dashboard", "/policy"):
+    for path in ("/customers/C1", "/complaints", "/complaints/K-soon", "/dashboard", "/policy", "/queue",
+                 "/queue?staff=am-xu"):
         page = await console.get(path)
         assert page.status_code == 200, path
         assert "<img src=x" not in page.text and not re.search(r"<script(?![^>]*\bsrc=)", page.text), path
@@ -183,7 +241,7 @@ async def test_a_post_needs_the_sessions_token_and_a_refusal_shows_the_reason(co
 
 async def test_a_read_only_key_is_offered_no_action(console: httpx.AsyncClient) -> None:
     await sign_in(console, READER)
-    for path in ("/customers/C1", "/complaints/K-soon", "/policy"):
+    for path in ("/customers/C1", "/complaints/K-soon", "/policy", "/queue?staff=am-xu"):
         assert "data-action" not in (await console.get(path)).text, path
 
 
@@ -240,3 +298,100 @@ async def test_the_complaint_page_shows_its_escalations_and_whom_they_alerted(co
     assert "first response" in alerts[alerts.index('data-event="escalated"'):]
     zh = (await console.get("/complaints/K-soon", headers={"Accept-Language": "zh-CN"})).text
     assert "升级与员工提醒" in zh and "首次响应已超时" in zh
+
+
+def rows_of(html: str) -> list[str]:
+    return re.findall(r'<tr class="kind-[^"]*" data-item="([^"]+)"', html)
+
+
+async def test_the_queue_page_lists_a_persons_complaints_and_return_visits_with_overdue_marked(
+        console: httpx.AsyncClient) -> None:
+    await sign_in(console, FULL)
+    chooser = (await console.get("/queue")).text
+    assert 'id="queue-hint"' in chooser and 'id="work-queue"' not in chooser
+    assert '<option value="am-xu">&lt;img src=x onerror=window.__pwned=1&gt;Xu Bo (am-xu) · account manager' in chooser
+    assert '<option value="care">care</option>' in chooser and 'href="/queue"' in chooser
+
+    page = (await console.get("/queue", params={"staff": "am-xu"})).text
+    assert rows_of(page) == [OVERDUE_VISIT, "K-soon", LATER_VISIT]  # the service's order, nearest due first
+    assert "Open complaints: 1; return visits: 2." in page and '<option value="am-xu" selected>' in page
+    overdue, complaint_row, later = re.findall(r'<tr class="kind-.*?</tr>', page, re.S)
+    assert 'class="kind-return_visit breached"' in overdue and "overdue</strong>" in overdue
+    assert 'href="/customers/C1"' in overdue and "follow-up of Mar 2, 2020" in overdue
+    assert 'href="/complaints/K-soon"' in complaint_row and "warned" in complaint_row
+    assert "Jan 2, 2030, 5:00 PM" in later and "overdue</strong>" not in later and "breached" not in later
+    assert page.count('data-action="record-outcome"') == 2 and 'record-outcome' not in complaint_row
+    assert f'action="/queue/tasks/{OVERDUE_VISIT.replace(":", "%3A")}/outcome"' in overdue
+
+    zh = (await console.get("/queue", params={"staff": "am-xu"}, headers={"Accept-Language": "zh-CN"})).text
+    assert "回访" in zh and "已逾期" in zh and "2030年1月2日 17:00" in zh and "记录回访结果" in zh
+    empty = (await console.get("/queue", params={"staff": "agent-li"})).text
+    assert "Nothing open in this queue." in empty and rows_of(empty) == []
+
+
+async def test_a_team_queue_an_unknown_team_and_names_that_are_not_names(console: httpx.AsyncClient,
+                                                                         sent: list[Any]) -> None:
+    await sign_in(console, FULL)
+    team = (await console.get("/queue", params={"team": "care"})).text
+    assert rows_of(team) == ["K-soon"] and "Open complaints: 1." in team and "record-outcome" not in team
+    unknown = await console.get("/queue", params={"team": "nobody"})
+    assert unknown.status_code == 404 and "The complaints service answered: not found" in unknown.text
+    # A person's queue wins over a team's; a name with a slash or dots only is no choice at all.
+    assert rows_of((await console.get("/queue", params={"staff": "am-xu", "team": "care"})).text)[0] == OVERDUE_VISIT
+    for bad in ("../policy", "..", "a/b", "x" * 129):
+        assert 'id="queue-hint"' in (await console.get("/queue", params={"staff": bad})).text, bad
+    assert (await console.post("/queue/tasks/bad%20id/outcome", data={})).status_code == 404
+    assert sent == []
+
+
+async def test_recording_an_outcome_sends_it_and_a_refusal_shows_the_services_reason(
+        console: httpx.AsyncClient, sent: list[Any]) -> None:
+    await sign_in(console, FULL)
+    form = {"csrf_token": token((await console.get("/queue?staff=am-xu")).text), "staff": "am-xu", "team": "",
+            "outcome": "completed", "channel": "visit", "summary": " Renewal agreed ", "satisfaction": "5"}
+    url = f"/queue/tasks/{OVERDUE_VISIT}/outcome"
+    assert (await console.post(url, data={**form, "csrf_token": "forged"})).status_code == 403
+    assert sent == []
+    done = await console.post(url, data=form)
+    assert done.status_code == 303 and done.headers["location"] == "/queue?staff=am-xu"
+    assert sent == [("POST", f"/tasks/{OVERDUE_VISIT}/outcome",
+                     {"outcome": "completed", "channel": "visit", "summary": "Renewal agreed", "satisfaction": 5})]
+    assert "Outcome recorded" in (await console.get("/queue?staff=am-xu")).text
+
+    await console.post(url, data={**form, "outcome": "declined", "satisfaction": ""})
+    assert sent[-1][2] == {"outcome": "declined", "channel": "visit", "summary": "Renewal agreed"}
+    refused = (await console.get("/queue?staff=am-xu")).text
+    assert ('class="flash error"' in refused and "Refused: &lt;img src=x onerror=window.__pwned=1&gt;the outcome "
+            "was recorded at 2026-03-02T10:00:00Z" in refused and "<img src=x" not in refused)
+    await console.post(url, data={**form, "satisfaction": "five", "team": "care", "staff": ""})
+    invalid = await console.get("/queue?team=care")
+    assert "Refused: satisfaction: Input should be a valid integer" in invalid.text
+
+
+async def test_the_360_view_changes_the_account_manager_with_the_write_scope_and_shows_the_audit_record(
+        console: httpx.AsyncClient, sent: list[Any]) -> None:
+    await sign_in(console, FULL)
+    page = (await console.get("/customers/C1")).text
+    form = re.search(r'<form[^>]*data-action="change-manager".*?</form>', page, re.S).group(0)
+    assert '<option value="am-xu" selected>' in form and 'value="am-lin"' in form and "agent-li" not in form
+    assert '<option value="">No account manager</option>' in form
+    audit = re.search(r'<details id="manager-audit">.*?</details>', page, re.S).group(0)
+    assert "&lt;img src=x onerror=window.__pwned=1&gt;speaks Wu" in audit and "assignment rule" in audit
+    assert "&lt;img src=x onerror=window.__pwned=1&gt;carol" in audit and "am-lin" in audit and "Mar 2, 2026" in audit
+
+    csrf = token(page)
+    moved = await console.post("/customers/C1/manager", data={"csrf_token": csrf, "manager_id": "am-lin",
+                                                              "reason": " speaks Wu "})
+    assert moved.status_code == 303 and moved.headers["location"] == "/customers/C1"
+    assert "Account manager changed" in (await console.get("/customers/C1")).text
+    await console.post("/customers/C1/manager", data={"csrf_token": csrf, "manager_id": "", "reason": "left us"})
+    await console.post("/customers/C1/manager", data={"csrf_token": csrf, "manager_id": "agent-li", "reason": "x"})
+    assert [body for _, _, body in sent] == [{"manager_id": "am-lin", "reason": "speaks Wu"},
+                                             {"manager_id": None, "reason": "left us"},
+                                             {"manager_id": "agent-li", "reason": "x"}]
+    assert "agent-li is not an account manager" in (await console.get("/customers/C1")).text
+
+    await console.post("/logout", data={"csrf_token": csrf})
+    await sign_in(console, READER)
+    read_only = (await console.get("/customers/C1")).text
+    assert 'id="manager-audit"' in read_only and "change-manager" not in read_only
