@@ -42,11 +42,14 @@ class Scheduler:
         #: The first minute slot the next pass looks up; None until the start pass has run.
         self._next: datetime | None = None
         self.primed = asyncio.Event()
+        #: Set once the first pass after the start pass is done.
+        self.ticked = asyncio.Event()
 
     async def run_forever(self) -> None:
         await self.prime()
         while True:
             await self.tick()
+            self.ticked.set()
             await asyncio.sleep(self.settings.scheduler_interval_s)
 
     async def prime(self) -> None:

@@ -14,18 +14,12 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
 import pytest
-from aiokafka import AIOKafkaConsumer
-from aiokafka.admin import AIOKafkaAdminClient
-from pymongo import AsyncMongoClient
 
-from shared.kafka import ensure_topics
-from shared.settings import ServiceSettings
 from tests.doubles import smtp_server
-from tests.e2e.system import SCOPES, SERVICES, SUBSCRIPTIONS, Person, System, valid_mobile
-from tests.helpers import api_key, eventually, skip_backlog
-from tests.processes import ServiceProcess, free_port
+from tests.e2e.system import SCOPES, Person, System, valid_mobile
+from tests.helpers import api_key, eventually
+from tests.processes import ServiceProcess
 
 from .stack import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, PlaywrightTimeout, console_process, need_browser
 
@@ -85,7 +79,8 @@ async def _visible(system: System, plain: Person, hostile: Person, complaints: d
     await eventually(ready, timeout=WAIT, interval=0.5)
 
 
-@pytest.fixture(scope="module")
+# One stack and one browser for every module of the console's tests: each start costs a minute.
+@pytest.fixture(scope="package")
 async def stack(infra: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack]:
     need_browser()
     key, entry = api_key("console-tests", *SCOPES)
@@ -97,31 +92,10 @@ async def stack(infra: dict[str, str], tmp_path_factory: pytest.TempPathFactory)
             token=token, bootstrap=infra["KAFKA_BOOTSTRAP_SERVERS"], mongodb_url=infra["MONGODB_URL"],
             log_dir=tmp_path_factory.mktemp("console-logs"), work_dir=tmp_path_factory.mktemp("console-work"),
             smtp=sink, smtp_port=smtp_port, api_key=key, api_keys_setting=setting, sla_policies=SLA_POLICIES)
-        closed_port = free_port()
-        system.processes = {name: ServiceProcess(name, system.environment(name, closed_port), system.log_dir)
-                            for name in SERVICES}
-        system.mongo = AsyncMongoClient(system.mongodb_url, tz_aware=True)
-        system.admin = AIOKafkaAdminClient(bootstrap_servers=system.bootstrap)
-        system.reader = AIOKafkaConsumer(bootstrap_servers=system.bootstrap, group_id=None, enable_auto_commit=False)
         console = console_process({}, system.log_dir)
         stack = Stack(system, console, key, read_only_key, secrets.token_urlsafe(48), None, None)  # type: ignore[arg-type]
         try:
-            await system.admin.start()
-            await system.reader.start()
-            await ensure_topics(ServiceSettings(service_name="console-tests"))
-            await system.known_partitions()
-            await asyncio.gather(*(
-                skip_backlog(ServiceSettings(service_name=service, kafka_group_id=system.group_prefix(service)),
-                             [topic])
-                for service, topics in SUBSCRIPTIONS.items() for topic in topics))
-            started = await asyncio.gather(
-                *(asyncio.to_thread(p.start, START_TIMEOUT) for p in system.processes.values()),
-                return_exceptions=True)
-            failed = [error for error in started if isinstance(error, BaseException)]
-            if failed:
-                raise failed[0]
-            for name, process in system.processes.items():
-                system.http[name] = httpx.AsyncClient(base_url=process.url, headers={"X-API-Key": key}, timeout=15.0)
+            await system.start(START_TIMEOUT)
             console.env = stack.console_env()
             await asyncio.to_thread(console.start)
             await system.consumers_joined()
@@ -131,15 +105,10 @@ async def stack(infra: dict[str, str], tmp_path_factory: pytest.TempPathFactory)
         finally:
             for extra in [*stack.extra, console]:
                 await asyncio.to_thread(extra.stop)
-            await asyncio.gather(*(asyncio.to_thread(p.stop) for p in system.processes.values()))
-            for client in system.http.values():
-                await client.aclose()
-            await system.reader.stop()
-            await system.admin.close()
-            await system.mongo.close()
+            await system.stop()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 async def browser(stack: Stack) -> AsyncIterator[Any]:
     from playwright.async_api import async_playwright
 

@@ -38,10 +38,11 @@ from shared.contract.topics import (
     CRM_TIER_CHANGES,
     ORDERS_PURCHASES,
 )
+from shared.kafka import ensure_topics
 from shared.settings import ServiceSettings
 from tests.doubles import SmtpSink
-from tests.helpers import envelope, eventually, produce, purchase
-from tests.processes import ServiceProcess
+from tests.helpers import envelope, eventually, produce, purchase, skip_backlog
+from tests.processes import ServiceProcess, free_port
 
 #: How long a journey waits for one step to cross the services: four service processes share a
 #: small machine with the broker and the store, and a CI machine can be slower still.
@@ -175,6 +176,44 @@ class System:
                 "NOTIFICATIONS_CHANNEL_BACKOFF_S": "0.05",
             })
         return env
+
+    # --- processes -------------------------------------------------------------------------------
+
+    async def start(self, timeout: float) -> None:
+        """The four services as processes on fresh groups and databases, and the clients that watch them."""
+        closed_port = free_port()
+        self.processes = {name: ServiceProcess(name, self.environment(name, closed_port), self.log_dir)
+                          for name in SERVICES}
+        self.mongo = AsyncMongoClient(self.mongodb_url, tz_aware=True)
+        self.admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap)
+        self.reader = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, group_id=None, enable_auto_commit=False)
+        await self.admin.start()
+        await self.reader.start()
+        await ensure_topics(ServiceSettings(service_name="e2e"))
+        await self.known_partitions()
+        # The fresh groups start at the end of the shared topics, not at earlier runs' history.
+        await asyncio.gather(*(
+            skip_backlog(ServiceSettings(service_name=service, kafka_group_id=self.group_prefix(service)), [topic])
+            for service, topics in SUBSCRIPTIONS.items() for topic in topics))
+        started = await asyncio.gather(*(asyncio.to_thread(p.start, timeout) for p in self.processes.values()),
+                                       return_exceptions=True)
+        failed = [error for error in started if isinstance(error, BaseException)]
+        if failed:
+            raise failed[0]
+        for name, process in self.processes.items():
+            self.http[name] = httpx.AsyncClient(base_url=process.url, headers={"X-API-Key": self.api_key},
+                                                timeout=15.0)
+
+    async def stop(self) -> None:
+        await asyncio.gather(*(asyncio.to_thread(p.stop) for p in self.processes.values()))
+        for client in self.http.values():
+            await client.aclose()
+        if self.reader is not None:
+            await self.reader.stop()
+        if self.admin is not None:
+            await self.admin.close()
+        if self.mongo is not None:
+            await self.mongo.close()
 
     # --- customers ---------------------------------------------------------------------------------
 
