@@ -17,7 +17,7 @@ from tests.helpers import envelope, eventually, produce
 from .conftest import Stack, Tab, new_tab
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
-MANAGER = "am-xu"  # an account manager of the development staff directory the services start with
+MANAGER = "am-lin"  # an account manager of the development staff directory (test_app gives this customer am-xu)
 
 
 def clean(tab: Tab) -> None:
