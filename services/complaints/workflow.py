@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 import uuid
 import weakref
 from collections.abc import AsyncIterator, Callable
@@ -33,13 +34,17 @@ from shared.kafka import Publisher
 
 from . import assignment, domain, staff
 from .domain import Complaint, DomainError, Emit, Rules
-from .repository import Repository, Unsent
+from .repository import CLOSED_STATES, Repository, Unsent
 from .staff import Directory
 
 log = structlog.get_logger(__name__)
 NAMESPACE = uuid.UUID("0b7f6f0e-3c55-4bde-9d8f-5f0c2f7c1a01")
 SOURCE = "carecrm/complaints"
 MAX_RACES = 20
+#: Seconds the agents' loads read for routing new complaints stay in use. Meanwhile this process
+#: counts in them what it routes, reassigns and closes itself; what other processes do shows at the
+#: next read. Read for every intake batch, they read every open complaint of the agents each time.
+LOADS_FOR_S = 30.0
 
 Operation = Callable[[Complaint, datetime], tuple[Complaint, list[Emit]]]
 
@@ -73,6 +78,9 @@ class Workflow:
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
         #: Tokens of this process's bulk writes whose events are being published right now.
         self._in_flight: set[str] = set()
+        #: Open complaints per agent, as read at ``_loads_read`` (``time.monotonic``) and counted since.
+        self._agent_loads: dict[str, int] = {}
+        self._loads_read = -LOADS_FOR_S
 
     def _lock(self, complaint_id: str) -> asyncio.Lock:
         lock = self._locks.get(complaint_id)
@@ -126,7 +134,9 @@ class Workflow:
             taken = await self.repo.insert_new([(c, []) for c in opened.values()], token)
             await self._send_all([e for e in events if e[0] not in taken], causes)
         for complaint_id in taken:
-            del opened[complaint_id]  # there before: read below like a repeat within these submissions
+            holder = opened.pop(complaint_id).assignee  # there before: read below like a repeat
+            if holder in self._agent_loads:
+                self._agent_loads[holder] -= 1
         for complaint in opened.values():
             log.info("complaint_opened", complaint_id=complaint.complaint_id, priority=complaint.priority,
                      sla_policy=complaint.sla_policy)
@@ -172,6 +182,7 @@ class Workflow:
             after.revision = before.revision + 1
             pending = outbox + self._render(after, emits)
             if await self.repo.replace(after, pending, expected_revision=before.revision):
+                self._recount(before, after)
                 await self._publish(after, pending, cause)
                 return after
             loaded = None
@@ -184,6 +195,7 @@ class Workflow:
         how many complaints the operation changed."""
         written: list[tuple[Complaint, list[str], int]] = []
         raced: list[str] = []
+        read = {c.complaint_id: c for c, _ in loaded}
         async with contextlib.AsyncExitStack() as held:
             for complaint_id in sorted({c.complaint_id for c, _ in loaded}):  # one order: no deadlock
                 await held.enter_async_context(self._lock(complaint_id))
@@ -207,6 +219,8 @@ class Workflow:
                     raced = [c.complaint_id for c, _, _ in written if c.complaint_id not in ours]
                     written = [w for w in written if w[0].complaint_id in ours]
                     events = [e for e in events if e[0] in ours]
+                for after, _, _ in written:
+                    self._recount(read[after.complaint_id], after)
                 await self._send_all(events)
         for complaint_id in raced:
             await self.change(complaint_id, operation)
@@ -251,13 +265,29 @@ class Workflow:
 
     async def _loads(self, now: datetime, categories: set[str]) -> dict[str, int]:
         """Open complaints of each agent on duty now in the teams that new complaints of these
-        categories go to, where the team assigns to agents: one indexed lookup per agent."""
+        categories go to, where the team assigns to agents: one indexed lookup per agent not read
+        within ``LOADS_FOR_S``. The caller counts the complaints it routes into the answer."""
         directory = self.directory
         if directory is None or not categories:
             return {}
+        if time.monotonic() - self._loads_read > LOADS_FOR_S:
+            self._agent_loads = {}
+            self._loads_read = time.monotonic()
         teams = {directory.team_for(category) for category in categories} & set(staff.agent_teams(directory))
         agents = [m.id for team in sorted(teams) for m in staff.on_duty_agents(directory, team, now)]
-        return dict(zip(agents, await asyncio.gather(*map(self.repo.open_count, agents)), strict=True))
+        unread = [agent for agent in agents if agent not in self._agent_loads]
+        self._agent_loads.update(zip(unread, await asyncio.gather(*map(self.repo.open_count, unread)), strict=True))
+        return self._agent_loads
+
+    def _recount(self, before: Complaint, after: Complaint) -> None:
+        """The agents' loads in step with a change this process wrote: who holds it open now."""
+        held = before.assignee if before.status not in CLOSED_STATES else None
+        holds = after.assignee if after.status not in CLOSED_STATES else None
+        if held != holds:
+            if held in self._agent_loads:
+                self._agent_loads[held] -= 1
+            if holds in self._agent_loads:
+                self._agent_loads[holds] += 1
 
     async def reopen_or_link(self, complaint_id: str, reason: str) -> tuple[Complaint, bool]:
         """Reopen within the window; later, open a new complaint linked to the old one. True when new."""

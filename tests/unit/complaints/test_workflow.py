@@ -13,8 +13,10 @@ from services.complaints import domain
 from services.complaints.calendar import BusinessCalendar, parse_periods
 from services.complaints.domain import Complaint, Rules
 from services.complaints.policy import DEFAULT_POLICIES
-from services.complaints.workflow import Workflow
+from services.complaints.workflow import LOADS_FOR_S, Submission, Workflow
 from shared.clock import FixedClock
+
+from .test_staff import directory
 
 RULES = Rules(calendar=BusinessCalendar("Asia/Shanghai", parse_periods("09:00-12:00,13:30-18:00"), country="CN"),
               policies=DEFAULT_POLICIES, policy_version="2026.1")
@@ -170,3 +172,65 @@ async def test_events_of_a_bulk_change_the_broker_did_not_take_are_published_lat
     warned = [e["data"]["complaint_id"] for e in publisher.sent if e["type"] == "complaint.sla_warning"]
     assert warned == ["K1", "K2"]
     assert all(e["data"]["complaint_id"] != "K3" for e in publisher.sent)
+
+
+class IntakeRepository:
+    """What intake and a single change need; counts the reads of the agents' loads."""
+
+    def __init__(self, loads: dict[str, int]) -> None:
+        self.loads = loads
+        self.read: list[str] = []
+        self.docs: dict[str, Complaint] = {}
+
+    async def tier(self, customer_id: str) -> None:
+        return None
+
+    async def open_count(self, agent: str) -> int:
+        self.read.append(agent)
+        return self.loads.get(agent, 0)
+
+    async def insert_new(self, complaints: Any, token: str | None = None) -> set[str]:
+        taken = {c.complaint_id for c, _ in complaints if c.complaint_id in self.docs}
+        self.docs.update((c.complaint_id, c) for c, _ in complaints if c.complaint_id not in taken)
+        return taken
+
+    async def hold_unsent(self, token: str, entries: Any) -> None:
+        pass
+
+    async def release_unsent(self, token: str) -> None:
+        pass
+
+    async def load(self, complaint_id: str) -> tuple[Complaint, list[str]]:
+        return self.docs[complaint_id], []
+
+    async def replace(self, complaint: Complaint, outbox: list[str], *, expected_revision: int) -> bool:
+        self.docs[complaint.complaint_id] = complaint
+        return True
+
+    async def clear_outbox(self, complaint_id: str, revision: int) -> None:
+        pass
+
+
+async def test_intake_reads_the_agents_loads_once_a_while_and_counts_its_own_routing_and_changes_meanwhile() -> None:
+    monday_10 = datetime(2026, 3, 2, 2, 0, tzinfo=UTC)  # 10:00 in Shanghai: a-sh and a-sh2 of care on duty
+    repo = IntakeRepository({"a-sh": 5})
+    workflow = Workflow(repo, RULES, FixedClock(monday_10), Publisher(), directory())  # type: ignore[arg-type]
+    fields = {"channel": "phone", "category": "delivery", "severity": "normal", "complexity": "standard",
+              "subject": "Parcel late"}
+
+    async def submit(*ids: str) -> list[str | None]:
+        results = await workflow.submit_many([Submission("C1", fields, k, k, monday_10) for k in ids])
+        return [r[0].assignee for r in results if not isinstance(r, Exception)]
+
+    assert await submit("K1", "K2", "K3", "K4") == ["a-sh2"] * 4
+    assert repo.read == ["a-sh", "a-sh2"]
+    # K1 handed to a-sh by hand: a-sh holds 6, a-sh2 3, with no read of the store.
+    await workflow.change("K1", lambda c, t: domain.assign(c, "a-sh", now=t, rules=RULES))
+    assert await submit("K5", "K1") == ["a-sh2", "a-sh"]  # K1 was there already: not counted again
+    assert await submit("K7", "K8") == ["a-sh2", "a-sh2"]  # 4 and 5 against a-sh's 6
+    assert repo.read == ["a-sh", "a-sh2"]
+    # A while later the loads are read again: the store's figures, whatever other processes did.
+    repo.loads = {"a-sh": 0, "a-sh2": 9}
+    workflow._loads_read -= LOADS_FOR_S + 1
+    assert await submit("K6") == ["a-sh"]
+    assert repo.read == ["a-sh", "a-sh2"] * 2
