@@ -24,7 +24,7 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-from .domain import Complaint, Emit, Result
+from .domain import Complaint, Emit, Result, copy_of
 from .policy import ESCALATION_LADDER
 from .staff import Directory, Pick, route, rung_person
 
@@ -77,7 +77,7 @@ def staffed(complaint: Complaint, emits: list[Emit], directory: Directory, now: 
     none of them concerns the staff."""
     if not any(e.kind in _TRIGGERS for e in emits):
         return complaint, emits
-    c = complaint.model_copy(deep=True)
+    c = copy_of(complaint)
     out: list[Emit] = []
     last_sla: Emit | None = None
     for position, emit in enumerate(emits):

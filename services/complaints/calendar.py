@@ -11,6 +11,8 @@ import holidays
 
 #: Longest span the arithmetic walks before giving up (a misconfigured calendar with no working day).
 MAX_DAYS = 3 * 366
+#: Days whose intervals are kept (a few years' worth: far more than the timers of open complaints span).
+MAX_DAYS_KEPT = 4096
 
 
 def parse_periods(text: str) -> tuple[tuple[time, time], ...]:
@@ -46,6 +48,9 @@ class BusinessCalendar:
         self.working_days = frozenset(working_days)
         # Without a country only weekends are days off.
         self._public = holidays.country_holidays(country) if country else None
+        #: Each day's working intervals as worked out once: every SLA timer of every complaint walks
+        #: the same few days, and working them out again was most of a scheduler tick's time.
+        self._days: dict[date, tuple[tuple[datetime, datetime], ...]] = {}
 
     @property
     def day_length(self) -> timedelta:
@@ -61,12 +66,16 @@ class BusinessCalendar:
             return bool(self._public.is_working_day(day))
         return day.weekday() < 5
 
-    def intervals(self, day: date) -> list[tuple[datetime, datetime]]:
+    def intervals(self, day: date) -> tuple[tuple[datetime, datetime], ...]:
         """The working intervals of a local calendar day, in UTC."""
-        if not self.is_working_day(day):
-            return []
-        return [(datetime.combine(day, a, self.tz).astimezone(UTC), datetime.combine(day, b, self.tz).astimezone(UTC))
-                for a, b in self.periods]
+        found = self._days.get(day)
+        if found is None:
+            if len(self._days) >= MAX_DAYS_KEPT:
+                self._days.clear()
+            found = self._days[day] = tuple(
+                (datetime.combine(day, a, self.tz).astimezone(UTC), datetime.combine(day, b, self.tz).astimezone(UTC))
+                for a, b in self.periods) if self.is_working_day(day) else ()
+        return found
 
     def add(self, start: datetime, duration: timedelta) -> datetime:
         """The moment ``duration`` of working time after ``start``."""

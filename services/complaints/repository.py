@@ -3,6 +3,9 @@
 A complaint is one document keyed by its id. Writes replace it only at the revision it was read at
 (optimistic concurrency, no transactions), together with its outbox: the lifecycle events the
 change causes, kept until they are published so that a crash between write and publish loses none.
+A bulk write (intake, the scheduler) keeps the events of all its complaints in one ``unsent``
+document instead, removed once they are published: FerretDB v1 rewrites a whole document for every
+update, so clearing each complaint's outbox cost as much again as writing it.
 
 Every query of a hot path is an equality on ``_id`` or on an indexed field that selects few
 documents: FerretDB v1 pushes only such equalities down to PostgreSQL and reads every document of
@@ -13,11 +16,12 @@ the collection for anything else (ranges, ``$in``, sorts). Hence the SLA timers 
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any
 
-from pymongo import DESCENDING, ReplaceOne, UpdateOne
+from pymongo import DESCENDING, ReplaceOne
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from shared import rotation
@@ -41,6 +45,7 @@ INDEXES: list[Index] = [
     index("complaints", "assignee", "open"),
     index("tiers", "updated_at"),
     index("satisfaction", "customer_id"),
+    index("unsent", "unsent"),
 ]
 #: States in which a complaint waits on someone: it is in its team's and its assignee's queue.
 CLOSED_STATES = frozenset({"resolved", "closed"})
@@ -55,6 +60,9 @@ INSERTS_PER_COMMAND = 100
 #: Tier upserts of a batch in flight at once.
 TIERS_IN_FLIGHT = 8
 SCHEDULER_STATE = "sla"
+#: One entry of a bulk write's unsent events: complaint id, customer id, the revision the write
+#: makes (0: opened), the events in the order they are published.
+Unsent = tuple[str, str, int, list[str]]
 #: The ``scheduler`` document recording that complaints stored before the work queues got their keys.
 QUEUE_KEYS = "queue_keys"
 STATUSES: tuple[str, ...] = ComplaintStatus.__args__  # type: ignore[attr-defined]
@@ -87,6 +95,7 @@ class Repository:
         self.tiers = store["tiers"]
         self.satisfaction = store["satisfaction"]
         self.state = store["scheduler"]
+        self.unsent = store["unsent"]
 
     def _document(self, complaint: Complaint, outbox: list[str]) -> dict[str, Any]:
         doc = complaint.model_dump()
@@ -114,17 +123,20 @@ class Repository:
     async def insert(self, complaint: Complaint, outbox: list[str]) -> bool:
         return await insert_once(self.complaints, self._document(complaint, outbox))
 
-    async def insert_new(self, complaints: list[tuple[Complaint, list[str]]]) -> set[str]:
-        """Insert in a few commands side by side; the ids that were already there (left as they were)."""
+    async def insert_new(self, complaints: list[tuple[Complaint, list[str]]], token: str | None = None) -> set[str]:
+        """Insert in a few commands side by side, marked with ``token`` when given; the ids that were
+        already there (left as they were)."""
         chunks = [complaints[i:i + INSERTS_PER_COMMAND] for i in range(0, len(complaints), INSERTS_PER_COMMAND)]
         taken: set[str] = set()
-        for found in await asyncio.gather(*map(self._insert_chunk, chunks)):
+        for found in await asyncio.gather(*(self._insert_chunk(chunk, token) for chunk in chunks)):
             taken |= found
         return taken
 
-    async def _insert_chunk(self, complaints: list[tuple[Complaint, list[str]]]) -> set[str]:
+    async def _insert_chunk(self, complaints: list[tuple[Complaint, list[str]]], token: str | None) -> set[str]:
+        marked = {"write": token} if token else {}
         try:
-            await self.complaints.insert_many([self._document(c, o) for c, o in complaints], ordered=False)
+            await self.complaints.insert_many([{**self._document(c, o), **marked} for c, o in complaints],
+                                              ordered=False)
         except BulkWriteError as exc:
             errors = exc.details.get("writeErrors", [])
             if any(e.get("code") != DUPLICATE_KEY for e in errors):
@@ -157,14 +169,39 @@ class Repository:
                                        for complaint_id in complaint_ids))
         return {doc["_id"] for doc in found if doc is not None}
 
-    async def clear_outbox(self, complaint_id: str, revision: int) -> None:
-        await self.clear_outboxes([(complaint_id, revision)])
+    async def write_state(self, complaint_id: str) -> tuple[int, str | None] | None:
+        """The stored revision of a complaint and the bulk write that made it (None: a single write)."""
+        doc = await self.complaints.find_one({"_id": complaint_id}, {"revision": 1, "write": 1})
+        return (doc["revision"], doc.get("write")) if doc is not None else None
 
-    async def clear_outboxes(self, sent: Iterable[tuple[str, int]]) -> None:
+    async def clear_outbox(self, complaint_id: str, revision: int) -> None:
         # A newer revision carries these events in its own outbox and publishes them itself.
-        updates = [UpdateOne({"_id": complaint_id, "revision": revision}, {"$set": {"outbox": [], "pending": False}})
-                   for complaint_id, revision in sent]
-        await update_in_commands(self.complaints, updates)
+        await self.complaints.update_one({"_id": complaint_id, "revision": revision},
+                                         {"$set": {"outbox": [], "pending": False}})
+
+    # --- Events of bulk writes until they are published ----------------------------------------
+
+    async def hold_unsent(self, token: str, entries: list[Unsent]) -> None:
+        """Before a bulk write marked ``token``: the events it will publish, in one document. A bulk
+        write stores its complaints with no outbox of their own, so that no second write per
+        complaint is needed once they are published: this one document is removed instead."""
+        # As one string: FerretDB v1 converts every value of a document one by one, and a few
+        # hundred events as array items cost about as much to insert as the complaints themselves.
+        await self.unsent.insert_one({"_id": token, "unsent": True, "at": self.clock.now(),
+                                      "entries": json.dumps(entries)})
+
+    async def release_unsent(self, token: str) -> None:
+        await self.unsent.delete_one({"_id": token})
+
+    async def unsent_tokens(self) -> set[str]:
+        """The bulk writes whose events are not yet known to be published: those under way, and
+        those a crash or a broker outage left behind."""
+        return {doc["_id"] async for doc in self.unsent.find({"unsent": True}, {"_id": 1})}
+
+    async def unsent_events(self, token: str) -> list[Unsent]:
+        doc = await self.unsent.find_one({"_id": token})
+        return [(c, customer, revision, events) for c, customer, revision, events in
+                (json.loads(doc["entries"]) if doc else ())]
 
     # --- What the scheduler reads ------------------------------------------------------------
 

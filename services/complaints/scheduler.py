@@ -8,7 +8,8 @@ is stored, so a restarted scheduler resumes where the previous one stopped; one 
 resume from (a new store, or one written before due slots existed), or stopped for longer than a
 day, reads all complaints once instead.
 
-It also republishes outboxes left behind by a crash between a write and its publish.
+It also republishes outboxes, and the unsent events of bulk writes, left behind by a crash between
+a write and its publish.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ class Scheduler:
         self._next_slot: int | None = None
         self._saved: int | None = None
         self._pending_last_pass: set[tuple[str, int]] = set()
+        self._unsent_last_pass: set[str] = set()
 
     async def run(self) -> None:
         while True:
@@ -75,6 +77,12 @@ class Scheduler:
             log.info("outbox_republished", complaint_id=complaint_id)
             await workflow.flush(complaint_id)
         self._pending_last_pass = pending
+        # The same for the events of a bulk write (see ``Workflow._held``).
+        unsent = await repo.unsent_tokens()
+        for token in unsent & self._unsent_last_pass:
+            resent = await workflow.resend(token)
+            log.info("bulk_write_events_republished", complaints=resent)
+        self._unsent_last_pass = unsent
         return handled
 
     async def _catch_up(self, now: datetime) -> int:

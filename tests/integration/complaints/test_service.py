@@ -208,6 +208,36 @@ async def test_events_left_unsent_by_a_crash_are_published_by_the_scheduler(
     assert types(events) == ["opened"] and events[0]["data"]["complaint_id"] == f"K-{unique}"
 
 
+async def test_events_a_bulk_write_left_unsent_are_published_for_the_complaints_it_stored_only(
+        infra: dict[str, str], unique: str) -> None:
+    customer = f"C-{unique}"
+    app = build_app(settings(unique), clock=FixedClock(MONDAY))
+    async with started(app):
+        workflow = app.state.workflow
+        repo = workflow.repo
+        fields = {k: v for k, v in body(customer).items() if k != "customer_id"}
+        opened = {}
+        for n in range(3):
+            complaint, emits = domain.open_complaint(
+                complaint_id=f"K-{unique}-{n}", customer_id=customer, fields=fields, tier=None, opened_at=MONDAY,
+                rules=workflow.rules, source=f"bulk/{n}")
+            opened[complaint.complaint_id] = (complaint, workflow._render(complaint, emits))
+        # A bulk intake held the events of K-0 and K-1 and stored K-0, then the process died; K-2
+        # was opened by another writer with no part in that write.
+        await repo.hold_unsent("crashed", [(k, customer, 0, events) for k, (_, events) in opened.items()
+                                           if not k.endswith("-2")])
+        assert not await repo.insert_new([(opened[f"K-{unique}-0"][0], [])], "crashed")
+        assert not await repo.insert_new([(opened[f"K-{unique}-2"][0], [])])
+
+        async def released() -> bool:
+            return "crashed" not in await repo.unsent_tokens()
+
+        await eventually(released)
+    # Read for a while: anything published for K-1 or K-2 is read too.
+    events = await events_of(infra, customer, until=lambda es: False, timeout=5)
+    assert [(e["type"], e["data"]["complaint_id"]) for e in events] == [("complaint.opened", f"K-{unique}-0")]
+
+
 @pytest.mark.parametrize(
     ("topic", "bad", "error", "field"),
     [

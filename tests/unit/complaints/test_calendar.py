@@ -109,3 +109,18 @@ def test_working_time_between_spans_a_holiday_without_counting_it() -> None:
     calendar = cn()
     # Fri 13 Feb 18:00 to Tue 24 Feb 09:00: only the make-up Saturday counts.
     assert calendar.between(local(2026, 2, 13, 18), local(2026, 2, 24, 9)) == timedelta(hours=7, minutes=30)
+
+
+def test_days_worked_out_once_give_the_same_answers_after_the_kept_days_are_dropped(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from services.complaints import calendar
+
+    starts = [local(2026, 2, 10, 8) + timedelta(hours=7 * i) for i in range(60)]  # across Spring Festival
+    fresh = [cn().add_working_days(start, 3) for start in starts]
+    monkeypatch.setattr(calendar, "MAX_DAYS_KEPT", 5)
+    kept = cn()
+    assert [kept.add_working_days(start, 3) for start in starts] == fresh
+    assert [kept.add_working_days(start, 3) for start in starts] == fresh
+    assert 0 < len(kept._days) <= 5
+    assert kept.intervals(date(2026, 2, 16)) == ()  # a Spring Festival day off
+    assert kept.intervals(date(2026, 2, 14))[0][0] == local(2026, 2, 14, 9).astimezone(UTC)  # make-up Saturday

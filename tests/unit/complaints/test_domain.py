@@ -269,3 +269,19 @@ def test_erasure_removes_subject_description_comments_and_feedback_text() -> Non
     assert erased.feedback[0].comment == "" and erased.feedback[0].score == 4
     assert erased.erased
     assert (erased.category, erased.status, erased.root_cause) == ("delivery", "closed", "logistics")
+
+
+def test_an_operation_leaves_the_complaint_it_was_given_as_it_was() -> None:
+    resolved = go(opened(), "acknowledged", "investigating")
+    resolved, _ = domain.transition(resolved, "resolved", now=at(30), rules=RULES, actor="ann",
+                                    resolution_summary="Refunded", root_cause="logistics")
+    for complaint, operation in [
+        (opened(), lambda c: domain.tick(c, now=at(100), rules=RULES)),
+        (opened(), lambda c: domain.add_comment(c, "ann", "On it", now=at(1), rules=RULES)),
+        (resolved, lambda c: domain.record_feedback(c, 1, "Still broken", now=at(31), rules=RULES, source="s1")),
+        (resolved, lambda c: domain.erase_personal_text(c)),
+    ]:
+        before = complaint.model_copy(deep=True)
+        result = operation(complaint)
+        changed = result[0] if isinstance(result, tuple) else result
+        assert changed != before and complaint == before
