@@ -91,11 +91,13 @@ def profile(customer: str, at: datetime) -> dict[str, Any]:
 async def test_tiering_killed_before_it_wrote_what_it_published_sends_nobody_the_same_email_twice(
         faults: FaultInfra, launch: Any, unique: str) -> None:
     plan = replay(f"M{unique}", customers=400, purchases=8_000, spread=None)
-    group = f"faults-mail-{unique}"
-    await skip_backlog(faults.bootstrap, group, {*SUBSCRIBED, *NOTIFICATIONS_SUBSCRIBED})
+    # Groups of each service's own, as deployed: both services read the purchases, each all of them.
+    group, mail_group = f"faults-mail-{unique}", f"faults-mail-n-{unique}"
+    await skip_backlog(faults.bootstrap, group, SUBSCRIBED)
+    await skip_backlog(faults.bootstrap, mail_group, NOTIFICATIONS_SUBSCRIBED)
     with smtp_server() as (sink, smtp_port):
         notifications = launch(
-            "notifications", KAFKA_GROUP_ID=group, MONGODB_DATABASE=f"faults_mail_n_{unique}",
+            "notifications", KAFKA_GROUP_ID=mail_group, MONGODB_DATABASE=f"faults_mail_n_{unique}",
             NOTIFICATIONS_SMTP_PORT=str(smtp_port), NOTIFICATIONS_SMS_URL="", NOTIFICATIONS_WEBHOOK_URL="",
             NOTIFICATIONS_QUIET_START="00:00", NOTIFICATIONS_QUIET_END="00:00",
             # No cap: a second copy must not hide behind it.
@@ -103,7 +105,7 @@ async def test_tiering_killed_before_it_wrote_what_it_published_sends_nobody_the
         await in_thread(notifications.start)
         since = datetime.now(UTC) - timedelta(days=30)
         await produce_events(faults.bootstrap, CRM_CUSTOMERS, [profile(c, since) for c in plan.customers])
-        await caught_up(faults.bootstrap, f"{group}.{CRM_CUSTOMERS}", CRM_CUSTOMERS, timeout=120,
+        await caught_up(faults.bootstrap, f"{mail_group}.{CRM_CUSTOMERS}", CRM_CUSTOMERS, timeout=120,
                         alive=[notifications])
 
         # Every customer known and classified, and that stored, before the kill window opens.
@@ -130,7 +132,7 @@ async def test_tiering_killed_before_it_wrote_what_it_published_sends_nobody_the
         again = launch("tiering", "tiering-3", **env)
         await in_thread(again.start)
         await caught_up(faults.bootstrap, f"{group}.{ORDERS_PURCHASES}", timeout=180, alive=[again])
-        await caught_up(faults.bootstrap, f"{group}.{CRM_TIER_CHANGES}", CRM_TIER_CHANGES, timeout=180,
+        await caught_up(faults.bootstrap, f"{mail_group}.{CRM_TIER_CHANGES}", CRM_TIER_CHANGES, timeout=180,
                         alive=[notifications])
         await asyncio.sleep(3)  # what the last batch sent reaches the sink
 
