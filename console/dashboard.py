@@ -7,6 +7,7 @@ every customer's classification, which is too slow to repeat on every page view.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -46,15 +47,19 @@ async def gather_figures(ctx: Ctx) -> dict[str, Any]:
               for i, start in enumerate(months)]
     can_t, can_c, can_n = ctx.may("tiers:read"), ctx.may("complaints:read"), ctx.may("notifications:read")
     iso = datetime.isoformat
+    wait = ctx.state.settings.report_timeout_s
+
+    def report(service: str, path: str, **params: Any) -> Awaitable[Reply]:
+        return ctx.call(service, "GET", path, params=params or None, timeout=wait)
     segments, sla, breached, messages, *monthly = await asyncio.gather(
-        ctx.get("tiering", "/reports/segments") if can_t else _none("tiering", "tiers:read"),
-        ctx.get("complaints", "/reports/complaints", **{"from": iso(now - timedelta(days=SLA_DAYS)),
+        report("tiering", "/reports/segments") if can_t else _none("tiering", "tiers:read"),
+        report("complaints", "/reports/complaints", **{"from": iso(now - timedelta(days=SLA_DAYS)),
                                                        "to": iso(now + timedelta(seconds=1))})
         if can_c else _none("complaints", "complaints:read"),
-        ctx.get("complaints", "/complaints", breached="true", limit=500) if can_c else _none("complaints",
+        report("complaints", "/complaints", breached="true", limit=500) if can_c else _none("complaints",
                                                                                            "complaints:read"),
-        ctx.get("notifications", "/reports/notifications") if can_n else _none("notifications", "notifications:read"),
-        *((ctx.get("complaints", "/reports/complaints", **{"from": iso(a), "to": iso(b)}) for a, b in bounds)
+        report("notifications", "/reports/notifications") if can_n else _none("notifications", "notifications:read"),
+        *((report("complaints", "/reports/complaints", **{"from": iso(a), "to": iso(b)}) for a, b in bounds)
           if can_c else ()),
     )
     return {"segments": segments, "sla": sla, "breached": breached, "messages": messages,

@@ -45,6 +45,9 @@ class ConsoleSettings(BaseSettings):
     notifications_url: str = "http://127.0.0.1:8004"
     #: Seconds a page waits for a service before it says the service is not answering.
     upstream_timeout_s: Annotated[float, Field(gt=0, le=120)] = 10.0
+    #: Seconds the dashboard waits for a report route: a report reads a whole population or period
+    #: (tens of seconds at 100,000 customers), and its figures are then reused (``report_cache_s``).
+    report_timeout_s: Annotated[float, Field(gt=0, le=600)] = 120.0
 
     #: Signs and encrypts the session cookie; required outside development.
     session_secret: SecretStr | None = None
