@@ -27,7 +27,9 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
+from .locks import KeyedLocks
 from .settings import ServiceSettings
+
 
 
 @dataclass(frozen=True)
@@ -88,7 +90,7 @@ class _Gate:
     many documents (or of a filter without one ``_id``) alone."""
 
     def __init__(self) -> None:
-        self._documents: weakref.WeakValueDictionary[Any, asyncio.Lock] = weakref.WeakValueDictionary()
+        self._documents = KeyedLocks()
         self._idle = asyncio.Condition()
         self._keyed = 0
         self._whole = False
@@ -102,10 +104,7 @@ class _Gate:
         try:
             async with contextlib.AsyncExitStack() as stack:
                 for key in sorted(set(keys), key=repr):  # one order for all: no two writers wait on each other
-                    lock = self._documents.get(key)
-                    if lock is None:
-                        lock = self._documents[key] = asyncio.Lock()
-                    await stack.enter_async_context(lock)
+                    await stack.enter_async_context(self._documents(key))
                 yield
         finally:
             async with self._idle:

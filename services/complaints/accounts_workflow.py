@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-import weakref
 from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
@@ -37,6 +36,7 @@ from shared.contract.events import (
 )
 from shared.contract.topics import CRM_ACCOUNT_MANAGERS
 from shared.kafka import Publisher
+from shared.locks import KeyedLocks
 
 from . import accounts, visits
 from .accounts import Account, AccountRule
@@ -70,14 +70,8 @@ class AccountsWorkflow:
         self.publisher = publisher
         self.calendar = calendar
         self.return_visit_days = return_visit_days
-        self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+        self._lock = KeyedLocks()
         self._pending_last_pass: set[tuple[str, str, int]] = set()
-
-    def _lock(self, key: str) -> asyncio.Lock:
-        lock = self._locks.get(key)
-        if lock is None:
-            lock = self._locks[key] = asyncio.Lock()
-        return lock
 
     # --- account managers ------------------------------------------------------------------------
 

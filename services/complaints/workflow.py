@@ -18,7 +18,6 @@ import asyncio
 import contextlib
 import time
 import uuid
-import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -31,6 +30,7 @@ from shared.contract import EVENT_TYPES, CloudEvent
 from shared.contract.events import ComplaintEventData, StaffAlertData
 from shared.contract.topics import CRM_COMPLAINTS
 from shared.kafka import Publisher
+from shared.locks import KeyedLocks
 
 from . import assignment, domain, staff
 from .domain import Complaint, DomainError, Emit, Rules
@@ -78,18 +78,12 @@ class Workflow:
         self.directory = directory
         #: A customer's account manager (``accounts_repository``): new complaints go to them first.
         self.account_managers = account_managers
-        self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+        self._lock = KeyedLocks()  # one change of a complaint at a time in this process
         #: Tokens of this process's bulk writes whose events are being published right now.
         self._in_flight: set[str] = set()
         #: Open complaints per agent, as read at ``_loads_read`` (``time.monotonic``) and counted since.
         self._agent_loads: dict[str, int] = {}
         self._loads_read = -LOADS_FOR_S
-
-    def _lock(self, complaint_id: str) -> asyncio.Lock:
-        lock = self._locks.get(complaint_id)
-        if lock is None:
-            lock = self._locks[complaint_id] = asyncio.Lock()
-        return lock
 
     def now(self) -> datetime:
         return self.clock.now()

@@ -7,9 +7,7 @@ is derived from the change, so a retry republishes the same event.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import weakref
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -28,6 +26,7 @@ from shared.contract.events import (
 )
 from shared.contract.topics import CRM_CUSTOMERS
 from shared.kafka import Publisher
+from shared.locks import KeyedLocks
 
 from . import domain
 from .repository import Repository, Stored
@@ -73,7 +72,7 @@ class Workflow:
         self.repo = repo
         self.publisher = publisher
         self.clock = clock
-        self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+        self._locks = KeyedLocks()
         # Customers that have a profile or were erased: a purchase of theirs needs no read. Safe to
         # remember and to share between instances, since neither ever goes back to "unknown".
         self._known: set[str] = set()
@@ -86,10 +85,7 @@ class Workflow:
     async def _serialised(self, customer_id: str) -> AsyncIterator[None]:
         # One change of a customer at a time in this process, so that a profile event can never be
         # published after the erasure (and tombstone) that overtook it.
-        lock = self._locks.get(customer_id)
-        if lock is None:
-            lock = self._locks[customer_id] = asyncio.Lock()
-        async with lock:
+        async with self._locks(customer_id):
             yield
 
     async def change(self, customer_id: str, changes: Mapping[str, Any], cause: Cause, *, activate: bool,
