@@ -70,7 +70,7 @@ def events_of(invoices: int) -> tuple[list[CloudEvent], Counter[str]]:
 
 async def replay(stack: Stack, events: list[CloudEvent], timeout: float = 900.0) -> float:
     """The events through the four services until every group has caught up; then the services stop."""
-    _, drain = await run_through(stack, events, timeout)
+    _, drain, _ = await run_through(stack, events, timeout)
     for name in SERVICES:
         stack.stop(name)
     if drain.seconds is None:

@@ -26,6 +26,7 @@ from pathlib import Path
 import httpx
 from aiokafka import AIOKafkaProducer
 
+from bench._cpu import cpu_by_role
 from bench._infra import private_servers
 from bench._report import Section, arguments, emit, ratio, verdict
 from bench._stack import SERVICES, Drain, Lag, Stack, bare_read, drained, fresh_logs, groups, topic_sizes
@@ -106,24 +107,34 @@ class Replayed:
     bare: float
     classified: int
     sizes: dict[str, int]
+    cpu: Counter[str]
 
 
-async def run_through(stack: Stack, events: list[CloudEvent], timeout: float) -> tuple[float, Drain]:
+def _cpu(stack: Stack) -> Counter[str]:
+    return cpu_by_role(stack.home, stack.mongodb_url, {name: p.process.pid for name, p in stack.processes.items() if p.process})
+
+
+async def run_through(stack: Stack, events: list[CloudEvent], timeout: float) -> tuple[float, Drain, Counter[str]]:
     """The four services started, ``events`` published once every group has joined, and the time
-    until every group has caught up: (seconds publishing, how the groups drained)."""
+    until every group has caught up: (seconds publishing, how the groups drained, CPU seconds each
+    process spent from the first publish until then)."""
     await ensure_topics(ServiceSettings(service_name="bench", kafka_bootstrap_servers=stack.bootstrap))
     for name in SERVICES:
         stack.start(name)
     watched = {g: t for name in SERVICES for g, t in groups(name).items()}
     async with Lag(stack.bootstrap, watched) as lag:
         await joined(lag)
+        before = _cpu(stack)
         published, last = await publish(stack.bootstrap, events)
         print(f"published {len(events):,} events in {published:.1f} s; waiting for every group", flush=True)
-        return published, await drained(lag, last, timeout=timeout)
+        drain = await drained(lag, last, timeout=timeout)
+        used = _cpu(stack)
+        used.subtract(before)
+        return published, drain, used
 
 
 async def whole_system(stack: Stack, events: list[CloudEvent], timeout: float) -> Replayed:
-    published, drain = await run_through(stack, events, timeout)
+    published, drain, cpu = await run_through(stack, events, timeout)
     # Printed at once: what follows (the bare read, tiering's report) must not cost the figure.
     print(f"caught up: {'no' if drain.seconds is None else f'{drain.seconds:.1f} s'}; lag left {drain.left}",
           flush=True)
@@ -132,7 +143,7 @@ async def whole_system(stack: Stack, events: list[CloudEvent], timeout: float) -
     customers = await classified(stack)
     for name in SERVICES:
         stack.stop(name)
-    return Replayed(published, drain, records, bare, customers, sizes)
+    return Replayed(published, drain, records, bare, customers, sizes, cpu)
 
 
 def replay_rows(section: Section, events: list[CloudEvent], rejected: Counter[str], found: Replayed,
@@ -159,6 +170,13 @@ def replay_rows(section: Section, events: list[CloudEvent], rejected: Counter[st
         order = sorted(drain.finished.items(), key=lambda kv: kv[1])
         section.notes.append("Each group at lag 0 for good, seconds after the last publish: " + ", ".join(
             f"`{g}` {t:.1f}" for g, t in order) + f"; the last: `{order[-1][0]}`.")
+    if found.cpu:
+        wall = published + (drain.seconds if drain.seconds is not None else timeout)
+        total = sum(found.cpu.values())
+        section.notes.append(
+            f"CPU seconds from the first publish until every group caught up ({wall:.0f} s of wall time, "
+            f"{2 * wall:.0f} CPU-s on two cores): " + ", ".join(
+                f"{role} {seconds:.0f}" for role, seconds in found.cpu.most_common()) + f"; {total:.0f} in all.")
     step = max(1, len(drain.series) // 12)
     section.notes.append("Records not yet committed, all groups, over time (s after the last publish: records): "
                          + ", ".join(f"{t:.0f}: {n:,}" for t, n in drain.series[::step]) + ".")

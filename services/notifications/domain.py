@@ -50,6 +50,12 @@ class Policy:
     #: How long a message for a customer whose profile has not arrived yet waits for it: the
     #: profile and the trigger come on different topics, and either may be read first.
     profile_wait: timedelta = timedelta(hours=1)
+    #: Per trigger: how long before the same message (``repeat_key``) may reach a customer again.
+    repeat_after: Mapping[str, timedelta] = field(default_factory=dict)
+
+    @property
+    def longest_repeat(self) -> timedelta:
+        return max(self.repeat_after.values(), default=timedelta(0))
 
 
 @dataclass(frozen=True)
@@ -98,6 +104,16 @@ class Request:
     @property
     def priority(self) -> int:
         return PRIORITY[self.family]
+
+    @property
+    def repeat_key(self) -> str:
+        """What makes two messages the same to the customer, whatever asked for them: the trigger
+        and the tier it names."""
+        return repeat_key(self.trigger, self.params)
+
+
+def repeat_key(trigger: str, params: Mapping[str, Any]) -> str:
+    return f"{trigger}:{params.get('tier') or ''}"
 
 
 @dataclass(frozen=True)
@@ -205,17 +221,23 @@ def quiet_until(now: datetime, tz: ZoneInfo, start: time, end: time) -> datetime
 
 
 def decide(request: Request, profile: Profile | None, *, now: datetime, policy: Policy,
-           suppressions: Iterable[SuppressionEntry] = (), recent_care: int = 0) -> Decision:
-    """The policy pipeline for one request: consent, suppression list, channel, quiet hours, cap.
+           suppressions: Iterable[SuppressionEntry] = (), recent_care: int = 0,
+           last_same: datetime | None = None) -> Decision:
+    """The policy pipeline for one request: consent, suppression list, repeat window, channel,
+    quiet hours, cap.
 
     ``recent_care`` is how many care messages this customer was sent (or has pending) in the
-    frequency window, not counting this request.
+    frequency window, not counting this request; ``last_same`` when the same message (its
+    ``repeat_key``) was last sent or planned for them.
     """
     if profile is None or not profile.known:
         return _await_profile(request, now, policy)
     channels, reason = consented_channels(request, profile, policy)
     if reason:
         return Suppress(reason)
+    window = policy.repeat_after.get(request.trigger)
+    if window is not None and last_same is not None and now - last_same < window:
+        return Suppress("duplicate")
     channels = unsuppressed_channels(request, profile, channels, suppressions)
     if not channels:
         return Suppress("suppression_list")
@@ -252,16 +274,21 @@ def _await_profile(request: Request, now: datetime, policy: Policy) -> Decision:
 
 def decide_many(requests: Sequence[Request], profiles: Mapping[str, Profile], *, now: datetime, policy: Policy,
                 suppressions: Mapping[str, Sequence[SuppressionEntry]],
-                recent_care: Mapping[str, int]) -> list[tuple[Request, Decision]]:
-    """Decide a batch; per customer the higher-priority messages take the capped slots first."""
+                recent_care: Mapping[str, int],
+                last_sent: Mapping[tuple[str, str], datetime] | None = None) -> list[tuple[Request, Decision]]:
+    """Decide a batch; per customer the higher-priority messages take the capped slots first, and
+    of two same messages (``last_sent``: (customer, repeat key) -> when) the first goes."""
     counts = dict(recent_care)
+    last = dict(last_sent or {})
     decided = []
     for request in sorted(requests, key=lambda r: (r.customer_id, r.priority)):
+        same = (request.customer_id, request.repeat_key)
         decision = decide(request, profiles.get(request.customer_id), now=now, policy=policy,
                           suppressions=suppressions.get(request.customer_id, ()),
-                          recent_care=counts.get(request.customer_id, 0))
+                          recent_care=counts.get(request.customer_id, 0), last_same=last.get(same))
         if not request.transactional and isinstance(decision, Send | Defer):
             counts[request.customer_id] = counts.get(request.customer_id, 0) + 1
+            last[same] = now
         decided.append((request, decision))
     return decided
 

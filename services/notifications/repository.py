@@ -32,7 +32,7 @@ from shared.mongo import DUPLICATE_KEY, Index, Store, index, insert_once
 from shared.pii import PiiCipher, context
 
 from . import alerts
-from .domain import Profile, Request, SuppressionEntry
+from .domain import Profile, Request, SuppressionEntry, repeat_key
 
 INDEXES: list[Index] = [
     index("customers", "timezone"),
@@ -204,27 +204,41 @@ class Repository:
         outcomes = {o["_id"]: o for o in await _each(self.outcomes, sending)}
         return {d["_id"]: {**d, **outcomes.get(d["_id"], {})} for d in docs}
 
-    async def care_counts(self, customer_ids: Iterable[str], since: datetime,
-                          excluding: Sequence[str]) -> dict[str, int]:
-        """Care messages sent, being sent or planned per customer since ``since``, failed ones and
-        ``excluding`` left out: one query per customer (``customer_id`` equality, the rest beside it)."""
+    async def care_history(self, customer_ids: Iterable[str], since: datetime, repeat_since: datetime,
+                           excluding: Sequence[str]) -> tuple[dict[str, int], dict[tuple[str, str], datetime]]:
+        """Per customer, the care messages sent, being sent or planned (failed ones and ``excluding``
+        left out): how many since ``since`` (the frequency cap), and when each message (its repeat
+        key) was last asked for since ``repeat_since``. One query per customer (``customer_id``
+        equality, the rest beside it)."""
         skip = set(excluding)
-        counts = await asyncio.gather(*(self._care_count(c, since, skip) for c in set(customer_ids)))
-        return {c: n for c, n in counts if n}
+        found = await asyncio.gather(*(self._care_history(c, min(since, repeat_since), skip)
+                                       for c in set(customer_ids)))
+        counts: dict[str, int] = {}
+        last: dict[tuple[str, str], datetime] = {}
+        for customer_id, docs in found:
+            if n := sum(1 for d in docs if d["created_at"] >= since):
+                counts[customer_id] = n
+            for d in docs:
+                key = (customer_id, repeat_key(d["trigger"], d.get("params") or {}))
+                if d["created_at"] >= repeat_since and (key not in last or d["created_at"] > last[key]):
+                    last[key] = d["created_at"]
+        return counts, last
 
-    async def _care_count(self, customer_id: str, since: datetime, excluding: set[str]) -> tuple[str, int]:
+    async def _care_history(self, customer_id: str, since: datetime,
+                            excluding: set[str]) -> tuple[str, list[dict[str, Any]]]:
         docs = await self.notifications.find(
             {"customer_id": customer_id, "created_at": {"$gte": since}, "transactional": False},
-            {"status": 1, "reason": 1}).to_list(None)
+            {"status": 1, "reason": 1, "created_at": 1, "trigger": 1, "params": 1}).to_list(None)
         # A message scheduled for a later day (a survey after a purchase) counts once it is due.
         docs = [d for d in docs if d["status"] in COUNTED and d["_id"] not in excluding
                 and not (d["status"] == "deferred" and d.get("reason") == "scheduled")]
         if any(d["status"] == "sending" for d in docs):  # sent or failed: the outcome tells
+            # One whose sending was interrupted may have reached the customer: it still counts.
             failed = {o["_id"] for o in await self.outcomes.find(
                 {"customer_id": customer_id, "status": "failed", "created_at": {"$gte": since}},
-                {"_id": 1}).to_list(None)}
+                {"_id": 1, "reason": 1}).to_list(None) if o.get("reason") != "interrupted"}
             docs = [d for d in docs if d["_id"] not in failed]
-        return customer_id, len(docs)
+        return customer_id, docs
 
     async def claim(self, docs: Sequence[dict[str, Any]]) -> set[str]:
         """Insert new records; the keys of those this call wrote (the others already existed)."""

@@ -73,6 +73,11 @@ class NotificationsSettings(PiiSettings):
     quiet_end: time = time(9, 0)
     frequency_cap: Annotated[int, Field(ge=0)] = 2
     frequency_window_days: Annotated[int, Field(ge=1)] = 7
+    #: Days before the same message (trigger and tier) may reach a customer again, whatever asked
+    #: for it: a customer whose purchases arrive out of order, or whose tier swings back and forth,
+    #: is asked to come back or congratulated on a tier once in that time (``duplicate``).
+    repeat_after_days: dict[str, Annotated[int, Field(ge=1)]] = Field(default_factory=lambda: {
+        "win_back": 90, "welcome_back": 90, "vip_welcome": 90, "tier_upgrade": 30, "tier_downgrade": 30})
     #: A welcome is sent only to customers registered this recently (a new consumer reading the
     #: compacted topic from the start must not welcome everyone again).
     welcome_max_age_days: Annotated[int, Field(ge=0)] = 7

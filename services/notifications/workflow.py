@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import uuid
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -44,7 +45,8 @@ def policy_from(settings: NotificationsSettings) -> Policy:
                   fallback=settings.channel_fallback, default_timezone=settings.default_timezone,
                   default_locale=settings.default_locale, default_country=settings.default_country,
                   webhook_enabled=bool(settings.webhook_url),
-                  profile_wait=timedelta(minutes=settings.profile_wait_minutes))
+                  profile_wait=timedelta(minutes=settings.profile_wait_minutes),
+                  repeat_after={k: timedelta(days=v) for k, v in settings.repeat_after_days.items()})
 
 
 def unsubscribe_token(secret: bytes, customer_id: str) -> str:
@@ -67,6 +69,9 @@ class Workflow:
         self.retry_interval = timedelta(seconds=settings.channel_retry_interval_s)
         self.retry_for = timedelta(hours=settings.channel_retry_for_hours)
         self._secret = settings.webhook_secret.get_secret_value().encode()
+        #: Marks the records this process claims for sending: one found still sending under another
+        #: mark was being sent by a process that died (see ``_interrupted``).
+        self._attempt = uuid.uuid4().hex
 
     def verify_unsubscribe(self, customer_id: str, token: str) -> bool:
         return hmac.compare_digest(token, unsubscribe_token(self._secret, customer_id))
@@ -130,27 +135,33 @@ class Workflow:
             existing, profiles = {}, dict(known)
         todo: list[Request] = []
         repeats: list[CloudEvent] = []
+        interrupted: list[Request] = []
         for request in requests:
             doc = existing.get(request.dedupe_key)
+            sending = doc is not None and doc["status"] == "sending" and doc["source_id"] == request.source_id
             if doc is None or (resumed and doc["status"] == "deferred") or (
-                    doc["status"] == "sending" and doc["source_id"] == request.source_id):
-                todo.append(request)
+                    sending and doc.get("attempt") == self._attempt):
+                todo.append(request)  # new, due, or claimed by this process and never handed over
+            elif sending:
+                interrupted.append(request)
             elif doc["source_id"] != request.source_id:
                 repeats.append(self._event("suppressed", request, now, reason="duplicate",
                                            event_key=request.source_id))
             elif doc["status"] in ("sent", "failed", "suppressed"):
                 repeats.append(event_from_doc(doc))  # a redelivery: the same event again, nothing sent
         await self._publish(repeats, cause, causes)
+        await self._interrupted(interrupted, now, cause, causes)
         if not todo:
             return
         customers = {r.customer_id for r in todo}
         care = {r.customer_id for r in todo if not r.transactional}
-        suppressions, counts = await asyncio.gather(
+        suppressions, (counts, last_sent) = await asyncio.gather(
             self.repo.suppressions_for(p for c, p in profiles.items() if c in customers),
-            self.repo.care_counts(care, now - self.policy.window, [r.dedupe_key for r in todo])
+            self.repo.care_history(care, now - self.policy.window, now - self.policy.longest_repeat,
+                                   [r.dedupe_key for r in todo])
             if care else _nothing())
         decided = domain.decide_many(todo, profiles, now=now, policy=self.policy, suppressions=suppressions,
-                                     recent_care=counts)
+                                     recent_care=counts, last_sent=last_sent)
         events: list[CloudEvent] = []
         sends: list[tuple[Request, Profile, tuple[str, ...]]] = []
         new_docs: list[dict[str, Any]] = []
@@ -168,7 +179,7 @@ class Workflow:
                     events.append(self._event("deferred", request, now, reason=decision.reason,
                                               scheduled_for=decision.until))
             else:
-                fields.update(status="sending", reason=None)
+                fields.update(status="sending", reason=None, attempt=self._attempt)
                 sends.append((request, profiles[request.customer_id], decision.channels))
             if doc is None:
                 new_docs.append({"_id": request.dedupe_key, **fields})
@@ -205,6 +216,20 @@ class Workflow:
                 log.warning("delivery_deferred_provider_unreachable", messages=len(later),
                             retry_in_s=self.retry_interval.total_seconds())
             await self._publish([event for key, _, event, _ in results if key not in later], cause, causes)
+
+    async def _interrupted(self, requests: Sequence[Request], now: datetime, cause: CloudEvent | None,
+                           causes: Mapping[str, CloudEvent] | None) -> None:
+        """Messages a process that is gone was sending: whether the provider took them is unknown,
+        and a customer must never get a message twice, so they are not sent again but reported
+        failed as ``interrupted`` (at most once, visible on the timeline and in the reports)."""
+        if not requests:
+            return
+        fields = {"status": "failed", "reason": "interrupted", "locale": None, "attempts": 0, "event_time": now,
+                  "channel": None}
+        await self.repo.record_outcomes([{"_id": r.dedupe_key, "customer_id": r.customer_id, "created_at": now,
+                                          "transactional": r.transactional, **fields} for r in requests])
+        log.warning("sending_interrupted_not_sent_again", messages=len(requests))
+        await self._publish([self._event("failed", r, now, reason="interrupted") for r in requests], cause, causes)
 
     async def _deliver(self, request: Request, profile: Profile, channels: tuple[str, ...],
                        now: datetime) -> tuple[str, dict[str, Any], CloudEvent, bool]:
@@ -333,8 +358,8 @@ class Workflow:
             await self.alert_staff(alerts.message_from_doc(doc), resumed=True)
 
 
-async def _nothing() -> dict[str, int]:
-    return {}
+async def _nothing() -> tuple[dict[str, int], dict[tuple[str, str], datetime]]:
+    return {}, {}
 
 
 def build_event(outcome: str, *, customer_id: str, key: str, trigger: str, template: str, time: datetime,

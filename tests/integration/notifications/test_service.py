@@ -191,6 +191,35 @@ async def test_the_same_tier_change_delivered_twice_or_noticed_again_sends_one_m
     assert len({e["id"] for e in sent if e["data"]["template"] == "tier_upgrade"}) == 1
 
 
+async def test_a_customer_who_reaches_churn_risk_again_within_the_repeat_window_is_asked_back_once(
+        infra: dict[str, str], unique: str, smtp_sink: tuple[SmtpSink, int], sms_provider: SmsProvider) -> None:
+    sink, port = smtp_sink
+    customer, address = f"C-rw-{unique}", f"rw-{unique}@example.com"
+    start = BASE - timedelta(days=120)  # every event in the past, as the envelope requires
+    clock = FixedClock(start)
+    app = build_app(await settings_for(unique, port, sms_provider), clock=clock)
+
+    def arrival(n: int, at: datetime) -> dict[str, Any]:
+        # Each arrival at churn risk is a transition of its own (its own id), as tiering numbers them.
+        return {**tier_change(customer, "loyalty", "general", "churn_risk", "downgrade", at=at), "id": f"{unique}-{n}"}
+
+    async with running(app) as client:
+        await send(infra, CRM_CUSTOMERS, profile(customer, email=address, version=2))
+        await eventually(lambda: app.state.repo.profile(customer))
+        await send(infra, CRM_TIER_CHANGES, arrival(1, start))
+        await eventually(lambda: _async(len(sink.to(address)) == 1))
+        clock.set(start + timedelta(days=20))
+        await send(infra, CRM_TIER_CHANGES, arrival(2, clock.now()))
+        events = await outcomes(infra, customer, 2)
+        assert [(e["type"], e["data"].get("reason")) for e in events] == [
+            ("notification.sent", None), ("notification.suppressed", "duplicate")]
+        clock.set(start + timedelta(days=91))  # the window has passed: a new arrival asks again
+        await send(infra, CRM_TIER_CHANGES, arrival(3, clock.now()))
+        await eventually(lambda: _async(len(sink.to(address)) == 2))
+        history = await _history(client, customer)
+    assert sorted(h["status"] for h in history) == ["sent", "sent", "suppressed"]
+
+
 async def test_the_report_counts_comebacks_after_a_win_back_beside_the_customers_it_could_not_reach(
         infra: dict[str, str], unique: str, smtp_sink: tuple[SmtpSink, int], sms_provider: SmsProvider) -> None:
     sink, port = smtp_sink

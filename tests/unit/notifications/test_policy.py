@@ -192,3 +192,37 @@ def test_a_survey_waits_until_its_time_without_being_reported_as_suppressed() ->
     survey = Request("C-1", "complaint", "complaint_survey", "complaint_survey", "s", "src", not_before=later)
     assert decide(survey, customer(), now=NOON_SHANGHAI, policy=POLICY) == Defer(later, reason="scheduled")
     assert isinstance(decide(survey, customer(), now=later, policy=POLICY), Send)
+
+
+REPEATING = replace(POLICY, repeat_after={"win_back": timedelta(days=90)})
+
+
+def win_back(key: str, tier: str = "churn_risk") -> Request:
+    return Request("C-1", "tier", "win_back", "win_back", key, f"src-{key}", {"tier": tier})
+
+
+def test_the_same_message_within_its_repeat_window_is_suppressed_as_a_duplicate_whatever_asked_for_it() -> None:
+    sent = NOON_SHANGHAI - timedelta(days=89)
+    assert decide(win_back("second"), customer(), now=NOON_SHANGHAI, policy=REPEATING,
+                  last_same=sent) == Suppress("duplicate")
+    assert isinstance(decide(win_back("second"), customer(), now=NOON_SHANGHAI, policy=REPEATING,
+                             last_same=NOON_SHANGHAI - timedelta(days=91)), Send)
+    # Without a window for the trigger, a second arrival is a new message.
+    assert isinstance(decide(win_back("second"), customer(), now=NOON_SHANGHAI, policy=POLICY, last_same=sent), Send)
+
+
+def test_of_two_same_messages_in_one_batch_the_first_goes_and_another_tier_is_another_message() -> None:
+    requests = [win_back("a"), win_back("b"), win_back("c", tier="lapsed")]
+    decided = dict((r.dedupe_key, d) for r, d in decide_many(
+        requests, {"C-1": customer()}, now=NOON_SHANGHAI, policy=replace(REPEATING, frequency_cap=9),
+        suppressions={}, recent_care={}))
+    assert isinstance(decided["a"], Send)
+    assert decided["b"] == Suppress("duplicate")
+    assert isinstance(decided["c"], Send)
+
+
+def test_a_same_message_the_store_remembers_stops_the_batchs_one() -> None:
+    decided = decide_many([win_back("a")], {"C-1": customer()}, now=NOON_SHANGHAI, policy=REPEATING,
+                          suppressions={}, recent_care={},
+                          last_sent={("C-1", "win_back:churn_risk"): NOON_SHANGHAI - timedelta(days=3)})
+    assert [d for _, d in decided] == [Suppress("duplicate")]

@@ -36,8 +36,8 @@ class Records:
     async def suppressions_for(self, profiles: Iterable[Profile]) -> dict[str, list[Any]]:
         return {}
 
-    async def care_counts(self, *args: Any) -> dict[str, int]:
-        return {}
+    async def care_history(self, *args: Any) -> tuple[dict[str, int], dict[tuple[str, str], datetime]]:
+        return {}, {}
 
     async def claim(self, docs: Sequence[dict[str, Any]]) -> set[str]:
         self.docs.update({d["_id"]: dict(d) for d in docs})
@@ -113,3 +113,28 @@ async def test_a_message_no_server_took_for_longer_than_the_retry_window_is_repo
     await n.submit([REQUEST], resumed=True)
     assert [(o["status"], o["reason"]) for o in records.outcomes] == [("failed", "smtp_SMTPConnectError")]
     assert len(out.events) == 1 and not mail.sent
+
+
+async def test_a_message_a_dead_process_was_sending_is_never_sent_again_but_reported_interrupted() -> None:
+    records, mail, clock = Records(), Mail(), FixedClock(NOW)
+    mail.up = True
+    first, _ = workflow(records, mail, clock)
+    # The process claimed the message and died before it knew whether the provider took it.
+    await records.claim([{"_id": REQUEST.dedupe_key, "customer_id": "C-1", "source_id": REQUEST.source_id,
+                          "status": "sending", "attempt": "a process that is gone", "created_at": NOW}])
+    n, out = workflow(records, mail, clock)
+    await n.submit([REQUEST])  # its trigger read again after the restart
+    assert not mail.sent
+    assert [(o["status"], o["reason"]) for o in records.outcomes] == [("failed", "interrupted")]
+    assert [(e.type, e.data.reason) for e in out.events] == [("notification.failed", "interrupted")]
+
+
+async def test_a_message_this_process_claimed_but_never_handed_over_is_sent_when_its_batch_is_read_again() -> None:
+    records, mail, clock = Records(), Mail(), FixedClock(NOW)
+    n, out = workflow(records, mail, clock)
+    await records.claim([{"_id": REQUEST.dedupe_key, "customer_id": "C-1", "source_id": REQUEST.source_id,
+                          "status": "sending", "attempt": n._attempt, "created_at": NOW}])  # noqa: SLF001
+    mail.up = True
+    await n.submit([REQUEST])  # e.g. the broker was down before the send, and the batch is read again
+    assert mail.sent == [REQUEST.dedupe_key]
+    assert [o["status"] for o in records.outcomes] == ["sent"]
