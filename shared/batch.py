@@ -21,6 +21,8 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
 from typing import Any, Generic, TypeVar
 
+from aiokafka import ConsumerRebalanceListener
+
 from .contract import CloudEvent
 from .kafka import TRANSIENT_ERRORS, Rejected, by_subject
 
@@ -140,3 +142,25 @@ class Remembered(Generic[K, V]):
 
     def forget(self, key: K) -> None:
         self._values.pop(key, None)
+
+    def clear(self) -> None:
+        self._values.clear()
+
+
+class ForgetOnRebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Clears what a subscriber remembered when its consumer is given partitions it did not hold:
+    another instance may have written those customers meanwhile."""
+
+    def __init__(self, *remembered: Remembered[Any, Any]) -> None:
+        self.remembered = remembered
+        self.held: set[Any] = set()
+
+    async def on_partitions_revoked(self, revoked: set[Any]) -> None:
+        pass
+
+    async def on_partitions_assigned(self, assigned: set[Any]) -> None:
+        gained = set(assigned) - self.held
+        self.held = set(assigned)
+        if gained:
+            for values in self.remembered:
+                values.clear()

@@ -9,7 +9,7 @@ from typing import Any, Union
 import structlog
 from faststream.kafka import KafkaRouter
 
-from shared.batch import BatchRunner
+from shared.batch import BatchRunner, ForgetOnRebalance
 from shared.contract import (
     AccountManagerChanged,
     CloudEvent,
@@ -95,14 +95,16 @@ def build_router(settings: ComplaintsSettings, workflow: Workflow, dead_letters:
             if isinstance(result, DomainError):
                 await dead_letter_event(dead_letters, event, Rejected(result.code, result.detail))
 
-    @router.subscriber(CRM_CUSTOMER_TIERS, **batch_options(settings, CRM_CUSTOMER_TIERS), title="customer tiers",
+    @router.subscriber(CRM_CUSTOMER_TIERS, **batch_options(settings, CRM_CUSTOMER_TIERS,
+                                                           listener=ForgetOnRebalance(repo.known_tiers)),
+                       title="customer tiers",
                        description="Keeps each customer's current tier (vip, else value tier) for priorities; a "
                                    "tier the account rule names gives the customer an account manager.")
     async def on_classifications(events: list[CustomerClassification]) -> None:
         newest = {e.subject: e for e in sorted(events, key=lambda e: e.data.updated_at)}
         tiers = {cid: customer_tier(e.data.vip, e.data.value_tier) for cid, e in newest.items()}
-        await repo.put_tiers((cid, tiers[cid], e.data.updated_at) for cid, e in newest.items())
-        await accounts.tiers_changed(tiers.items())
+        changed = await repo.put_tiers((cid, tiers[cid], e.data.updated_at) for cid, e in newest.items())
+        await accounts.tiers_changed((cid, tiers[cid]) for cid in changed)
 
     @router.subscriber(CRM_CUSTOMERS, **batch_options(settings, CRM_CUSTOMERS), title="customer erasure",
                        description="On customer.erased, removes the customer's personal text from complaints and "

@@ -25,6 +25,7 @@ from pymongo import DESCENDING, ReplaceOne
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from shared import rotation
+from shared.batch import Remembered
 from shared.clock import Clock, WallClock
 from shared.contract.events import ComplaintCategory, ComplaintStatus
 from shared.mongo import DUPLICATE_KEY, Index, Store, index, insert_once, update_in_commands
@@ -96,6 +97,8 @@ class Repository:
         self.satisfaction = store["satisfaction"]
         self.state = store["scheduler"]
         self.unsent = store["unsent"]
+        #: The tier this process last stored per customer (only this consumer writes them).
+        self.known_tiers: Remembered[str, tuple[str | None, datetime]] = Remembered()
 
     def _document(self, complaint: Complaint, outbox: list[str]) -> dict[str, Any]:
         doc = complaint.model_dump()
@@ -302,24 +305,35 @@ class Repository:
         doc = await self.tiers.find_one({"_id": customer_id})
         return doc.get("tier") if doc else None
 
-    async def put_tiers(self, tiers: Iterable[tuple[str, str | None, datetime]]) -> None:
-        """``(customer_id, tier, updated_at)``, at most one per customer, side by side. The newest
-        snapshot only is kept: an older one read late changes nothing, since the upsert matches an
-        older snapshot or none, and a newer one stored makes its insert a duplicate key. One upsert
-        each: see ``update_in_commands`` for why not in bulk."""
+    async def put_tiers(self, tiers: Iterable[tuple[str, str | None, datetime]]) -> set[str]:
+        """``(customer_id, tier, updated_at)``, at most one per customer, side by side; returns the
+        customers whose tier may have changed. The newest snapshot only is kept: an older one read
+        late changes nothing, since the upsert matches an older snapshot or none, and a newer one
+        stored makes its insert a duplicate key. A snapshot whose tier is the one this process last
+        stored for the customer writes nothing (most snapshots change metrics, not the tier). One
+        upsert each: see ``update_in_commands`` for why not in bulk."""
         slots = asyncio.Semaphore(TIERS_IN_FLIGHT)
+        changed: set[str] = set()
 
         async def put(customer_id: str, tier: str | None, at: datetime) -> None:
+            known = self.known_tiers.get(customer_id)
+            if known is not None and (known[0] == tier or at <= known[1]):
+                return
             async with slots:
                 try:
                     await self.tiers.update_one({"_id": customer_id, "updated_at": {"$lt": at}},
                                                 {"$set": {"updated_at": at, "tier": tier}}, upsert=True)
                 except DuplicateKeyError:
-                    pass
+                    self.known_tiers.forget(customer_id)  # a newer one is stored: read it when it matters
+                    return
+            self.known_tiers.put(customer_id, (tier, at))
+            changed.add(customer_id)
 
         await asyncio.gather(*(put(*t) for t in tiers))
+        return changed
 
     async def delete_tier(self, customer_id: str) -> None:
+        self.known_tiers.forget(customer_id)
         await self.tiers.delete_one({"_id": customer_id})
 
     # --- General satisfaction: survey answers that scored no complaint -------------------------

@@ -13,7 +13,7 @@ many customers at a time; a classification or a complaint summary is written onc
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -55,11 +55,13 @@ def _entry(event: CloudEvent, kind: str, key: str, **fields: Any) -> dict[str, A
 
 @dataclass(frozen=True)
 class Classified:
-    """The stored classification of a customer: when it was made and its dimensions."""
+    """The stored classification of a customer: when it was made, its dimensions and (when this
+    process wrote it) the policy version and overrides it was written with."""
 
     updated_at: datetime | None
     dims: dict[str, Any]
     stored: bool
+    rest: tuple[Any, ...] | None = None
 
 
 class Activity:
@@ -69,7 +71,7 @@ class Activity:
         self.repo = repo
         self.runner = BatchRunner(concurrency=concurrency, max_attempts=max_attempts)
         # Only this consumer writes a customer's classification: what it wrote needs no read.
-        self._classified: Remembered[str, Classified] = Remembered()
+        self.known_classifications: Remembered[str, Classified] = Remembered()
 
     # --- batches, one method per consumed topic --------------------------------------------------
 
@@ -124,7 +126,7 @@ class Activity:
         changes: dict[str, tuple[CloudEvent, dict[str, Any]]] = {}
 
         async def decide(customer_id: str, own: list[CustomerClassification]) -> None:
-            known = self._classified.get(customer_id) or await self._stored_classification(customer_id)
+            known = self.known_classifications.get(customer_id) or await self._stored_classification(customer_id)
             before = known
             for event in own:
                 data = event.data
@@ -143,10 +145,16 @@ class Activity:
         async def write(customer_id: str, event: CustomerClassification, before: Classified) -> None:
             data = event.data
             dims = domain.classification_fields(data.model_dump())
+            rest = (data.policy_version, sorted(data.overrides.items()))
+            if before.stored and before.rest == rest and before.dims == dims:
+                # Only the metrics moved (most snapshots): the stored classification stays as it
+                # is, dated when it last changed.
+                self.known_classifications.put(customer_id, replace(before, updated_at=data.updated_at))
+                return
             await self.repo.set_classification(
                 customer_id, {**dims, "policy_version": data.policy_version, "updated_at": data.updated_at,
                               "overrides": dict(data.overrides)}, data.updated_at, classified=before.stored)
-            self._classified.put(customer_id, Classified(data.updated_at, dims, True))
+            self.known_classifications.put(customer_id, Classified(data.updated_at, dims, True, rest))
 
         await self.runner.bounded(self.runner.guarded(event, write(customer_id, event, before), reject)
                                   for customer_id, (event, before) in newest.items())

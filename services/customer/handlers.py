@@ -6,6 +6,7 @@ from typing import Union
 
 from faststream.kafka import KafkaRouter
 
+from shared.batch import ForgetOnRebalance
 from shared.contract import CloudEvent
 from shared.contract.events import (
     AccountManagerChanged,
@@ -63,7 +64,9 @@ def build_router(settings: CustomerSettings, activity: Activity, dead_letters: D
     async def on_interaction(events: list[InteractionRecorded]) -> None:
         await activity.interactions(events, reject)
 
-    @router.subscriber(CRM_CUSTOMER_TIERS, **batch_options(settings, CRM_CUSTOMER_TIERS), title="classifications",
+    @router.subscriber(CRM_CUSTOMER_TIERS, **batch_options(settings, CRM_CUSTOMER_TIERS,
+                                                           listener=ForgetOnRebalance(activity.known_classifications)),
+                       title="classifications",
                        description="The newest classification snapshot is kept for the 360-degree view and "
                                    "list filters; a change of a dimension joins the timeline.")
     async def on_classification(events: list[CustomerClassification]) -> None:

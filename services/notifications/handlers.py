@@ -129,9 +129,12 @@ def build_router(settings: NotificationsSettings, repo: Repository, workflow: Wo
     async def on_tier_changes(events: list[CustomerTierChanged]) -> None:
         # The last change of a customer's tier in the batch is the one to keep; all are stored
         # before the batch's messages are decided together (the frequency cap sees them all).
-        latest = {(e.subject, e.data.dimension): e for e in events if e.data.dimension in ("value_tier", "vip")}
-        await asyncio.gather(*(repo.save_tier(customer, dimension, e.data.current)
-                               for (customer, dimension), e in latest.items()))
+        # One write per customer for both dimensions (a new customer's arrive together).
+        latest: dict[str, dict[str, str]] = {}
+        for e in events:
+            if e.data.dimension in ("value_tier", "vip"):
+                latest.setdefault(e.subject, {})[e.data.dimension] = e.data.current
+        await asyncio.gather(*(repo.save_tiers(customer, tiers) for customer, tiers in latest.items()))
         await submit_each(workflow, [(r, e) for e in events if (r := triggers.tier_request(e))])
 
     @router.subscriber(CRM_CUSTOMER_TIERS, **batch_options(settings, CRM_CUSTOMER_TIERS),

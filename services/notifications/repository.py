@@ -21,7 +21,7 @@ they are due (``due_slot``).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -136,9 +136,10 @@ class Repository:
         await self.note_timezones([timezone])
         await self.customers.update_one({"_id": doc["_id"]}, {"$set": fields}, upsert=True)
 
-    async def save_tier(self, customer_id: str, dimension: str, value: str) -> None:
-        # Upsert: a tier change may arrive before the profile does.
-        await self.customers.update_one({"_id": customer_id}, {"$set": {dimension: value}}, upsert=True)
+    async def save_tiers(self, customer_id: str, tiers: Mapping[str, str]) -> None:
+        """The customer's current value per dimension (``value_tier``, ``vip``). Upsert: a tier
+        change may arrive before the profile does."""
+        await self.customers.update_one({"_id": customer_id}, {"$set": dict(tiers)}, upsert=True)
 
     async def save_account_manager(self, customer_id: str, manager: str | None, revision: int) -> None:
         """The highest revision wins: an older change read late changes nothing. Upserted, as a tier

@@ -23,11 +23,20 @@ async def test_a_batch_of_tiers_keeps_each_customers_newest_and_an_older_one_rea
     later = MONDAY + timedelta(days=1)
     customers = [f"T-{unique}-{i}" for i in range(300)]
     try:
-        await repo.put_tiers((c, "high", later) for c in customers)
-        await repo.put_tiers([(customers[0], "low", MONDAY), (customers[1], "vip", later + timedelta(days=1))])
+        assert await repo.put_tiers((c, "high", later) for c in customers) == set(customers)
+        changed = await repo.put_tiers([(customers[0], "low", MONDAY), (customers[1], "vip", later + timedelta(days=1)),
+                                        (customers[2], "high", later + timedelta(days=2))])
+        assert changed == {customers[1]}  # an older snapshot and the same tier again change nothing
         assert await repo.tier(customers[0]) == "high"
         assert await repo.tier(customers[1]) == "vip"
         assert [await repo.tier(c) for c in customers[2:]] == ["high"] * 298
+        # The same tier again was not written: the stored snapshot is still the one that set it.
+        stored = await store["tiers"].find_one({"_id": customers[2]})
+        assert stored is not None and stored["updated_at"] == later
+        # A process that remembers nothing (a restart) still keeps the newest: the store decides.
+        fresh = Repository(store, PiiCipher.from_settings(settings(unique)))
+        assert await fresh.put_tiers([(customers[1], "low", later)]) == set()
+        assert await repo.tier(customers[1]) == "vip"
     finally:
         await store.client.drop_database(store.db.name)
         await store.close()

@@ -9,9 +9,11 @@ from typing import Any
 import pytest
 from pymongo import AsyncMongoClient
 
+from services.customer.activity import Activity
 from services.customer.app import build_app
 from services.customer.domain import profile_event_id
 from shared.contract import dlq
+from shared.contract.parser import parse_event
 from shared.contract.topics import (
     CRM_ACCOUNT_MANAGERS,
     CRM_COMPLAINTS,
@@ -391,3 +393,56 @@ async def test_a_record_with_text_the_contract_refuses_goes_to_the_dlq_alone_and
     assert ids == [f"N1-{unique}", f"N3-{unique}"]
     parked = await dead_letters(bootstrap, CRM_NOTIFICATIONS, customer)
     assert [d["x-error"] for d in parked] == ["invalid_data"]
+
+
+async def test_a_snapshot_that_moves_only_the_metrics_writes_nothing_and_one_that_moves_a_tier_does(
+    infra: dict[str, str], unique: str, keys: dict[str, Any]
+) -> None:
+    customer, bootstrap = f"C-m-{unique}", infra["KAFKA_BOOTSTRAP_SERVERS"]
+    now = datetime.now(UTC).replace(microsecond=0)
+    app = build_app(customer_settings(unique, keys["entries"]))
+    key = customer.encode()
+    first, metrics_only, upgrade = now - timedelta(minutes=30), now - timedelta(minutes=20), now - timedelta(minutes=10)
+
+    async def classified_at(at: datetime) -> bool:
+        doc = await app.state.repo.peek(customer)
+        return doc is not None and doc.get("classified_at") == at
+
+    async with running(app) as client:
+        await consuming(app)
+        await client.post("/customers", json={"customer_id": customer, "name": "Li Lei"},
+                          headers=headers(keys["writer"]))
+        await produce(bootstrap, CRM_CUSTOMER_TIERS, [(key, classification(customer, first, "medium", "new"))])
+        await eventually(lambda: classified_at(first))
+        moved = classification(customer, metrics_only, "medium", "new")
+        moved["data"]["metrics"] = {"currency": "CNY", "spend_12m": "1900.00", "orders_12m": 5}
+        await produce(bootstrap, CRM_CUSTOMER_TIERS, [(key, moved),
+                                                      (key, classification(customer, upgrade, "high", "new"))])
+        await eventually(lambda: classified_at(upgrade))
+        timeline = (await client.get(f"/customers/{customer}/timeline", headers=headers(keys["reader"]))).json()
+    changes = [e for e in timeline["items"] if e["kind"] == "classification"]
+    assert [e["value_tier"] for e in changes] == ["high", "medium"]
+
+
+async def test_a_snapshot_with_the_same_tiers_leaves_the_stored_classification_as_it_was(
+    infra: dict[str, str], unique: str, keys: dict[str, Any]
+) -> None:
+    customer = f"C-s-{unique}"
+    now = datetime.now(UTC).replace(microsecond=0)
+    app = build_app(customer_settings(unique, keys["entries"]))
+    first, same = now - timedelta(minutes=30), now - timedelta(minutes=20)
+    activity = Activity(app.state.workflow, app.state.repo)
+
+    def event(at: datetime) -> Any:
+        return parse_event(json.dumps(classification(customer, at, "medium", "new"), default=str).encode())
+
+    async def reject(*_: Any) -> None:
+        raise AssertionError("nothing is rejected")
+
+    async with running(app) as client:
+        await client.post("/customers", json={"customer_id": customer, "name": "Li Lei"},
+                          headers=headers(keys["writer"]))
+        await activity.classifications([event(first)], reject)
+        await activity.classifications([event(same)], reject)  # another batch: metrics moved, tiers did not
+        doc = await app.state.repo.peek(customer)
+    assert doc is not None and doc["classified_at"] == first
