@@ -29,6 +29,8 @@ from .test_service import BASE, READ_KEY, WRITE_KEY, complaint, outcomes, profil
 pytestmark = pytest.mark.integration
 SHANGHAI, BERLIN, CHATHAM = "Asia/Shanghai", "Europe/Berlin", "Pacific/Chatham"
 CUSTOMERS = {SHANGHAI: 3000, BERLIN: 600, CHATHAM: 20}
+#: Past messages of another kind than the tier messages the test asks for (those have a repeat window).
+FOLLOW_UP = {"family": "follow_up", "trigger": "follow_up", "template": "follow_up", "params": {}}
 
 
 def _customer(repo: Repository, cid: str, timezone: str, i: int, **kw: Any) -> dict[str, Any]:
@@ -57,7 +59,7 @@ async def _fill(repo: Repository, unique: str) -> dict[str, Any]:
     records, results = [], []
     for i, cid in enumerate(ids[SHANGHAI]):
         at = BASE - timedelta(days=i % 10, hours=1)
-        records.append(_record(f"seed:{i}:a:{cid}", cid, at, "sending"))
+        records.append(_record(f"seed:{i}:a:{cid}", cid, at, "sending", **FOLLOW_UP))
         results.append({"_id": f"seed:{i}:a:{cid}", "customer_id": cid, "created_at": at, "transactional": False,
                         "status": "failed" if i % 7 == 0 else "sent", "channel": "email", "attempts": 1})
         if i % 3 == 0:
@@ -109,7 +111,7 @@ async def test_events_a_scheduler_pass_and_the_api_read_no_collection_whole(
     capped, known, erased = shanghai[20], shanghai[11], shanghai[12]
     await repo.notifications.insert_many([  # two care messages this week: the cap is reached
         _record(f"cap:{n}:{capped}", capped, BASE - timedelta(days=n + 1), "deferred", due_at=BASE + timedelta(days=9),
-                due_slot=due_slot(BASE + timedelta(days=9))) for n in range(2)])
+                due_slot=due_slot(BASE + timedelta(days=9)), **FOLLOW_UP) for n in range(2)])
     newcomer, early, complainer = f"N-{unique}", f"E-{unique}", shanghai[30]
     async with running(app) as client:
         await eventually(lambda: _set(app.state.scheduler.primed))
