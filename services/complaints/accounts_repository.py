@@ -21,6 +21,7 @@ from typing import Any
 from pymongo.errors import DuplicateKeyError
 
 from shared import rotation
+from shared.batch import Remembered
 from shared.mongo import Index, Store, index, insert_once
 from shared.pii import PiiCipher
 
@@ -49,6 +50,8 @@ class AccountsRepository:
         self.cipher = cipher
         self.accounts = store["accounts"]
         self.tasks = store["tasks"]
+        #: The rule's profile fields this process last stored per customer (only this consumer writes them).
+        self.known_profiles: Remembered[str, tuple[dict[str, Any], int]] = Remembered()
 
     # --- accounts ------------------------------------------------------------------------------
 
@@ -65,13 +68,19 @@ class AccountsRepository:
 
     async def put_profile(self, customer_id: str, fields: dict[str, Any], version: int) -> None:
         """The rule's profile fields at profile ``version``; an older version read late changes nothing
-        (its upsert meets the newer document and fails on the duplicate key)."""
+        (its upsert meets the newer document and fails on the duplicate key). Fields this process
+        last stored for the customer are not written again (most profile changes are of other fields)."""
+        known = self.known_profiles.get(customer_id)
+        if known is not None and (known[0] == fields or version <= known[1]):
+            return
         try:
             await self.accounts.update_one({"_id": customer_id, "profile_version": {"$lt": version}},
                                            {"$set": {**fields, "profile_version": version},
                                             "$setOnInsert": {"revision": 0}}, upsert=True)
         except DuplicateKeyError:
-            pass
+            self.known_profiles.forget(customer_id)
+            return
+        self.known_profiles.put(customer_id, (dict(fields), version))
 
     async def write_change(self, account: Account, outbox: list[str], *, expected_revision: int) -> bool:
         """The account's manager fields and outbox, if the stored revision is still ``expected_revision``
@@ -103,6 +112,7 @@ class AccountsRepository:
         return dict(zip(managers, await asyncio.gather(*map(count, managers)), strict=True))
 
     async def delete(self, customer_id: str) -> None:
+        self.known_profiles.forget(customer_id)
         await self.accounts.delete_one({"_id": customer_id})
 
     # --- tasks ---------------------------------------------------------------------------------

@@ -106,7 +106,9 @@ def build_router(settings: ComplaintsSettings, workflow: Workflow, dead_letters:
         changed = await repo.put_tiers((cid, tiers[cid], e.data.updated_at) for cid, e in newest.items())
         await accounts.tiers_changed((cid, tiers[cid]) for cid in changed)
 
-    @router.subscriber(CRM_CUSTOMERS, **batch_options(settings, CRM_CUSTOMERS), title="customer erasure",
+    @router.subscriber(CRM_CUSTOMERS, **batch_options(settings, CRM_CUSTOMERS,
+                                                      listener=ForgetOnRebalance(accounts.repo.known_profiles)),
+                       title="customer erasure",
                        description="On customer.erased, removes the customer's personal text from complaints and "
                                    "the account; a profile's needs, region and industry feed the account rule.")
     async def on_customers(events: list[CustomerProfileChanged | CustomerErased]) -> None:

@@ -163,7 +163,8 @@ class Activity:
         stored = await self.repo.peek(customer_id)
         snapshot = (stored or {}).get("classification") or {}
         return Classified(snapshot.get("updated_at"), domain.classification_fields(snapshot),
-                          stored is not None and stored.get("classified_at") is not None)
+                          stored is not None and stored.get("classified_at") is not None,
+                          (snapshot.get("policy_version"), sorted((snapshot.get("overrides") or {}).items())))
 
     async def complaints(self, events: Sequence[CloudEvent], reject: Reject) -> None:
         await self._add_entries(events, _complaint_entry, reject)

@@ -7,6 +7,8 @@ from datetime import timedelta
 import pytest
 
 from services.complaints import domain
+from services.complaints.accounts_repository import INDEXES as ACCOUNT_INDEXES
+from services.complaints.accounts_repository import AccountsRepository
 from services.complaints.repository import INDEXES, Repository
 from shared.mongo import Store
 from shared.pii import PiiCipher
@@ -100,6 +102,27 @@ async def test_complaints_stored_before_the_work_queues_get_their_queue_keys_onc
         assert [c.complaint_id for c in await repo.queue(assignee="ann")] == [f"K-{unique}-0"]
         assert [c.complaint_id for c in await repo.queue(team="money")] == [f"K-{unique}-0"]
         assert await repo.backfill_queue_keys(lambda category: "other") == 0  # done once per store
+    finally:
+        await store.client.drop_database(store.db.name)
+        await store.close()
+
+
+async def test_the_account_rule_fields_are_written_when_they_change_and_an_older_profile_read_late_loses(
+        infra: dict[str, str], unique: str) -> None:
+    store = Store.connect(settings(unique), ACCOUNT_INDEXES)
+    await store.ensure_indexes()
+    cipher = PiiCipher.from_settings(settings(unique))
+    repo, customer = AccountsRepository(store, cipher), f"A-{unique}"
+    east = {"needs": "standard", "region": "East China", "industry": None}
+    try:
+        await repo.put_profile(customer, east, 1)
+        await repo.put_profile(customer, dict(east), 2)  # a profile change of other fields: nothing to write
+        stored = await store["accounts"].find_one({"_id": customer})
+        assert stored is not None and stored["profile_version"] == 1
+        await repo.put_profile(customer, {**east, "needs": "custom"}, 3)
+        await AccountsRepository(store, cipher).put_profile(customer, east, 2)  # a restart, then version 2 again
+        stored = await store["accounts"].find_one({"_id": customer})
+        assert stored is not None and (stored["needs"], stored["profile_version"]) == ("custom", 3)
     finally:
         await store.client.drop_database(store.db.name)
         await store.close()
