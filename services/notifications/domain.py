@@ -79,6 +79,8 @@ class Profile:
     account_manager: str | None = None
     #: False while only a tier change has told of the customer: the profile has not arrived yet.
     known: bool = True
+    #: Made by a purchase before the registration: its contacts usually follow with the registration.
+    prospect: bool = False
 
 
 @dataclass(frozen=True)
@@ -230,7 +232,8 @@ def decide(request: Request, profile: Profile | None, *, now: datetime, policy: 
     frequency window, not counting this request; ``last_same`` when the same message (its
     ``repeat_key``) was last sent or planned for them.
     """
-    if profile is None or not profile.known:
+    if profile is None or not profile.known or (profile.prospect and not available_channels(profile, policy)):
+        # A prospect without contacts is a purchase read before its registration: wait for it.
         return _await_profile(request, now, policy)
     channels, reason = consented_channels(request, profile, policy)
     if reason:
@@ -305,7 +308,7 @@ def profile_from_event(event: CustomerProfileChanged, previous: Profile | None) 
         consents=consents, birthday=p.birthday,
         value_tier=previous.value_tier if previous else None, vip=previous.vip if previous else None,
         since=previous.since if previous and previous.since else created,
-        account_manager=previous.account_manager if previous else None,
+        account_manager=previous.account_manager if previous else None, prospect=p.status == "prospect",
     )
 
 

@@ -65,6 +65,7 @@ def profile_doc(profile: Profile, timezone: str) -> dict[str, Any]:
         "consents": dict(profile.consents), "birthday": profile.birthday.isoformat() if profile.birthday else None,
         "value_tier": profile.value_tier, "vip": profile.vip,
         "since": profile.since.isoformat() if profile.since else None, "account_manager": profile.account_manager,
+        "prospect": profile.prospect,
     }
 
 
@@ -76,7 +77,7 @@ def profile_from_doc(doc: dict[str, Any]) -> Profile:
         birthday=date.fromisoformat(doc["birthday"]) if doc.get("birthday") else None,
         value_tier=doc.get("value_tier"), vip=doc.get("vip"),
         since=date.fromisoformat(doc["since"]) if doc.get("since") else None,
-        account_manager=doc.get("account_manager"),
+        account_manager=doc.get("account_manager"), prospect=bool(doc.get("prospect")),
         known="timezone" in doc,  # written with every profile, never by a tier change alone
     )
 

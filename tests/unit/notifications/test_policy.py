@@ -226,3 +226,16 @@ def test_a_same_message_the_store_remembers_stops_the_batchs_one() -> None:
                           suppressions={}, recent_care={},
                           last_sent={("C-1", "win_back:churn_risk"): NOON_SHANGHAI - timedelta(days=3)})
     assert [d for _, d in decided] == [Suppress("duplicate")]
+
+
+def test_a_prospect_without_contacts_waits_for_its_registration_and_one_with_an_address_is_sent() -> None:
+    stub = customer(email=None, phone=None, prospect=True)
+    decision = decide(care("tier"), stub, now=NOON_SHANGHAI, policy=POLICY)
+    assert isinstance(decision, Defer) and decision.reason == "awaiting_profile"
+    # Never registered: after the wait there is nobody to reach.
+    late = replace(care("tier"), asked_at=NOON_SHANGHAI - POLICY.profile_wait)
+    assert decide(late, stub, now=NOON_SHANGHAI, policy=POLICY) == Suppress("no_contact")
+    assert isinstance(decide(care("tier"), customer(prospect=True), now=NOON_SHANGHAI, policy=POLICY), Send)
+    # A registered customer without contacts is not waited for.
+    assert decide(care("tier"), customer(email=None, phone=None), now=NOON_SHANGHAI, policy=POLICY) == Suppress(
+        "no_contact")
