@@ -256,6 +256,13 @@ async def test_a_population_refresh_sets_abc_and_vip_and_announces_the_changes_i
         top = await classification(client, customers[0])
         rest = await classification(client, customers[1])
         report = (await client.get("/reports/segments", headers={"X-API-Key": READ_KEY})).json()
+        # Requests arriving while a report is made share it: one read of the population.
+        scans, scan = [], app.state.workflow.repo.scan
+        app.state.workflow.repo.scan = lambda *a, **kw: scans.append(1) or scan(*a, **kw)
+        together = await asyncio.gather(*(client.get("/reports/segments", headers={"X-API-Key": READ_KEY})
+                                          for _ in range(3)))
+        app.state.workflow.repo.scan = scan
+        assert len(scans) == 1 and [r.json() for r in together] == [report] * 3
         periods = (await client.get("/reports/periods", headers={"X-API-Key": READ_KEY})).json()
         bad_period = await client.get("/reports/periods?months=2", headers={"X-API-Key": READ_KEY})
         again = (await client.post("/population/refresh", headers={"X-API-Key": POLICY_KEY})).json()
