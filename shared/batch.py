@@ -147,12 +147,11 @@ class Remembered(Generic[K, V]):
         self._values.clear()
 
 
-class ForgetOnRebalance(ConsumerRebalanceListener):  # type: ignore[misc]
-    """Clears what a subscriber remembered when its consumer is given partitions it did not hold:
-    another instance may have written those customers meanwhile."""
+class PartitionsGained(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Calls ``gained`` when the consumer is given partitions it did not hold: what this process
+    remembers of those customers may be stale, since another instance may have written them."""
 
-    def __init__(self, *remembered: Remembered[Any, Any]) -> None:
-        self.remembered = remembered
+    def __init__(self) -> None:
         self.held: set[Any] = set()
 
     async def on_partitions_revoked(self, revoked: set[Any]) -> None:
@@ -162,5 +161,19 @@ class ForgetOnRebalance(ConsumerRebalanceListener):  # type: ignore[misc]
         gained = set(assigned) - self.held
         self.held = set(assigned)
         if gained:
-            for values in self.remembered:
-                values.clear()
+            await self.gained()
+
+    async def gained(self) -> None:
+        raise NotImplementedError
+
+
+class ForgetOnRebalance(PartitionsGained):
+    """Clears what a subscriber remembered when its consumer gains partitions."""
+
+    def __init__(self, *remembered: Remembered[Any, Any]) -> None:
+        super().__init__()
+        self.remembered = remembered
+
+    async def gained(self) -> None:
+        for values in self.remembered:
+            values.clear()

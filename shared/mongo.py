@@ -31,7 +31,6 @@ from .locks import KeyedLocks
 from .settings import ServiceSettings
 
 
-
 @dataclass(frozen=True)
 class Index:
     collection: str

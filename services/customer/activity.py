@@ -12,7 +12,7 @@ many customers at a time; a classification or a complaint summary is written onc
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
@@ -62,6 +62,11 @@ class Classified:
     dims: dict[str, Any]
     stored: bool
     rest: tuple[Any, ...] | None = None
+
+
+def _written_with(policy_version: str | None, overrides: Mapping[str, str]) -> tuple[Any, ...]:
+    """What a stored classification holds besides its dimensions and time, comparable."""
+    return policy_version, sorted(overrides.items())
 
 
 class Activity:
@@ -145,7 +150,7 @@ class Activity:
         async def write(customer_id: str, event: CustomerClassification, before: Classified) -> None:
             data = event.data
             dims = domain.classification_fields(data.model_dump())
-            rest = (data.policy_version, sorted(data.overrides.items()))
+            rest = _written_with(data.policy_version, data.overrides)
             if before.stored and before.rest == rest and before.dims == dims:
                 # Only the metrics moved (most snapshots): the stored classification stays as it
                 # is, dated when it last changed.
@@ -164,7 +169,7 @@ class Activity:
         snapshot = (stored or {}).get("classification") or {}
         return Classified(snapshot.get("updated_at"), domain.classification_fields(snapshot),
                           stored is not None and stored.get("classified_at") is not None,
-                          (snapshot.get("policy_version"), sorted((snapshot.get("overrides") or {}).items())))
+                          _written_with(snapshot.get("policy_version"), snapshot.get("overrides") or {}))
 
     async def complaints(self, events: Sequence[CloudEvent], reject: Reject) -> None:
         await self._add_entries(events, _complaint_entry, reject)

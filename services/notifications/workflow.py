@@ -204,9 +204,8 @@ class Workflow:
                 key, fields, event, unreachable = await self._deliver(r, p, c, now)
                 if not retried(key, unreachable):
                     # Written the moment the provider answered, not with the batch: a crash after a
-                    # send must find its outcome, or the restart sends it again.
-                    await self.repo.record_outcomes([{"_id": key, "customer_id": r.customer_id, "created_at": now,
-                                                      "transactional": r.transactional, **fields}])
+                    # send must find its outcome, or the restart reports it interrupted.
+                    await self.repo.record_outcomes([outcome_doc(r, now, fields)])
                 return key, fields, event, unreachable
 
             results = await asyncio.gather(*(deliver(r, p, c) for r, p, c in sends))
@@ -226,8 +225,7 @@ class Workflow:
             return
         fields = {"status": "failed", "reason": "interrupted", "locale": None, "attempts": 0, "event_time": now,
                   "channel": None}
-        await self.repo.record_outcomes([{"_id": r.dedupe_key, "customer_id": r.customer_id, "created_at": now,
-                                          "transactional": r.transactional, **fields} for r in requests])
+        await self.repo.record_outcomes([outcome_doc(r, now, fields) for r in requests])
         log.warning("sending_interrupted_not_sent_again", messages=len(requests))
         await self._publish([self._event("failed", r, now, reason="interrupted") for r in requests], cause, causes)
 
@@ -356,6 +354,12 @@ class Workflow:
         """Send deferred staff alerts whose time has come (their stored records)."""
         for doc in docs:
             await self.alert_staff(alerts.message_from_doc(doc), resumed=True)
+
+
+def outcome_doc(request: Request, now: datetime, fields: Mapping[str, Any]) -> dict[str, Any]:
+    """The outcome record of a request: sent or failed, with what the attempt found."""
+    return {"_id": request.dedupe_key, "customer_id": request.customer_id, "created_at": now,
+            "transactional": request.transactional, **fields}
 
 
 async def _nothing() -> tuple[dict[str, int], dict[tuple[str, str], datetime]]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, HTTPException, Path, Query, Request, status
@@ -148,13 +147,12 @@ async def segments(request: Request) -> dict[str, Any]:
 
 
 async def _segments(workflow: Workflow) -> dict[str, Any]:
-    await workflow.ready()
+    policy = await workflow.ready()
     latest: dict[str, Any] = {}
     async for doc in workflow.repo.scan(reports.PROJECTION):  # one revision per customer held at a time
         reports.keep_latest(latest, doc)
     for doc in workflow.pending_docs():  # and the newest, not written yet
         reports.keep_latest(latest, doc)
-    policy = await workflow.ready()
     # The fold is Python over every customer: in a thread, so that the consumers (their group
     # heartbeats included) go on meanwhile.
     report = await asyncio.to_thread(reports.segment_report, list(latest.values()), policy)

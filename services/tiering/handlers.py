@@ -11,11 +11,12 @@ from __future__ import annotations
 
 from typing import Union
 
-from aiokafka import ConsumerRebalanceListener, TopicPartition
+from aiokafka import TopicPartition
 from faststream import AckPolicy
 from faststream.kafka import KafkaRouter
 from faststream.kafka.annotations import KafkaMessage
 
+from shared.batch import PartitionsGained
 from shared.contract import CloudEvent
 from shared.contract.events import (
     COMPLAINT_EVENTS,
@@ -45,23 +46,20 @@ ComplaintEvent = Union[tuple(COMPLAINT_EVENTS)]  # type: ignore[valid-type]
 SUBSCRIBED = (ORDERS_PURCHASES, CRM_INTERACTIONS, CRM_COMPLAINTS, CRM_CUSTOMERS)
 
 
-class Ownership(ConsumerRebalanceListener):  # type: ignore[misc]
+class Ownership(PartitionsGained):
     """Keeps memory right when instances share the store and a consumer group: giving partitions up
     writes what is evaluated and commits its offsets, before the group hands them to another instance;
     being given partitions that this consumer did not hold re-reads what another may have moved on."""
 
     def __init__(self, workflow: Workflow) -> None:
+        super().__init__()
         self.workflow = workflow
-        self.held: set[TopicPartition] = set()
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
         await self.workflow.flush()  # waits for the batch in hand, then writes and commits
 
-    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
-        gained = set(assigned) - self.held
-        self.held = set(assigned)
-        if gained:
-            await self.workflow.resync()
+    async def gained(self) -> None:
+        await self.workflow.resync()
 
 
 def position(msg: KafkaMessage) -> Position:
