@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, HTTPException, Path, Query, Request, status
@@ -137,29 +136,13 @@ async def refresh(request: Request) -> dict[str, Any]:
             summary="Distribution per dimension, the ABC Pareto table, rates per first-purchase month "
                     "and the customers at risk of churn per reason and value tier")
 async def segments(request: Request) -> dict[str, Any]:
-    # One report at a time, shared by the requests that arrive while it is made: it reads every
-    # stored customer, and requests their clients gave up on must not pile up behind each other.
-    state = request.app.state
-    making = getattr(state, "segments_report", None)
-    if making is None or making.done():
-        making = state.segments_report = asyncio.ensure_future(_segments(_workflow(request)))
-    return await asyncio.shield(making)
-
-
-async def _segments(workflow: Workflow) -> dict[str, Any]:
-    policy = await workflow.ready()
-    latest: dict[str, Any] = {}
-    async for doc in workflow.repo.scan(reports.PROJECTION):  # one revision per customer held at a time
-        reports.keep_latest(latest, doc)
-    for doc in workflow.pending_docs():  # and the newest, not written yet
-        reports.keep_latest(latest, doc)
-    # The fold is Python over every customer: in a thread, so that the consumers (their group
-    # heartbeats included) go on meanwhile.
-    report = await asyncio.to_thread(reports.segment_report, list(latest.values()), policy)
+    # Kept as each customer's revision moves (``Workflow.segments``): nothing is read to answer.
+    workflow = _workflow(request)
+    await workflow.ready()
     return {
         "policy_version": workflow.policy.version if workflow.policy else None,
         "cutoffs_version": workflow.cutoffs.version if workflow.cutoffs else None,
-        **report,
+        **workflow.segments.report(),
     }
 
 

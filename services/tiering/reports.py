@@ -1,83 +1,145 @@
-"""The segments report: pure arithmetic over the latest state document of each customer."""
+"""The tiering reports: pure arithmetic over each customer's current classification and metrics.
+
+The segments report is kept as running tallies, moved as each customer's revision moves, so that
+asking for it costs nothing however many customers are stored; the period report folds every
+stored ledger when asked."""
 
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, NamedTuple
 
 from shared.contract.events import DIMENSIONS
 
 from .domain import CHURN_SIGNALS, RANKS, Entry, Metrics, churn_signal
 from .policy import Policy
 
-#: Fields of a state document the report reads (all the metrics: a churn risk's reason is found
-#: again from them, as of the revision's own time).
-PROJECTION = {"customer_id": 1, "rev": 1, "output": 1, "spend_minor": 1, "metrics": 1, "updated_at": 1}
+#: Fields of a state document a customer's segment is made from.
+SEGMENT_FIELDS = ("output", "metrics", "updated_at")
+_ABC = RANKS["abc_class"][::-1]
 
 
-def keep_latest(latest: dict[str, Mapping[str, Any]], doc: Mapping[str, Any]) -> None:
-    """Keep ``doc`` in ``latest`` if it is the newest revision of its customer seen so far."""
-    current = latest.get(doc["customer_id"])
-    if current is None or doc["rev"] > current["rev"]:
-        latest[doc["customer_id"]] = doc
+class Segment(NamedTuple):
+    """What the segments report counts of one customer."""
+
+    output: tuple[str | None, ...]  # per dimension, in ``DIMENSIONS`` order
+    spend: int  # 12-month spend, base cents
+    churn_reason: str | None  # at risk of churn: which signal (``override``: none, set by hand)
+    cohort: str | None  # month of the first purchase
+    repeat: bool
+    referred: bool
 
 
-def churn_reason(doc: Mapping[str, Any], policy: Policy) -> str:
-    """Which churn signal put a customer at risk, judged as of the revision's time."""
-    metrics = Metrics.from_doc(doc.get("metrics") or {})
-    at = doc.get("updated_at") or datetime.now(UTC)
-    at = at if at.tzinfo else at.replace(tzinfo=UTC)  # the store gives naive UTC back
+def churn_reason(metrics: Metrics, policy: Policy, at: datetime) -> str:
+    """Which churn signal put a customer at risk, judged as of ``at`` (the revision's time)."""
     signal = churn_signal(metrics, policy, metrics.recency_days(at) or 0)
     return signal[0] if signal else "override"  # at risk with no signal: set by hand
 
 
-def segment_report(latest: Iterable[Mapping[str, Any]], policy: Policy) -> dict[str, Any]:
-    """Distribution per dimension, the ABC Pareto table, rates per first-purchase month, and the
-    customers at risk of churn per reason and value tier."""
-    distribution: dict[str, dict[str, int]] = {dim: {} for dim in DIMENSIONS}
-    abc: dict[str, list[int]] = {cls: [0, 0] for cls in RANKS["abc_class"][::-1]}
-    cohorts: dict[str, list[int]] = {}
-    at_risk: dict[str, dict[str, int]] = {reason: {} for reason in (*CHURN_SIGNALS, "override")}
-    count = 0
-    for doc in latest:
-        count += 1
-        output = doc.get("output") or {}
-        if output.get("loyalty") == "churn_risk":
-            tiers = at_risk[churn_reason(doc, policy)]
-            tier = output.get("value_tier") or "none"
-            tiers[tier] = tiers.get(tier, 0) + 1
-        for dim in DIMENSIONS:
-            if output.get(dim) is not None:
-                distribution[dim][output[dim]] = distribution[dim].get(output[dim], 0) + 1
-        if output.get("abc_class") in abc:
-            abc[output["abc_class"]][0] += 1
-            abc[output["abc_class"]][1] += doc.get("spend_minor", 0)
-        metrics = doc.get("metrics") or {}
-        first = metrics.get("first_purchase_at")
-        if first is not None:
-            row = cohorts.setdefault(first.strftime("%Y-%m"), [0, 0, 0, 0])
-            row[0] += 1
-            row[1] += metrics.get("lifetime_orders", 0) >= 2
-            row[2] += metrics.get("referrals", 0) > 0
-            row[3] += output.get("lifecycle") == "churned"
-    customers = sum(v[0] for v in abc.values()) or 1
-    spend = sum(v[1] for v in abc.values()) or 1
-    return {
-        "customers": count,
-        "distribution": distribution,
-        "pareto": [{"abc_class": cls, "customers": n, "customer_share": round(n / customers, 4),
-                    "spend": str(Decimal(s) / 100), "spend_share": round(s / spend, 4)} for cls, (n, s) in abc.items()],
-        "periods": [{"period": period, "new_customers": n, "repeat_purchase_rate": round(r / n, 4),
-                     "referral_rate": round(ref / n, 4), "churn_rate": round(c / n, 4)}
-                    for period, (n, r, ref, c) in sorted(cohorts.items())],
-        "churn_risk": {"customers": sum(sum(t.values()) for t in at_risk.values()),
-                       "by_reason": {reason: {"customers": sum(t.values()), "by_value_tier": t}
-                                     for reason, t in at_risk.items()}},
-    }
+def segment(output: Mapping[str, str | None], metrics: Metrics, policy: Policy, at: datetime) -> Segment:
+    first = metrics.first_purchase_at
+    return Segment(tuple(output.get(d) for d in DIMENSIONS), metrics.spend_12m,
+                   churn_reason(metrics, policy, at) if output.get("loyalty") == "churn_risk" else None,
+                   first.strftime("%Y-%m") if first is not None else None,
+                   metrics.lifetime_orders >= 2, metrics.referrals > 0)
+
+
+def segment_of_doc(doc: Mapping[str, Any], policy: Policy) -> Segment:
+    """A stored revision's segment (the store gives naive UTC back)."""
+    at = doc.get("updated_at") or datetime.now(UTC)
+    return segment(doc.get("output") or {}, Metrics.from_doc(doc.get("metrics") or {}), policy,
+                   at if at.tzinfo else at.replace(tzinfo=UTC))
+
+
+_LOYALTY = DIMENSIONS.index("loyalty")
+_TIER = DIMENSIONS.index("value_tier")
+_ABC_AT = DIMENSIONS.index("abc_class")
+_LIFECYCLE = DIMENSIONS.index("lifecycle")
+
+
+class Segments:
+    """Every customer's segment and the tallies the report is made of, moved one customer at a time."""
+
+    def __init__(self) -> None:
+        self.rows: dict[str, Segment] = {}
+        self._values: Counter[tuple[int, str]] = Counter()  # (dimension index, value) -> customers
+        self._abc: Counter[str] = Counter()
+        self._abc_spend: Counter[str] = Counter()
+        self._cohorts: dict[str, Counter[str]] = {}
+        self._at_risk: Counter[tuple[str, str]] = Counter()  # (reason, value tier) -> customers
+        #: Customers share a few thousand outputs and months at most: one copy of each is kept.
+        self._shared: dict[Any, Any] = {}
+
+    def put(self, customer_id: str, row: Segment) -> None:
+        before = self.rows.get(customer_id)
+        if before == row:
+            return
+        share = self._shared.setdefault
+        row = row._replace(output=share(row.output, row.output), cohort=share(row.cohort, row.cohort))
+        if before is not None:
+            self._count(before, -1)
+        self.rows[customer_id] = row
+        self._count(row, 1)
+
+    def drop(self, customer_id: str) -> None:
+        before = self.rows.pop(customer_id, None)
+        if before is not None:
+            self._count(before, -1)
+
+    def clear(self) -> None:
+        self.__init__()  # type: ignore[misc]
+
+    def _count(self, row: Segment, sign: int) -> None:
+        for index, value in enumerate(row.output):
+            if value is not None:
+                self._values[index, value] += sign
+        abc = row.output[_ABC_AT]
+        if abc in _ABC:
+            self._abc[abc] += sign
+            self._abc_spend[abc] += sign * row.spend
+        if row.churn_reason is not None:
+            self._at_risk[row.churn_reason, row.output[_TIER] or "none"] += sign
+        if row.cohort is not None:
+            counts = self._cohorts.setdefault(row.cohort, Counter())
+            counts["new"] += sign
+            counts["repeat"] += sign * row.repeat
+            counts["referral"] += sign * row.referred
+            counts["churned"] += sign * (row.output[_LIFECYCLE] == "churned")
+
+    def report(self) -> dict[str, Any]:
+        """Distribution per dimension, the ABC Pareto table, rates per first-purchase month, and the
+        customers at risk of churn per reason and value tier."""
+        distribution: dict[str, dict[str, int]] = {dim: {} for dim in DIMENSIONS}
+        for (index, value), n in sorted(self._values.items()):
+            if n:
+                distribution[DIMENSIONS[index]][value] = n
+        at_risk: dict[str, dict[str, int]] = {reason: {} for reason in (*CHURN_SIGNALS, "override")}
+        for (reason, tier), n in sorted(self._at_risk.items()):
+            if n:
+                at_risk[reason][tier] = n
+        customers = sum(self._abc.values()) or 1
+        spend = sum(self._abc_spend.values()) or 1
+        return {
+            "customers": len(self.rows),
+            "distribution": distribution,
+            "pareto": [{"abc_class": cls, "customers": self._abc[cls],
+                        "customer_share": round(self._abc[cls] / customers, 4),
+                        "spend": str(Decimal(self._abc_spend[cls]) / 100),
+                        "spend_share": round(self._abc_spend[cls] / spend, 4)} for cls in _ABC],
+            "periods": [{"period": period, "new_customers": c["new"],
+                         "repeat_purchase_rate": round(c["repeat"] / c["new"], 4),
+                         "referral_rate": round(c["referral"] / c["new"], 4),
+                         "churn_rate": round(c["churned"] / c["new"], 4)}
+                        for period, c in sorted(self._cohorts.items()) if c["new"]],
+            "churn_risk": {"customers": sum(sum(t.values()) for t in at_risk.values()),
+                           "by_reason": {reason: {"customers": sum(t.values()), "by_value_tier": t}
+                                         for reason, t in at_risk.items()}},
+        }
 
 
 #: Fields of a state document the period report reads (the whole ledger: FerretDB v1 and MongoDB

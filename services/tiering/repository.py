@@ -7,24 +7,25 @@ collection. A customer's state (ledger lines keyed by natural id, the snapshot a
 one document per revision, ``<customer>#<rev>``: a new revision is inserted, and superseded ones are
 deleted by ``_id`` now and then (until then, and after a crash, the highest revision wins). The
 service keeps the directory of customers and their current revision in memory, built by the one
-read of the whole collection it allows itself, at start; population-wide work (reclassification,
-the segments report) reads it whole too, by nature.
+read of the whole collection it allows itself, at start, with what the population refresh and the
+segments report keep of each customer; a reclassification and the period report read it whole too,
+by nature.
 """
 
 from __future__ import annotations
 
 import asyncio
 
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from pymongo import DESCENDING, DeleteOne, InsertOne
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from shared.mongo import DUPLICATE_KEY, Index, Store, index
 
-from .domain import Change, Cutoffs, Entry, Metrics, Override, Pending, Snapshot, Standing, stable_id, standing
+from .domain import Change, Cutoffs, Entry, Metrics, Override, Pending, Snapshot, stable_id
 from .policy import Policy
 
 INDEXES: list[Index] = [
@@ -32,6 +33,9 @@ INDEXES: list[Index] = [
     index("history", "customer_id"),
     index("override_audit", "customer_id", "at"),
 ]
+#: Fields of a revision the directory hands to its ``keep`` (with ``customer_id`` and ``rev``).
+DIRECTORY_FIELDS = ("next_eval_at", "metrics", "held", "pending", "output", "updated_at")
+T = TypeVar("T")
 #: Revisions per delete command, and commands in flight: each ``DeleteOne`` is an ``_id`` lookup,
 #: and FerretDB runs the commands of several connections side by side.
 DELETE_CHUNK = 500
@@ -182,19 +186,17 @@ class Repository:
 
     # --- customers ---------------------------------------------------------------------------------
 
-    async def directory(self) -> dict[str, tuple[int, datetime | None, Standing]]:
-        """Every stored customer with its current revision, next evaluation time and population
-        standing (one scan)."""
-        latest: dict[str, tuple[int, datetime | None, Standing]] = {}
+    async def directory(self, keep: Callable[[Mapping[str, Any]], T]) -> dict[str, tuple[int, T]]:
+        """Every stored customer with its current revision and what ``keep`` makes of that revision
+        (its fields ``DIRECTORY_FIELDS``), in one scan."""
+        latest: dict[str, tuple[int, T]] = {}
         stale: list[str] = []
-        projection = {"customer_id": 1, "rev": 1, "next_eval_at": 1, "metrics": 1, "held": 1, "pending": 1}
-        async for doc in self.scan(projection):
+        async for doc in self.scan(dict.fromkeys(("customer_id", "rev", *DIRECTORY_FIELDS), 1)):
             current = latest.get(doc["customer_id"])
             if current is not None:
                 stale.append(doc_id(doc["customer_id"], min(current[0], doc["rev"])))
             if current is None or doc["rev"] > current[0]:
-                latest[doc["customer_id"]] = (doc["rev"], doc.get("next_eval_at"), standing(
-                    Metrics.from_doc(doc.get("metrics") or {}), doc.get("held") or {}, doc.get("pending") or ()))
+                latest[doc["customer_id"]] = (doc["rev"], keep(doc))
         await self.delete_revisions(stale)  # revisions left behind by a stop before their clean-up
         return latest
 

@@ -29,7 +29,7 @@ from shared.contract import CloudEvent
 from shared.contract.topics import CRM_CUSTOMER_TIERS
 from shared.kafka import OutboundRecord, Publisher
 
-from . import domain, outbound
+from . import domain, outbound, reports
 from .domain import Cutoffs, Metrics, Override, RuleViolation
 from .policy import Policy, default_policy
 from .repository import (
@@ -73,6 +73,8 @@ class Workflow:
         #: Every stored customer's population standing, so that a refresh reads nothing but the
         #: customers whose class moves.
         self.standings: dict[str, domain.Standing] = {}
+        #: Every stored customer's segment, and the segments report's tallies over them.
+        self.segments = reports.Segments()
         #: Each customer's next evaluation time, and a heap of them for the scheduler.
         self.planned: dict[str, datetime] = {}
         self.due: list[tuple[datetime, str]] = []
@@ -117,9 +119,16 @@ class Workflow:
                 await self.repo.store_policy(policy, self.clock.now())
                 await self.repo.activate_policy(policy.version, self.clock.now())
             self.cutoffs = await self.repo.latest_cutoffs()
-            for cid, (rev, next_eval, standing) in (await self.repo.directory()).items():
+
+            def keep(doc: Mapping[str, Any]) -> tuple[datetime | None, domain.Standing, reports.Segment]:
+                metrics = Metrics.from_doc(doc.get("metrics") or {})
+                return (doc.get("next_eval_at"), domain.standing(metrics, doc.get("held") or {}, doc.get("pending") or ()),
+                        reports.segment_of_doc(doc, policy))
+
+            for cid, (rev, (next_eval, standing, segment)) in (await self.repo.directory(keep)).items():
                 self.directory[cid] = rev
                 self.standings[cid] = standing
+                self.segments.put(cid, segment)
                 if next_eval is not None:
                     self.planned[cid] = next_eval
             self._rebuild_due()
@@ -210,6 +219,7 @@ class Workflow:
             self.policy = None
             self.directory.clear()
             self.standings.clear()
+            self.segments.clear()
             self.planned.clear()
             try:
                 await self.ready()
@@ -217,7 +227,7 @@ class Workflow:
                 self.cache.clear()  # the next batch reads it all again
                 raise
             for waiting in self.saving.pending():  # newer than the store
-                self._remember(waiting.state)
+                self._remember(waiting.state, waiting.updated_at)
             for cid in [c for c, s in self.cache.items() if self.directory.get(c, 0) != s.rev]:
                 del self.cache[cid]
 
@@ -280,6 +290,7 @@ class Workflow:
             await self.repo.erase(customer_id)
             self.directory.pop(customer_id, None)
             self.standings.pop(customer_id, None)
+            self.segments.drop(customer_id)
             self.announced.discard(customer_id)
             self.planned.pop(customer_id, None)
             # The compacted snapshot topic must forget the customer too.
@@ -510,12 +521,15 @@ class Workflow:
         self.saving.keep(revisions, history, self.policy.version if self.policy else "", now)
         for state, _, _ in work:
             if state.rev:
-                self._remember(state)
+                self._remember(state, now)
         return published, changed
 
-    def _remember(self, state: CustomerState) -> None:
-        """What the workflow keeps of every customer: current revision, standing, next evaluation."""
+    def _remember(self, state: CustomerState, at: datetime) -> None:
+        """What the workflow keeps of every customer: current revision, standing, segment (as of
+        ``at``, the revision's time), next evaluation."""
         self.directory[state.customer_id] = state.rev
+        if self.policy is not None:
+            self.segments.put(state.customer_id, reports.segment(state.snapshot.output, state.metrics, self.policy, at))
         before = self.standings.get(state.customer_id)
         now = self.standings[state.customer_id] = domain.standing(state.metrics, state.snapshot.held,
                                                                   state.snapshot.pending)

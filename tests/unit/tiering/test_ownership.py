@@ -5,13 +5,13 @@ from __future__ import annotations
 import asyncio
 import time
 from datetime import UTC, datetime
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import pytest
 from aiokafka import TopicPartition
 from prometheus_client import CollectorRegistry
 
-from services.tiering import domain
 from services.tiering.handlers import Ownership
 from services.tiering.policy import default_policy
 from services.tiering.repository import CustomerState
@@ -20,7 +20,6 @@ from services.tiering.workflow import Workflow
 from shared.clock import FixedClock
 
 NOW = datetime(2026, 6, 1, 12, tzinfo=UTC)
-STANDING = domain.standing(domain.Metrics(), {}, ())
 
 
 class Store:
@@ -37,11 +36,12 @@ class Store:
     async def latest_cutoffs(self) -> None:
         return None
 
-    async def directory(self) -> dict[str, tuple[int, datetime | None, domain.Standing]]:
+    async def directory(self, keep: Callable[[Mapping[str, Any]], Any]) -> dict[str, tuple[int, Any]]:
         self.reads += 1
         if self.fail:
             raise ConnectionError("store away")
-        return {cid: (rev, None, STANDING) for cid, rev in self.revisions.items()}
+        return {cid: (rev, keep({"customer_id": cid, "rev": rev, "updated_at": NOW}))
+                for cid, rev in self.revisions.items()}
 
 
 def workflow_on(store: Store) -> Workflow:

@@ -1,7 +1,10 @@
-"""The segments report over hand-made state documents, against counts worked out by hand."""
+"""The tiering reports over hand-made state documents and activities, against counts worked out by
+hand; the segments report's running tallies against a count over the customers' final segments."""
 
 from __future__ import annotations
 
+import random
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -35,7 +38,7 @@ def test_customers_at_risk_of_churn_are_counted_per_reason_and_value_tier() -> N
         doc("pinned", [buy("f", 2)], "low", "churn_risk"),  # no signal: an override put it there
         doc("fine", [buy("g", 2)], "low", "general"),
     ]
-    report = reports.segment_report(docs, POLICY)["churn_risk"]
+    report = tally(docs).report()["churn_risk"]
     assert report["customers"] == 6
     by = report["by_reason"]
     assert by["recency"] == {"customers": 3, "by_value_tier": {"high": 1, "low": 2}}
@@ -48,9 +51,39 @@ def test_customers_at_risk_of_churn_are_counted_per_reason_and_value_tier() -> N
 def test_a_churn_reason_is_judged_as_of_the_revisions_own_time() -> None:
     # Bought 50 days before the revision: not yet silent then, whatever the time of the report.
     fresh = doc("then", [buy("a", 50)], "low", "churn_risk")
-    assert reports.churn_reason(fresh, POLICY) == "override"
+    assert reports.segment_of_doc(fresh, POLICY).churn_reason == "override"
     fresh["updated_at"] = (NOW + timedelta(days=30)).replace(tzinfo=None)
-    assert reports.churn_reason(fresh, POLICY) == "recency"
+    assert reports.segment_of_doc(fresh, POLICY).churn_reason == "recency"
+
+
+def test_the_tallies_moved_customer_by_customer_match_a_count_of_the_final_segments() -> None:
+    rng = random.Random(7)
+    tiers, loyalties, abc = ("low", "medium", "high"), ("general", "loyal", "churn_risk"), ("A", "B", "C")
+    moving = reports.Segments()
+    final: dict[str, dict[str, Any]] = {}
+    for step in range(3_000):
+        customer = f"c{rng.randrange(60)}"
+        if rng.random() < 0.1:
+            moving.drop(customer)
+            final.pop(customer, None)
+            continue
+        entries = [buy(f"{customer}-{step}-{n}", rng.uniform(1, 400)) for n in range(rng.randrange(1, 4))]
+        d = doc(customer, entries, rng.choice(tiers), rng.choice(loyalties))
+        d["output"]["abc_class"] = rng.choice(abc)
+        d["output"]["lifecycle"] = rng.choice(("active", "churned"))
+        moving.put(customer, reports.segment_of_doc(d, POLICY))
+        final[customer] = d
+    expected = tally(final.values()).report()
+    assert moving.report() == expected
+    assert expected["customers"] == len(final) and expected["distribution"]["abc_class"]
+    assert sum(p["new_customers"] for p in expected["periods"]) == len(final)
+
+
+def tally(docs: Iterable[dict[str, Any]]) -> reports.Segments:
+    segments = reports.Segments()
+    for d in docs:
+        segments.put(d["customer_id"], reports.segment_of_doc(d, POLICY))
+    return segments
 
 
 def at(month: int, day: int) -> datetime:
