@@ -49,10 +49,11 @@ def segment(output: Mapping[str, str | None], metrics: Metrics, policy: Policy, 
                    metrics.lifetime_orders >= 2, metrics.referrals > 0)
 
 
-def segment_of_doc(doc: Mapping[str, Any], policy: Policy) -> Segment:
-    """A stored revision's segment (the store gives naive UTC back)."""
+def segment_of_doc(doc: Mapping[str, Any], policy: Policy, metrics: Metrics | None = None) -> Segment:
+    """A stored revision's segment (``metrics``: its metrics, when already read; the store gives
+    naive UTC back)."""
     at = doc.get("updated_at") or datetime.now(UTC)
-    return segment(doc.get("output") or {}, Metrics.from_doc(doc.get("metrics") or {}), policy,
+    return segment(doc.get("output") or {}, metrics or Metrics.from_doc(doc.get("metrics") or {}), policy,
                    at if at.tzinfo else at.replace(tzinfo=UTC))
 
 

@@ -123,7 +123,7 @@ class Workflow:
             def keep(doc: Mapping[str, Any]) -> tuple[datetime | None, domain.Standing, reports.Segment]:
                 metrics = Metrics.from_doc(doc.get("metrics") or {})
                 return (doc.get("next_eval_at"), domain.standing(metrics, doc.get("held") or {}, doc.get("pending") or ()),
-                        reports.segment_of_doc(doc, policy))
+                        reports.segment_of_doc(doc, policy, metrics))
 
             for cid, (rev, (next_eval, standing, segment)) in (await self.repo.directory(keep)).items():
                 self.directory[cid] = rev

@@ -28,6 +28,7 @@ from typing_extensions import Annotated
 
 from .types import (
     Amount,
+    StaffEmail,
     AwareTime,
     Currency,
     CustomerId,
@@ -478,7 +479,7 @@ class StaffAlert(Model):
     rung: EscalationRung
     #: False when nobody on the rung was on duty: the rung's first person is told all the same.
     on_duty: bool
-    email: Annotated[EmailStr, Field(max_length=254)] | None = None
+    email: StaffEmail | None = None
     webhook: StaffWebhook | None = None
     locale: Locale | None = None
     timezone: Timezone | None = None

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, Field, PlainSerializer, ValidationInfo, field_validator
+from pydantic import (AfterValidator, BaseModel, BeforeValidator, Field, PlainSerializer, ValidationInfo,
+                      WithJsonSchema, field_validator)
+from pydantic.networks import validate_email
 
 from .currencies import ISO_4217
 
@@ -98,6 +101,15 @@ CustomerId = Annotated[str, Field(min_length=1, max_length=64), AfterValidator(_
 EventTime = Annotated[datetime, BeforeValidator(_naive_refused), AfterValidator(_event_time)]
 #: A timezone-aware timestamp without the future rule (due times, expiries).
 AwareTime = Annotated[datetime, BeforeValidator(_naive_refused), AfterValidator(_representable)]
+@functools.lru_cache(maxsize=1024)
+def _staff_email(value: str) -> str:
+    return validate_email(value)[1]
+
+
+#: A staff member's work address, as ``EmailStr`` checks it; kept checked per address, since every
+#: alert to the same person carries it again (customers' addresses are not kept).
+StaffEmail = Annotated[str, Field(max_length=254), AfterValidator(_staff_email),
+                       WithJsonSchema({"type": "string", "format": "email", "maxLength": 254})]
 ShortText = Annotated[str, Field(max_length=200)]
 LongText = Annotated[str, Field(max_length=5000)]
 
