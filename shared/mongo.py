@@ -27,6 +27,7 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
+from .batch import Remembered
 from .locks import KeyedLocks
 from .settings import ServiceSettings
 
@@ -216,6 +217,28 @@ async def insert_once(collection: Collection, document: Mapping[str, Any]) -> bo
         await collection.insert_one(dict(document))
     except DuplicateKeyError:
         return False
+    return True
+
+
+async def set_if_newer(collection: Collection, key: str, version_field: str, version: Any,
+                       fields: Mapping[str, Any], known: Remembered[str, tuple[dict[str, Any], Any]], *,
+                       on_insert: Mapping[str, Any] | None = None) -> bool:
+    """Set ``fields`` and ``version_field`` on document ``key`` unless a version as new is stored:
+    an older version read late changes nothing (the upsert meets the newer document and fails on
+    the duplicate key). ``known`` holds what this process last wrote per key (it is the only
+    writer), so that fields written already, or an older version, cost no write. True when written."""
+    last = known.get(key)
+    if last is not None and (last[0] == fields or version <= last[1]):
+        return False
+    update: dict[str, Any] = {"$set": {**fields, version_field: version}}
+    if on_insert:
+        update["$setOnInsert"] = dict(on_insert)
+    try:
+        await collection.update_one({"_id": key, version_field: {"$lt": version}}, update, upsert=True)
+    except DuplicateKeyError:
+        known.forget(key)  # a newer one is stored: read it when it matters
+        return False
+    known.put(key, (dict(fields), version))
     return True
 
 

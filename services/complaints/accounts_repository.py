@@ -22,7 +22,7 @@ from pymongo.errors import DuplicateKeyError
 
 from shared import rotation
 from shared.batch import Remembered
-from shared.mongo import Index, Store, index, insert_once
+from shared.mongo import Index, Store, index, insert_once, set_if_newer
 from shared.pii import PiiCipher
 
 from .accounts import Account
@@ -70,17 +70,8 @@ class AccountsRepository:
         """The rule's profile fields at profile ``version``; an older version read late changes nothing
         (its upsert meets the newer document and fails on the duplicate key). Fields this process
         last stored for the customer are not written again (most profile changes are of other fields)."""
-        known = self.known_profiles.get(customer_id)
-        if known is not None and (known[0] == fields or version <= known[1]):
-            return
-        try:
-            await self.accounts.update_one({"_id": customer_id, "profile_version": {"$lt": version}},
-                                           {"$set": {**fields, "profile_version": version},
-                                            "$setOnInsert": {"revision": 0}}, upsert=True)
-        except DuplicateKeyError:
-            self.known_profiles.forget(customer_id)
-            return
-        self.known_profiles.put(customer_id, (dict(fields), version))
+        await set_if_newer(self.accounts, customer_id, "profile_version", version, fields, self.known_profiles,
+                           on_insert={"revision": 0})
 
     async def write_change(self, account: Account, outbox: list[str], *, expected_revision: int) -> bool:
         """The account's manager fields and outbox, if the stored revision is still ``expected_revision``

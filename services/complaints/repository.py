@@ -22,13 +22,13 @@ from datetime import datetime
 from typing import Any
 
 from pymongo import DESCENDING, ReplaceOne
-from pymongo.errors import BulkWriteError, DuplicateKeyError
+from pymongo.errors import BulkWriteError
 
 from shared import rotation
 from shared.batch import Remembered
 from shared.clock import Clock, WallClock
 from shared.contract.events import ComplaintCategory, ComplaintStatus
-from shared.mongo import DUPLICATE_KEY, Index, Store, index, insert_once, update_in_commands
+from shared.mongo import DUPLICATE_KEY, Index, Store, index, insert_once, set_if_newer, update_in_commands
 from shared.pii import PiiCipher
 
 from .domain import Complaint
@@ -98,7 +98,7 @@ class Repository:
         self.state = store["scheduler"]
         self.unsent = store["unsent"]
         #: The tier this process last stored per customer (only this consumer writes them).
-        self.known_tiers: Remembered[str, tuple[str | None, datetime]] = Remembered()
+        self.known_tiers: Remembered[str, tuple[dict[str, Any], datetime]] = Remembered()
 
     def _document(self, complaint: Complaint, outbox: list[str]) -> dict[str, Any]:
         doc = complaint.model_dump()
@@ -316,18 +316,9 @@ class Repository:
         changed: set[str] = set()
 
         async def put(customer_id: str, tier: str | None, at: datetime) -> None:
-            known = self.known_tiers.get(customer_id)
-            if known is not None and (known[0] == tier or at <= known[1]):
-                return
             async with slots:
-                try:
-                    await self.tiers.update_one({"_id": customer_id, "updated_at": {"$lt": at}},
-                                                {"$set": {"updated_at": at, "tier": tier}}, upsert=True)
-                except DuplicateKeyError:
-                    self.known_tiers.forget(customer_id)  # a newer one is stored: read it when it matters
-                    return
-            self.known_tiers.put(customer_id, (tier, at))
-            changed.add(customer_id)
+                if await set_if_newer(self.tiers, customer_id, "updated_at", at, {"tier": tier}, self.known_tiers):
+                    changed.add(customer_id)
 
         await asyncio.gather(*(put(*t) for t in tiers))
         return changed

@@ -19,8 +19,6 @@ from shared.contract.events import DIMENSIONS
 from .domain import CHURN_SIGNALS, RANKS, Entry, Metrics, churn_signal
 from .policy import Policy
 
-#: Fields of a state document a customer's segment is made from.
-SEGMENT_FIELDS = ("output", "metrics", "updated_at")
 _ABC = RANKS["abc_class"][::-1]
 
 
@@ -57,7 +55,6 @@ def segment_of_doc(doc: Mapping[str, Any], policy: Policy, metrics: Metrics | No
                    at if at.tzinfo else at.replace(tzinfo=UTC))
 
 
-_LOYALTY = DIMENSIONS.index("loyalty")
 _TIER = DIMENSIONS.index("value_tier")
 _ABC_AT = DIMENSIONS.index("abc_class")
 _LIFECYCLE = DIMENSIONS.index("lifecycle")
@@ -91,9 +88,6 @@ class Segments:
         before = self.rows.pop(customer_id, None)
         if before is not None:
             self._count(before, -1)
-
-    def clear(self) -> None:
-        self.__init__()  # type: ignore[misc]
 
     def _count(self, row: Segment, sign: int) -> None:
         for index, value in enumerate(row.output):

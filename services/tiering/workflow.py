@@ -219,7 +219,7 @@ class Workflow:
             self.policy = None
             self.directory.clear()
             self.standings.clear()
-            self.segments.clear()
+            self.segments = reports.Segments()
             self.planned.clear()
             try:
                 await self.ready()
@@ -525,8 +525,8 @@ class Workflow:
         return published, changed
 
     def _remember(self, state: CustomerState, at: datetime) -> None:
-        """What the workflow keeps of every customer: current revision, standing, segment (as of
-        ``at``, the revision's time), next evaluation."""
+        """What the workflow keeps of every customer: current revision, standing, segment (its churn
+        reason judged as of ``at``), next evaluation."""
         self.directory[state.customer_id] = state.rev
         if self.policy is not None:
             self.segments.put(state.customer_id, reports.segment(state.snapshot.output, state.metrics, self.policy, at))
