@@ -6,8 +6,9 @@ published through the contract to the four services on a Kafka and a FerretDB of
 own, until every group has caught up; then the customer service's and tiering's customers copied
 under other ids up to 100,000 (the customer service's documents rebuilt by its own repository, so
 that each copy has its own e-mail, blind index and list bucket; tiering's as ``_per_service`` copies
-them), the services restarted on that store, and the console started beside them. Each page is then
-asked for in turn, round after round, one request at a time.
+them), the services restarted on that store and left to come to rest (every group caught up, up to
+``SETTLE_S``), and the console started beside them. The services' routes behind the pages are timed
+directly first; then each page is asked for in turn, round after round, one request at a time.
 
     python -m bench.console            # 100,000 customers stored
     python -m bench.console --quick    # 10,000, fewer rounds
@@ -25,6 +26,7 @@ import sys
 import time
 from collections import Counter
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +34,7 @@ import httpx
 from pymongo import AsyncMongoClient
 
 from bench._infra import private_servers
+from console.dashboard import SLA_DAYS
 from bench._per_service import COPY_MARK, copies, insert_chunked
 from bench._report import Section, arguments, emit, verdict
 from bench._stack import SERVICES, Lag, Stack, drained, fresh_logs, groups
@@ -53,7 +56,10 @@ ROUNDS = 40
 QUICK_ROUNDS = 12
 UNCACHED_ROUNDS = 3
 #: How long the restart may take to settle before the pages are asked for anyway; tiering's load first.
-SETTLE_S = 120.0
+#: The pages are to be measured at rest: at 100,000 copies the restart's own work takes many minutes.
+SETTLE_S = 2_700.0
+QUICK_SETTLE_S = 600.0
+ROUTE_ROUNDS = 20
 LOAD_S = 900.0
 UNCACHED = "dashboard, every figure asked for again (report cache off)"
 LIMIT_MS = 300.0
@@ -78,20 +84,81 @@ async def replay(stack: Stack, events: list[CloudEvent], timeout: float = 900.0)
     return drain.seconds
 
 
-async def settled(stack: Stack, timeout: float = SETTLE_S) -> tuple[float, int]:
+@dataclass(frozen=True)
+class Settled:
+    seconds: float  # from the restart until the pages were asked for
+    loaded: float  # from the restart until tiering answered (its population loaded)
+    left: int  # records the groups still had to read then (0: at rest)
+    series: list[tuple[float, int]]  # (s after the restart, records unread), a sample a minute
+    last: str  # the last group to catch up
+
+
+async def settled(stack: Stack, timeout: float) -> Settled:
     """After the restart: tiering loads its population and refreshes the cut-offs over the copies,
     which moves some of them and publishes their snapshots and changes; the other services read
-    those. Waits until tiering answers and every group has caught up, or ``timeout`` seconds:
-    (seconds waited, records the groups still had to read when the pages were asked for)."""
+    those. Waits until tiering answers and every group has caught up, or ``timeout`` seconds."""
     watched = {g: t for name in SERVICES for g, t in groups(name).items()}
     started = time.monotonic()
     async with httpx.AsyncClient(base_url=stack.processes["tiering"].url, headers={"X-API-Key": stack.key},
                                  timeout=LOAD_S) as tiering:
         await tiering.get("/policy")  # answers once the population is loaded
+    loaded = time.monotonic() - started
+    print(f"tiering loaded its population {loaded:.0f} s after the restart", flush=True)
     async with Lag(stack.bootstrap, watched) as lag:
-        drain = await drained(lag, time.monotonic(), timeout=timeout, settle=10.0)
+        drain = await drained(lag, started, timeout=timeout, settle=10.0, every=2.0)
         left = 0 if drain.seconds is not None else sum((await lag.sample()).values())
-    return time.monotonic() - started, left
+    series, mark = [], -60.0
+    for at, unread in drain.series:
+        if at - mark >= 60.0:
+            series.append((at, unread))
+            mark = at
+    last = max(drain.finished.items(), key=lambda item: item[1])[0] if drain.finished else "-"
+    return Settled(time.monotonic() - started, loaded, left, series, last)
+
+
+def routes(found: Samples) -> dict[str, tuple[str, str, dict[str, Any]]]:
+    """The services' routes behind the 360-degree view and the dashboard: name -> (service, path, params)."""
+    customer, complaint = found.customers[0], found.complaints[0]
+    now = datetime.now(UTC)
+    return {
+        "customer: profile": ("customer", f"/customers/{customer}", {}),
+        "customer: timeline": ("customer", f"/customers/{customer}/timeline", {"limit": 50}),
+        "customer: consents": ("customer", f"/customers/{customer}/consents", {}),
+        "customer: list by tier": ("customer", "/customers", {"tier": found.tier, "limit": 50}),
+        "customer: list, first page": ("customer", "/customers", {"limit": 50}),
+        "tiering: classification": ("tiering", f"/customers/{customer}/classification", {}),
+        "tiering: tier history": ("tiering", f"/customers/{customer}/tier-history", {}),
+        "tiering: policy": ("tiering", "/policy", {}),
+        "tiering: segments report": ("tiering", "/reports/segments", {}),
+        "notifications: a customer's messages": ("notifications", f"/customers/{customer}/notifications",
+                                                 {"limit": 50}),
+        "notifications: report": ("notifications", "/reports/notifications", {}),
+        "complaints: a customer's complaints": ("complaints", "/complaints", {"customer": customer, "limit": 50}),
+        "complaints: account manager": ("complaints", f"/accounts/{customer}", {}),
+        "complaints: staff directory": ("complaints", "/staff", {}),
+        "complaints: a complaint": ("complaints", f"/complaints/{complaint}", {}),
+        "complaints: queue": ("complaints", "/complaints", {"limit": 200}),
+        # As the dashboard asks: its SLA window, ending now.
+        "complaints: report": ("complaints", "/reports/complaints",
+                               {"from": (now - timedelta(days=SLA_DAYS)).isoformat(), "to": now.isoformat()}),
+        "complaints: breached": ("complaints", "/complaints", {"breached": "true", "limit": 500}),
+    }
+
+
+async def measure_routes(stack: Stack, found: Samples, rounds: int) -> dict[str, list[float]]:
+    """Each route asked directly of its service, one request at a time: route -> milliseconds."""
+    chosen = routes(found)
+    timings: dict[str, list[float]] = {name: [] for name in chosen}
+    async with httpx.AsyncClient(headers={"X-API-Key": stack.key}, timeout=300.0) as client:
+        for n in range(rounds + 1):  # the first round unmeasured
+            for name, (service, path, params) in chosen.items():
+                started = time.perf_counter()
+                response = await client.get(stack.processes[service].url + path, params=params)
+                if n:
+                    timings[name].append((time.perf_counter() - started) * 1000)
+                if response.status_code not in (200, 404):
+                    raise RuntimeError(f"{name}: {path} answered {response.status_code}")
+    return timings
 
 
 def _rebuilt(repo: Repository, original: dict[str, Any], clone: dict[str, Any]) -> dict[str, Any]:
@@ -228,8 +295,10 @@ def main(argv: list[str] | None = None) -> None:
             found = asyncio.run(samples(mongodb_url, events))
             for name in SERVICES:
                 stack.start(name)
-            quiet, behind = asyncio.run(settled(stack))
-            print(f"services restarted on the copies; {quiet:.0f} s later {behind:,} records left to read", flush=True)
+            rest = asyncio.run(settled(stack, QUICK_SETTLE_S if args.quick else SETTLE_S))
+            print(f"services restarted on the copies; {rest.seconds:.0f} s later {rest.left:,} records left to read",
+                  flush=True)
+            by_route = asyncio.run(measure_routes(stack, found, ROUTE_ROUNDS))
             urls = {f"CONSOLE_{name.upper()}_URL": stack.processes[name].url for name in SERVICES}
             console = ServiceProcess("console", {**urls, "CONSOLE_SESSION_SECRET": secrets.token_urlsafe(48)},
                                      LOGS, module="console", prefix="CONSOLE_")
@@ -253,12 +322,22 @@ def main(argv: list[str] | None = None) -> None:
         section.add(name, f"p95 {worst:,.0f} ms", f"median {statistics.median(values):,.0f} ms, max {max(values):,.0f} ms",
                     target="not a page's default (the report routes' cost)" if name == UNCACHED
                     else verdict(worst <= LIMIT_MS, f"p95 ≤ {LIMIT_MS:.0f} ms"))
+    for name, values in by_route.items():
+        section.add(f"route {name}", f"p95 {p95(values):,.0f} ms",
+                    f"median {statistics.median(values):,.0f} ms, max {max(values):,.0f} ms", target="—")
     section.notes.append(
-        f"After the services restarted on the copies, tiering loaded them and refreshed its cut-offs, which moved "
-        f"some copies and published their snapshots for the others to read; the pages were asked for {quiet:.0f} s "
-        f"after the restart, " + ("with every group caught up (a system at rest)." if not behind else
-                                  f"with {behind:,} of those records still unread by the services: the pages were "
-                                  "measured while they worked through that backlog."))
+        f"After the services restarted on the copies, tiering loaded them ({rest.loaded:.0f} s) and refreshed its "
+        f"cut-offs, which moved some copies and published their snapshots and changes for the others to read; the "
+        f"pages were asked for {rest.seconds:.0f} s after the restart, "
+        + ("with every group caught up (a system at rest); the last group to catch up: "
+           f"`{rest.last}`." if not rest.left else
+           f"with {rest.left:,} of those records still unread by the services: the pages were measured while they "
+           "worked through that backlog.")
+        + " Records unread, all groups (s after the restart: records): "
+        + ", ".join(f"{at:.0f}: {unread:,}" for at, unread in rest.series) + ".")
+    section.notes.append(f"The rows named route: each service route behind the 360-degree view, the customer list and "
+                         f"the dashboard, asked directly of its service with the same key, {ROUTE_ROUNDS} times each, "
+                         "right before the pages.")
     section.notes.append("Stored: " + ", ".join(f"{s} {n:,} customers (copies written in {t:.0f} s)"
                                                 for s, (n, t) in stored.items()) + ".")
     section.notes.append("The dashboard with the console's defaults: figures kept 30 s per key, and an older value "

@@ -21,7 +21,8 @@ LEVELS = ("handler", "supervisor", "manager")
 _TEAM = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,63}$")
 ROOT_CAUSES = ("product_defect", "process_error", "staff_behaviour", "logistics", "billing_error", "pricing",
                "customer_misunderstanding", "third_party", "other")
-PER_STATUS = 200
+#: The most complaints one request lists (the service's own limit).
+LISTED = 500
 SHOWN = 200
 HISTORY = 200
 #: The events of a complaint's history that concern staff: who was told, and who it went up to.
@@ -53,11 +54,11 @@ async def queue(ctx: Ctx, status: str, assignee: str, team: str,
                 level: str) -> tuple[list[dict[str, Any]], list[str], bool, list[str]]:
     """Rows ordered by the nearest due time (the service lists newest first, so the console sorts),
     the notices to show, whether the service could not be read at all, and the teams it knows."""
-    statuses = (status,) if status in STATUSES else OPEN
+    # Every open complaint in one request (an indexed equality on ``open``), or those of one status.
+    which = {"status": status} if status in STATUSES else {"open": "true"}
     directory, *replies = await asyncio.gather(
         ctx.get("complaints", "/staff"),
-        *(ctx.get("complaints", "/complaints", status=s, assignee=assignee or None, limit=PER_STATUS)
-          for s in statuses))
+        ctx.get("complaints", "/complaints", **which, assignee=assignee or None, limit=LISTED))
     # The staff directory names the teams; a service without one has none (and the filter hides).
     teams = [str(t.get("name")) for t in (directory.body or {}).get("teams", [])] if directory.ok else []
     notices = list(dict.fromkeys(n for n in (down_notice(ctx.t, r) for r in replies) if n))

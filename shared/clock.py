@@ -59,6 +59,11 @@ class EventTimeClock:
     def now(self) -> datetime:
         return self._watermark or datetime.now(UTC)
 
+    @property
+    def watermark(self) -> datetime | None:
+        """The newest event time observed; None before the first."""
+        return self._watermark
+
     def observe(self, event_time: datetime) -> None:
         t = event_time.astimezone(UTC)
         if self._watermark is None or t > self._watermark:

@@ -31,7 +31,8 @@ from pydantic_core import from_json
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .auth import refusal
-from .clock import Clock, clock_for
+from . import watermark
+from .clock import Clock, EventTimeClock, clock_for
 from .heap import Heap
 from .kafka import DeadLetterMiddleware, Publisher, build_broker, ensure_topics
 from .logging import configure_logging
@@ -65,8 +66,20 @@ class Runtime:
         publisher = Publisher(settings, registry)
         broker, dead_letters = build_broker(settings, clock=clock, registry=registry, publisher=publisher,
                                             description=description)
-        return cls(settings=settings, clock=clock, registry=registry, store=Store.connect(settings, indexes),
-                   broker=broker, dead_letters=dead_letters, publisher=publisher)
+        runtime = cls(settings=settings, clock=clock, registry=registry, store=Store.connect(settings, indexes),
+                      broker=broker, dead_letters=dead_letters, publisher=publisher)
+        if isinstance(clock, EventTimeClock):
+            event_clock = clock
+
+            async def keep_watermark() -> None:
+                await watermark.keep(runtime.store, event_clock)
+
+            async def save_watermark() -> None:
+                await watermark.save(runtime.store, event_clock)
+
+            runtime.add_task(keep_watermark)
+            runtime.on_stop(save_watermark)
+        return runtime
 
     def include(self, router: KafkaRouter) -> None:
         self.broker.include_router(router)
@@ -87,6 +100,9 @@ class Runtime:
     async def running(self) -> AsyncIterator[None]:
         """Start store, topics, broker and tasks; stop them in reverse."""
         await self.store.ensure_indexes()
+        if isinstance(self.clock, EventTimeClock):
+            resumed = await watermark.restore(self.store, self.clock)
+            log.info("event_clock_resumed", at=resumed.isoformat() if resumed else None)
         if self.settings.kafka_create_topics:
             await ensure_topics(self.settings)
         await self.publisher.start()

@@ -16,7 +16,7 @@ from shared.contract.events import ComplaintStatus, ComplaintSubmittedData, Team
 from shared.contract.types import CustomerId, TextModel
 from shared.settings import ApiKey
 
-from . import domain, queues, reports, staff
+from . import domain, queues, reports, staff, timers
 from .policy import ESCALATION_LADDER
 from .domain import Complaint, DomainError
 from .workflow import NotFound, Workflow
@@ -81,7 +81,7 @@ def view(complaint: Complaint, rules: domain.Rules) -> dict[str, Any]:
     doc = complaint.model_dump(mode="json", exclude={"applied"})
     doc["allowed_transitions"] = list(domain.allowed_transitions(complaint))
     doc["escalated_to"] = ESCALATION_LADDER[complaint.escalation_level]
-    doc["sla"] = jsonable_encoder(domain.sla_summary(complaint, rules))
+    doc["sla"] = jsonable_encoder(timers.sla_summary(complaint, rules))
     return doc
 
 
@@ -121,16 +121,17 @@ async def submit(body: ComplaintIn, request: Request, response: Response) -> dic
 
 
 @router.get("/complaints", dependencies=[READ],
-            summary="Complaints by status, breach, customer and assignee, newest first")
+            summary="Complaints by status, open or closed, breach, customer and assignee, newest first")
 async def search(request: Request, status_: Annotated[ComplaintStatus | None, Query(alias="status")] = None,
+                 open_: Annotated[bool | None, Query(alias="open", description="true: not resolved or closed")] = None,
                  breached: bool | None = None, customer: CustomerId | None = None,
                  assignee: Annotated[str, Query(min_length=1, max_length=128)] | None = None,
                  limit: Annotated[int, Query(ge=1, le=500)] = 100) -> dict[str, Any]:
-    # An agent's queue names a status, an assignee or a customer: each an indexed equality in the
-    # store. A listing with none of them reads every complaint.
+    # An agent's queue names a status, open, an assignee or a customer: each an indexed equality in
+    # the store. A listing with none of them reads every complaint.
     workflow = _workflow(request)
-    found = await workflow.repo.search(status=status_, breached=breached, customer=customer, assignee=assignee,
-                                       limit=limit)
+    found = await workflow.repo.search(status=status_, open_=open_, breached=breached, customer=customer,
+                                       assignee=assignee, limit=limit)
     return {"items": [view(c, workflow.rules) for c in found], "count": len(found)}
 
 

@@ -3,6 +3,7 @@ working days (from the ``holidays`` package), and company overrides. All results
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Sequence
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
@@ -52,7 +53,7 @@ class BusinessCalendar:
         #: the same few days, and working them out again was most of a scheduler tick's time.
         self._days: dict[date, tuple[tuple[datetime, datetime], ...]] = {}
 
-    @property
+    @functools.cached_property
     def day_length(self) -> timedelta:
         return sum((_span(a, b) for a, b in self.periods), timedelta())
 

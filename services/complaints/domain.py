@@ -6,7 +6,7 @@ lifecycle events it causes (``Emit``); the caller persists both at once and publ
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
@@ -17,12 +17,12 @@ from .policy import (
     ESCALATION_LADDER,
     TARGETS,
     SlaPolicy,
-    Target,
     TargetName,
     match_policy,
     priority_for,
     raise_priority,
 )
+from .timers import refresh_sla, target_spec, timer_state, timer_states
 
 Status = Literal["received", "acknowledged", "investigating", "waiting_on_customer", "waiting_on_third_party",
                  "resolved", "closed"]
@@ -39,7 +39,6 @@ TRANSITIONS: dict[str, tuple[str, ...]] = {
 }
 PAUSED_STATES = frozenset({"waiting_on_customer", "waiting_on_third_party"})
 REOPENABLE = frozenset({"resolved", "closed"})
-WARN_AT = 0.75
 
 
 class DomainError(Exception):
@@ -336,109 +335,33 @@ def record_feedback(complaint: Complaint, score: int, comment: str, *, now: date
 
 # --- SLA timers ---------------------------------------------------------------------------------
 
-@dataclass(frozen=True)
-class TimerState:
-    target: str
-    running_since: datetime | None
-    consumed: timedelta
-    length: timedelta
-    fulfilled: bool
-    warned: bool
-    breached: bool
-    due_at: datetime | None
-    warn_at: datetime | None
-    met: bool | None
-
-
-def timer_state(complaint: Complaint, target: str, rules: Rules) -> TimerState | None:
-    """Recompute one target's timer from its log: the cycle since the last ``started``."""
-    if target not in complaint.targets:
-        return None
-    entries = [e for e in complaint.timers if e.target == target]
-    starts = [i for i, e in enumerate(entries) if e.kind == "started"]
-    if not starts:
-        return None
-    spec = Target(complaint.targets[target])
-    cal = rules.calendar
-    running: datetime | None = None
-    consumed = timedelta()
-    fulfilled = warned = breached = False
-    met: bool | None = None
-    for entry in entries[starts[-1]:]:
-        if entry.kind in ("started", "resumed"):
-            running = entry.at
-        elif entry.kind in ("paused", "fulfilled") and running is not None:
-            consumed += spec.measure(cal, running, entry.at)
-            running = None
-        if entry.kind == "fulfilled":
-            fulfilled, met = True, entry.met
-        warned = warned or entry.kind == "warned"
-        breached = breached or entry.kind == "breached"
-    length = spec.length(cal)
-    due_at = warn_at = None
-    if running is not None:
-        due_at = spec.advance(cal, running, length - consumed)
-        warn_at = spec.advance(cal, running, length * WARN_AT - consumed)
-    return TimerState(target, running, consumed, length, fulfilled, warned, breached, due_at, warn_at, met)
-
-
-def sla_summary(complaint: Complaint, rules: Rules) -> dict[str, dict[str, Any]]:
-    """Each target's timer as recomputed from the log, for readers of the complaint."""
-    summary: dict[str, dict[str, Any]] = {}
-    for target in TARGETS:
-        state = timer_state(complaint, target, rules)
-        if state is None:
-            continue
-        phase = "fulfilled" if state.fulfilled else "running" if state.running_since else "paused"
-        summary[target] = {"target": complaint.targets[target], "state": phase, "due_at": state.due_at,
-                           "used_seconds": int(state.consumed.total_seconds()), "warned": state.warned,
-                           "breached": state.breached, "met": state.met}
-    return summary
-
-
-def refresh_sla(complaint: Complaint, now: datetime, rules: Rules) -> Complaint:
-    """Due times and the next moment the scheduler must look at this complaint."""
-    c = complaint
-    checks: list[datetime] = []
-    for target in TARGETS:
-        state = timer_state(c, target, rules)
-        setattr(c, f"{target}_due_at", state.due_at if state else None)
-        if state and state.due_at is not None:
-            if not state.warned:
-                checks.append(state.warn_at or state.due_at)
-            elif not state.breached:
-                checks.append(state.due_at)
-    if c.status == "resolved" and c.resolved_at is not None and (c.verified_by or not rules.verification):
-        checks.append(c.resolved_at + timedelta(days=rules.auto_close_days))
-    c.breached = any(e.kind == "breached" for e in c.timers)
-    c.next_check_at = min(checks) if checks else None
-    return c
-
-
 def tick(complaint: Complaint, *, now: datetime, rules: Rules) -> Result:
     """What time alone causes: warnings at 75 %, breaches at the target, auto-close after N days."""
     c = copy_of(complaint)
     emits: list[Emit] = []
-    for target in TARGETS:
-        state = timer_state(c, target, rules)
-        if state is None or state.due_at is None:
+    # Read from the log once: a warning or a breach logged here changes only that flag of its timer.
+    states = timer_states(c, rules)
+    for target, state in states.items():
+        if state.due_at is None:
             continue
         if not state.warned and state.warn_at is not None and now >= state.warn_at:
             _log(c, target, "warned", state.warn_at)
+            states[target] = state = replace(state, warned=True)
             emits.append(Emit("sla_warning", {"due_at": state.due_at.isoformat()}, sla_target=target))
             if rules.escalate_on_warning:
                 c, more = escalate(c, now=now, reason=f"{target}_warning")
                 emits += more
         if not state.breached and now >= state.due_at:
             _log(c, target, "breached", state.due_at)
+            states[target] = replace(state, breached=True)
             emits.append(Emit("sla_breached", {"due_at": state.due_at.isoformat()}, sla_target=target))
             c, more = escalate(c, now=now, reason=f"{target}_breached")
             emits += more
     if (c.status == "resolved" and c.resolved_at is not None and (c.verified_by or not rules.verification)
             and now >= c.resolved_at + timedelta(days=rules.auto_close_days)):
         c, more = transition(c, "closed", now=now, rules=rules, actor="auto_close")
-        emits += more
-    return refresh_sla(c, now, rules), emits
+        return refresh_sla(c, now, rules), emits + more
+    return refresh_sla(c, now, rules, states), emits
 
 
 def escalate(complaint: Complaint, *, now: datetime, reason: str) -> Result:
@@ -464,7 +387,7 @@ def _fulfil(c: Complaint, target: str, now: datetime, rules: Rules) -> None:
         return
     used = state.consumed
     if state.running_since is not None:
-        used += Target(c.targets[target]).measure(rules.calendar, state.running_since, now)
+        used += target_spec(c.targets[target]).measure(rules.calendar, state.running_since, now)
     _log(c, target, "fulfilled", now, met=used <= state.length and not state.breached)
 
 

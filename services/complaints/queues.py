@@ -15,8 +15,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from . import visits
-from .domain import Complaint, Rules, sla_summary
+from .domain import Complaint, Rules
 from .policy import ESCALATION_LADDER, PRIORITIES
+from .timers import sla_summary
 
 
 def next_target(complaint: Complaint, rules: Rules) -> tuple[str | None, dict[str, Any] | None]:

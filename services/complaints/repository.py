@@ -1,8 +1,9 @@
 """MongoDB access of the complaints service.
 
-A complaint is one document keyed by its id. Writes replace it only at the revision it was read at
-(optimistic concurrency, no transactions), together with its outbox: the lifecycle events the
-change causes, kept until they are published so that a crash between write and publish loses none.
+A complaint is one document keyed by its id. Writes replace it (a bulk write: set the fields it
+changed) only at the revision it was read at (optimistic concurrency, no transactions), together
+with its outbox: the lifecycle events the change causes, kept until they are published so that a
+crash between write and publish loses none.
 A bulk write (intake, the scheduler) keeps the events of all its complaints in one ``unsent``
 document instead, removed once they are published: FerretDB v1 rewrites a whole document for every
 update, so clearing each complaint's outbox cost as much again as writing it.
@@ -21,7 +22,7 @@ from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any
 
-from pymongo import DESCENDING, ReplaceOne
+from pymongo import DESCENDING, ReplaceOne, UpdateOne
 from pymongo.errors import BulkWriteError
 
 from shared import rotation
@@ -72,6 +73,13 @@ CATEGORIES: tuple[str, ...] = ComplaintCategory.__args__  # type: ignore[attr-de
 #: these lists.
 SEALED = ("subject", "description", "resolution_summary")
 SEALED_ITEMS = (("comments", "text"), ("feedback", "comment"))
+_SEALED_FIELDS = frozenset({*SEALED, *(items for items, _ in SEALED_ITEMS)})
+_COMPLAINT_FIELDS = tuple(Complaint.model_fields)
+
+
+def changed_fields(before: Complaint, after: Complaint) -> set[str]:
+    """The fields of a complaint whose values differ between two of its versions."""
+    return {name for name in _COMPLAINT_FIELDS if getattr(before, name) != getattr(after, name)}
 
 
 def slot_of(moment: datetime) -> int:
@@ -159,12 +167,24 @@ class Repository:
     async def count_unrotated(self) -> int:
         return await self.complaints.count_documents(rotation.stale_fields(self.cipher))
 
-    async def replace_many(self, changed: list[tuple[Complaint, list[str], int]], token: str) -> int:
-        """Each complaint with its outbox, written at the revision it was read at (the third item),
-        in a few commands, marked with ``token``; how many were written."""
-        return await update_in_commands(self.complaints, [
-            ReplaceOne({"_id": c.complaint_id, "revision": expected}, {**self._document(c, outbox), "write": token})
-            for c, outbox, expected in changed])
+    async def write_many(self, changed: list[tuple[Complaint, Complaint]], token: str) -> int:
+        """Each complaint as changed (``after``) from how it was read (``before``), written at the
+        revision read, with no outbox, marked with ``token``, in a few commands; how many were
+        written. Only the fields that changed are sent (a scheduler tick changes a few of forty),
+        unless text sealed at rest changed: then the whole document."""
+        now = self.clock.now()
+        writes: list[UpdateOne | ReplaceOne] = []
+        for before, after in changed:
+            query = {"_id": after.complaint_id, "revision": before.revision}
+            fields = changed_fields(before, after)
+            if fields & _SEALED_FIELDS:
+                writes.append(ReplaceOne(query, {**self._document(after, []), "write": token}))
+            else:
+                writes.append(UpdateOne(query, {"$set": {
+                    **after.model_dump(include=fields), "outbox": [], "pending": False,
+                    "open": after.status not in CLOSED_STATES, "due_slot": due_slot(after.next_check_at, now),
+                    "write": token}}))
+        return await update_in_commands(self.complaints, writes)
 
     async def written_with(self, complaint_ids: Iterable[str], token: str) -> set[str]:
         """Which of these complaints hold the write marked ``token``: one ``_id`` lookup each."""
@@ -235,11 +255,14 @@ class Repository:
 
     # --- What agents and handlers read -------------------------------------------------------
 
-    async def search(self, *, status: str | None = None, breached: bool | None = None, customer: str | None = None,
-                     assignee: str | None = None, limit: int = 100) -> list[Complaint]:
-        """Newest first. With a customer, assignee, status or ``breached=true`` the store selects by an
-        indexed equality and sorts what it found; with none of them it reads every complaint."""
+    async def search(self, *, status: str | None = None, open_: bool | None = None, breached: bool | None = None,
+                     customer: str | None = None, assignee: str | None = None, limit: int = 100) -> list[Complaint]:
+        """Newest first. With a customer, assignee, status, ``open`` or ``breached=true`` the store
+        selects by an indexed equality and sorts what it found; with none of them it reads every
+        complaint."""
         query: dict[str, Any] = {}
+        if open_ is not None:
+            query["open"] = open_
         if customer:
             query["customer_id"] = customer
         if assignee:

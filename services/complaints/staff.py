@@ -82,17 +82,20 @@ class Shift(_Model):
     days: Annotated[tuple[Weekday, ...], Field(min_length=1)]
     start: str
     end: str
+    #: ``start`` and ``end`` in minutes of the day, worked out once: every alert asks who is on duty.
+    _window_minutes: tuple[int, int] = PrivateAttr(default=(0, 0))
 
     @model_validator(mode="after")
     def _window(self) -> Shift:
         start, end = _minutes(self.start, end=False), _minutes(self.end, end=True)
         if start == end:
             raise ValueError("a shift's start and end are the same time; 00:00-24:00 is the whole day")
+        self._window_minutes = (start, end)
         return self
 
     def covers(self, local: datetime) -> bool:
         """Whether the shift covers ``local``, a time on the person's own clock."""
-        start, end = _minutes(self.start, end=False), _minutes(self.end, end=True)
+        start, end = self._window_minutes
         minute = local.hour * 60 + local.minute
         today, yesterday = WEEKDAYS[local.weekday()], WEEKDAYS[(local.weekday() - 1) % 7]
         if start < end:

@@ -193,9 +193,8 @@ class Workflow:
         few write commands for all complaints, their events published together. What another
         process changed meanwhile goes the single way (``change``), which reads it again. Returns
         how many complaints the operation changed."""
-        written: list[tuple[Complaint, list[str], int]] = []
+        written: list[tuple[Complaint, Complaint, list[str]]] = []  # before, after, events
         raced: list[str] = []
-        read = {c.complaint_id: c for c, _ in loaded}
         async with contextlib.AsyncExitStack() as held:
             for complaint_id in sorted({c.complaint_id for c, _ in loaded}):  # one order: no deadlock
                 await held.enter_async_context(self._lock(complaint_id))
@@ -207,20 +206,19 @@ class Workflow:
                 if not emits and after == before:
                     continue
                 after.revision = before.revision + 1
-                written.append((after, outbox + self._render(after, emits), before.revision))
+                written.append((before, after, outbox + self._render(after, emits)))
             if not written:
                 return 0
-            events = [(c.complaint_id, c.customer_id, c.revision, outbox) for c, outbox, _ in written if outbox]
+            events = [(c.complaint_id, c.customer_id, c.revision, outbox) for _, c, outbox in written if outbox]
             async with self._held(events) as token:
-                stored = [(c, [], read) for c, _, read in written]
-                if await self.repo.replace_many(stored, token) < len(written):
+                if await self.repo.write_many([(before, after) for before, after, _ in written], token) < len(written):
                     # Some lost their revision to another process: those not holding this write.
-                    ours = await self.repo.written_with([c.complaint_id for c, _, _ in written], token)
-                    raced = [c.complaint_id for c, _, _ in written if c.complaint_id not in ours]
-                    written = [w for w in written if w[0].complaint_id in ours]
+                    ours = await self.repo.written_with([c.complaint_id for _, c, _ in written], token)
+                    raced = [c.complaint_id for _, c, _ in written if c.complaint_id not in ours]
+                    written = [w for w in written if w[1].complaint_id in ours]
                     events = [e for e in events if e[0] in ours]
-                for after, _, _ in written:
-                    self._recount(read[after.complaint_id], after)
+                for before, after, _ in written:
+                    self._recount(before, after)
                 await self._send_all(events)
         for complaint_id in raced:
             await self.change(complaint_id, operation)

@@ -35,7 +35,7 @@ LISTED_STATUSES = ["prospect", "active"]
 #: store serves from an index, never the whole collection (a range on ``_id`` is filtered after reading
 #: every row in FerretDB v1). 256 buckets keep a bucket at ~400 customers at 100,000.
 LIST_BUCKETS = 256
-_BUCKETS_AT_ONCE = 16
+_MOST_BUCKETS_AT_ONCE = 16
 
 INDEXES: list[Index] = [
     index(CUSTOMERS, "phone_bidx"),
@@ -171,23 +171,25 @@ class Repository:
             if value is not None:
                 query[field] = value
         first, after_id = after if after is not None else (0, None)
-        found: list[Stored] = []
-        for start in range(first, LIST_BUCKETS, _BUCKETS_AT_ONCE):
-            buckets = range(start, min(start + _BUCKETS_AT_ONCE, LIST_BUCKETS))
+        found: list[dict[str, Any]] = []
+        start, width = first, 1
+        # One bucket usually fills a page; a sparse filter widens the walk a step at a time, so that
+        # a page neither waits on sixteen buckets' reads nor runs sixteen rounds one after another.
+        while start < LIST_BUCKETS and len(found) < limit:
+            buckets = range(start, min(start + width, LIST_BUCKETS))
             pages = await asyncio.gather(*(self._bucket(query, b, after_id if b == first else None, limit)
                                            for b in buckets))
-            for page in pages:
-                found += page
-                if len(found) >= limit:
-                    return found[:limit]
-        return found
+            found += [doc for page in pages for doc in page]
+            start, width = buckets.stop, min(width * 4, _MOST_BUCKETS_AT_ONCE)
+        # Only the page's customers are unsealed.
+        return [self.from_document(doc) for doc in found[:limit]]
 
-    async def _bucket(self, query: dict[str, Any], bucket: int, after_id: str | None, limit: int) -> list[Stored]:
+    async def _bucket(self, query: dict[str, Any], bucket: int, after_id: str | None,
+                      limit: int) -> list[dict[str, Any]]:
         query = {**query, "list_bucket": bucket}
         if after_id is not None:
             query["_id"] = {"$gt": after_id}
-        docs = await self.store[CUSTOMERS].find(query).sort("_id").limit(limit).to_list(None)
-        return [self.from_document(doc) for doc in docs]
+        return await self.store[CUSTOMERS].find(query).sort("_id").limit(limit).to_list(None)
 
     async def erase(self, customer_id: str, *, at: datetime, version: int) -> None:
         """Drop every personal field; ids, status and the purchase amounts stay."""

@@ -6,6 +6,7 @@ import asyncio
 from datetime import timedelta
 from typing import Union
 
+import structlog
 from faststream.kafka import KafkaRouter
 
 from shared.clock import Clock
@@ -37,7 +38,14 @@ from shared.contract.topics import (
     ORDERS_PURCHASES,
 )
 from shared.batch import BatchRunner
-from shared.kafka import DeadLetterMiddleware, Rejected, batch_options, dead_letter_event, subscriber_options
+from shared.kafka import (
+    TRANSIENT_ERRORS,
+    DeadLetterMiddleware,
+    Rejected,
+    batch_options,
+    dead_letter_event,
+    subscriber_options,
+)
 
 from . import alerts, domain, satisfaction, triggers
 from .workflow import Workflow
@@ -45,6 +53,7 @@ from .repository import Repository
 from .settings import NotificationsSettings
 
 
+log = structlog.get_logger(__name__)
 SUBSCRIBED = (CRM_CUSTOMERS, CRM_TIER_CHANGES, CRM_COMPLAINTS, CRM_INTERACTIONS, CRM_CUSTOMER_TIERS,
               CRM_ACCOUNT_MANAGERS, ORDERS_PURCHASES)
 
@@ -99,15 +108,18 @@ def build_router(settings: NotificationsSettings, repo: Repository, workflow: Wo
                                    "its referred_by; an erasure removes the copy.")
     async def on_customers(events: list[Union[CustomerProfileChanged, CustomerErased]]) -> None:
         asked: list[tuple[domain.Request, CloudEvent]] = []
+        profiles: dict[str, tuple[domain.Profile, CloudEvent]] = {}
 
         async def apply(_: str, customer_events: list[CloudEvent]) -> None:
-            # One customer's changes in the order they were made; the newest profile is written once.
-            # The stored copy is read only for what an event may lack (its creation time).
+            # One customer's changes in the order they were made; the newest profile is kept, to be
+            # written with the batch's others. The stored copy is read only for what an event may
+            # lack (its creation time).
             latest: domain.Profile | None = None
             for event in customer_events:
                 if isinstance(event, CustomerErased):
                     await repo.erase(event.subject)
                     latest = None
+                    profiles.pop(event.subject, None)
                     continue
                 data = event.data  # type: ignore[attr-defined]
                 previous = latest or (await repo.profile(event.subject) if data.created_at is None else None)
@@ -115,10 +127,20 @@ def build_router(settings: NotificationsSettings, repo: Repository, workflow: Wo
                 welcome = triggers.welcome_request(event, now=clock.now(), max_age=welcome_age)  # type: ignore[arg-type]
                 thanks = triggers.referred_request(event, now=clock.now(), max_age=welcome_age)  # type: ignore[arg-type]
                 asked.extend((request, event) for request in (welcome, thanks) if request)
-            if latest is not None:
-                await repo.save_profile(latest, latest.timezone or settings.default_timezone)
+                profiles[event.subject] = (latest, event)
+
+        def zone(profile: domain.Profile) -> str:
+            return profile.timezone or settings.default_timezone
 
         await runner.per_customer(events, apply, reject)
+        try:
+            await repo.save_profiles([(p, zone(p)) for p, _ in profiles.values()])
+        except TRANSIENT_ERRORS:
+            raise
+        except Exception as exc:  # a profile the store refuses: each alone, so that only its event is parked
+            log.warning("profile_batch_refused_writing_one_by_one", error=type(exc).__name__, size=len(profiles))
+            for profile, event in profiles.values():
+                await runner.guarded(event, repo.save_profile(profile, zone(profile)), reject)
         await submit_each(workflow, asked)
 
     @router.subscriber(CRM_TIER_CHANGES, **batch_options(settings, CRM_TIER_CHANGES),
@@ -134,7 +156,7 @@ def build_router(settings: NotificationsSettings, repo: Repository, workflow: Wo
         for e in events:
             if e.data.dimension in ("value_tier", "vip"):
                 latest.setdefault(e.subject, {})[e.data.dimension] = e.data.current
-        await asyncio.gather(*(repo.save_tiers(customer, tiers) for customer, tiers in latest.items()))
+        await repo.save_tiers(latest)
         await submit_each(workflow, [(r, e) for e in events if (r := triggers.tier_request(e))])
 
     @router.subscriber(CRM_CUSTOMER_TIERS, **batch_options(settings, CRM_CUSTOMER_TIERS),

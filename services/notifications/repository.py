@@ -25,10 +25,11 @@ from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from datetime import UTC, date, datetime
 from typing import Any
 
+from pymongo import UpdateOne
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from shared import rotation
-from shared.mongo import DUPLICATE_KEY, Index, Store, index, insert_once
+from shared.mongo import DUPLICATE_KEY, Index, Store, index, insert_once, update_in_commands
 from shared.pii import PiiCipher, context
 
 from . import alerts
@@ -129,18 +130,26 @@ class Repository:
         return {d["_id"]: self._profile(d) for d in docs}
 
     async def save_profile(self, profile: Profile, timezone: str) -> None:
-        doc = self.profile_document(profile, timezone)
+        await self.save_profiles([(profile, timezone)])
+
+    async def save_profiles(self, profiles: Sequence[tuple[Profile, str]]) -> None:
+        """Each customer's profile with its time zone, a few per write command (a batch's customers)."""
         # Tiers and the account manager come from other topics, concurrently: a profile update
         # leaves them alone.
-        fields = {k: v for k, v in doc.items() if k not in ("_id", "value_tier", "vip", "account_manager")}
-        # The zone first: a stop between the two writes leaves no customer in a zone the list lacks.
-        await self.note_timezones([timezone])
-        await self.customers.update_one({"_id": doc["_id"]}, {"$set": fields}, upsert=True)
+        updates = []
+        for profile, timezone in profiles:
+            doc = self.profile_document(profile, timezone)
+            fields = {k: v for k, v in doc.items() if k not in ("_id", "value_tier", "vip", "account_manager")}
+            updates.append(UpdateOne({"_id": doc["_id"]}, {"$set": fields}, upsert=True))
+        # The zones first: a stop between the two writes leaves no customer in a zone the list lacks.
+        await self.note_timezones([timezone for _, timezone in profiles])
+        await update_in_commands(self.customers, updates)
 
-    async def save_tiers(self, customer_id: str, tiers: Mapping[str, str]) -> None:
-        """The customer's current value per dimension (``value_tier``, ``vip``). Upsert: a tier
+    async def save_tiers(self, tiers: Mapping[str, Mapping[str, str]]) -> None:
+        """Each customer's current value per dimension (``value_tier``, ``vip``). Upserts: a tier
         change may arrive before the profile does."""
-        await self.customers.update_one({"_id": customer_id}, {"$set": dict(tiers)}, upsert=True)
+        await update_in_commands(self.customers, [UpdateOne({"_id": customer_id}, {"$set": dict(values)}, upsert=True)
+                                                  for customer_id, values in tiers.items()])
 
     async def save_account_manager(self, customer_id: str, manager: str | None, revision: int) -> None:
         """The highest revision wins: an older change read late changes nothing. Upserted, as a tier

@@ -12,6 +12,7 @@ import asyncio
 
 import pytest
 from pymongo import AsyncMongoClient, UpdateOne
+from pymongo.errors import DuplicateKeyError
 
 from deploy.local import infra
 from shared.mongo import Store, index, update_in_commands
@@ -34,6 +35,13 @@ def _gin_expressions(database: str) -> set[str]:
     return {line.split("USING gin ", 1)[1] for line in rows.splitlines() if line}
 
 
+def _btrees(database: str) -> set[str]:
+    rows = infra.Postgres().psql(
+        f"SELECT indexdef FROM pg_indexes WHERE schemaname = '{database}' AND indexdef LIKE '%USING btree%' "
+        "AND tablename NOT LIKE '\\_ferretdb\\_%'")
+    return {line.split("USING btree ", 1)[1] for line in rows.splitlines() if line}
+
+
 def _analyze() -> None:
     infra.Postgres().psql("ANALYZE")
 
@@ -51,6 +59,13 @@ async def test_every_key_of_every_declared_index_gets_a_gin_index_on_the_express
             "(((_jsonb -> 'status'::text))) WITH (fastupdate=off)",
             "(((_jsonb -> 'code'::text))) WITH (fastupdate=off)",
         }
+        # FerretDB's btrees serve none of its queries: only those that enforce uniqueness stay.
+        assert _btrees(database) == {"(((_jsonb -> '_id'::text)))", "(((_jsonb -> 'code'::text)))"}
+        listed = {i["name"] for i in await (await store.db["things"].list_indexes()).to_list(None)}
+        assert listed == {"_id_", "owner_1", "meta.kind_1_status_1", "code_1"}
+        await store["things"].insert_one({"_id": "a", "code": 1})
+        with pytest.raises(DuplicateKeyError):
+            await store["things"].insert_one({"_id": "b", "code": 1})
     finally:
         await store.client.drop_database(database)
         await store.close()

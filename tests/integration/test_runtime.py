@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
@@ -14,6 +16,7 @@ from shared.contract import CATALOGUE, TOPICS, PurchaseCompleted, PurchaseRefund
 from shared.contract.events import CustomerErased, CustomerProfileChanged
 from shared.contract.topics import CRM_CUSTOMERS, ORDERS_PURCHASES
 from shared.kafka import ensure_topics, subscriber_options
+from shared import watermark
 from shared.service import Runtime
 from shared.settings import ServiceSettings
 from tests.helpers import consume_all, envelope, eventually, produce, purchase, running, skip_backlog
@@ -150,3 +153,38 @@ async def test_an_event_caused_by_a_traced_event_carries_its_traceparent(infra: 
 
 async def _async(value: object) -> object:
     return value
+
+
+async def test_an_event_time_clock_resumes_after_a_restart_on_the_data_s_time_not_wall_time(
+    infra: dict[str, str], unique: str,
+) -> None:
+    settings = ServiceSettings(service_name=f"clock-{unique}", mongodb_database=f"test_clock_{unique}", clock="event")
+    replayed = datetime(2011, 3, 4, 10, 30, tzinfo=UTC)
+    first = Runtime.create(settings)
+    async with running(first.http_app(title="t", description="t")):
+        assert first.clock.now().year >= 2026  # nothing seen and nothing stored: wall time
+        first.clock.observe(replayed)
+    # Saved at the stop; an older time saved later never takes it back.
+    second = Runtime.create(settings)
+    async with running(second.http_app(title="t", description="t")):
+        assert second.clock.now() == replayed
+        second.clock.observe(replayed - timedelta(days=30))
+        await watermark.save(second.store, second.clock)  # type: ignore[arg-type]
+    third = Runtime.create(settings)
+    async with running(third.http_app(title="t", description="t")):
+        assert third.clock.now() == replayed
+        # Kept while running, not only at a clean stop (a killed process loses a few seconds at most).
+        later = replayed + timedelta(hours=5)
+        keeper = asyncio.create_task(watermark.keep(third.store, third.clock, every_s=0.05))  # type: ignore[arg-type]
+        await asyncio.sleep(0.2)
+        third.clock.observe(later)
+        try:
+            async def kept() -> bool:
+                doc = await third.store[watermark.COLLECTION].find_one({"_id": watermark.KEY})
+                return doc is not None and doc["at"] == later
+            await eventually(kept, timeout=10)
+        finally:
+            keeper.cancel()
+    wall = Runtime.create(ServiceSettings(service_name=f"clock-{unique}", mongodb_database=f"test_clock_{unique}"))
+    async with running(wall.http_app(title="t", description="t")):
+        assert wall.clock.now().year >= 2026  # a wall clock ignores what an event-time clock stored

@@ -7,6 +7,11 @@
 -- key of every btree FerretDB creates a GIN index on the very expression its queries use, so an
 -- equality lookup stays an index lookup however large the collection grows. FerretDB does not list
 -- these indexes and drops them with their table.
+--
+-- The btree itself is then dropped, unless it is unique (it enforces the uniqueness): nothing reads
+-- it, and every insert and update would still maintain it. FerretDB keeps the index in its own
+-- catalogue, so listing it and declaring it again at a restart work as before; dropping it by name
+-- (which no service does) would fail.
 CREATE OR REPLACE FUNCTION carecrm_mirror_gin() RETURNS event_trigger
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -18,7 +23,8 @@ DECLARE
 BEGIN
     FOR cmd IN SELECT objid FROM pg_event_trigger_ddl_commands()
                WHERE command_tag = 'CREATE INDEX' AND object_type = 'index' LOOP
-        SELECT i.indnkeyatts AS n, am.amname AS am, t.relname AS tbl, ns.nspname AS nsp
+        SELECT i.indnkeyatts AS n, i.indisunique AS uniq, ic.relname AS name, am.amname AS am,
+               t.relname AS tbl, ns.nspname AS nsp
           INTO idx
           FROM pg_index i
           JOIN pg_class ic ON ic.oid = i.indexrelid
@@ -43,6 +49,9 @@ BEGIN
             EXECUTE format('CREATE INDEX IF NOT EXISTS %I ON %I.%I USING gin (%s) WITH (fastupdate = off)',
                            left(idx.tbl, 40) || '_' || left(md5(target), 12) || '_gin', idx.nsp, idx.tbl, target);
         END LOOP;
+        IF NOT idx.uniq THEN
+            EXECUTE format('DROP INDEX %I.%I', idx.nsp, idx.name);
+        END IF;
     END LOOP;
 END
 $$;
@@ -50,3 +59,21 @@ $$;
 DROP EVENT TRIGGER IF EXISTS carecrm_mirror_gin;
 CREATE EVENT TRIGGER carecrm_mirror_gin ON ddl_command_end
     WHEN TAG IN ('CREATE INDEX') EXECUTE FUNCTION carecrm_mirror_gin();
+
+-- A store created before the btrees were dropped: drop them now (no query can use them).
+DO $$
+DECLARE
+    idx record;
+BEGIN
+    FOR idx IN SELECT ic.relname AS name, ns.nspname AS nsp
+                 FROM pg_index i
+                 JOIN pg_class ic ON ic.oid = i.indexrelid
+                 JOIN pg_am am ON am.oid = ic.relam
+                 JOIN pg_class t ON t.oid = i.indrelid
+                 JOIN pg_namespace ns ON ns.oid = t.relnamespace
+                WHERE am.amname = 'btree' AND NOT i.indisunique AND i.indexprs IS NOT NULL
+                  AND t.relname NOT LIKE '\_ferretdb\_%' AND ns.nspname NOT IN ('pg_catalog', 'information_schema') LOOP
+        EXECUTE format('DROP INDEX %I.%I', idx.nsp, idx.name);
+    END LOOP;
+END
+$$;

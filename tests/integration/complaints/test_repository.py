@@ -10,6 +10,7 @@ from services.complaints import domain
 from services.complaints.accounts_repository import INDEXES as ACCOUNT_INDEXES
 from services.complaints.accounts_repository import AccountsRepository
 from services.complaints.repository import INDEXES, Repository
+from shared.clock import FixedClock
 from shared.mongo import Store
 from shared.pii import PiiCipher
 from tests.integration.complaints.test_service import MONDAY, settings
@@ -123,6 +124,51 @@ async def test_the_account_rule_fields_are_written_when_they_change_and_an_older
         await AccountsRepository(store, cipher).put_profile(customer, east, 2)  # a restart, then version 2 again
         stored = await store["accounts"].find_one({"_id": customer})
         assert stored is not None and (stored["needs"], stored["profile_version"]) == ("custom", 3)
+    finally:
+        await store.client.drop_database(store.db.name)
+        await store.close()
+
+
+async def test_a_bulk_write_stores_what_a_whole_write_would_at_the_revision_read_and_keeps_text_sealed(
+        infra: dict[str, str], unique: str) -> None:
+    config = settings(unique)
+    store = Store.connect(config, INDEXES)
+    await store.ensure_indexes()
+    clock = FixedClock(MONDAY)
+    repo = Repository(store, PiiCipher.from_settings(config), clock)
+    rules = config.rules()
+    secret = f"secret-{unique}"
+    fields = {"channel": "phone", "category": "delivery", "severity": "normal", "complexity": "standard",
+              "subject": f"Late parcel {secret}"}
+    opened = [domain.open_complaint(complaint_id=f"K-{unique}-{n}", customer_id=f"C-{unique}", fields=fields,
+                                    tier=None, opened_at=MONDAY, rules=rules)[0] for n in range(3)]
+    try:
+        await repo.insert_new([(c, []) for c in opened])
+        ticked, commented, raced = [await repo.get(c.complaint_id) for c in opened]
+        assert ticked and commented and raced
+        clock.set(MONDAY + timedelta(hours=19))  # past the first-response warning
+        warned, _ = domain.tick(ticked, now=clock.now(), rules=rules)
+        noted, _ = domain.add_comment(commented, "ann", f"Called back {secret}", now=clock.now(), rules=rules)
+        moved, _ = domain.assign(raced, "bob", now=clock.now(), rules=rules)
+        for after in (warned, noted, moved):
+            after.revision += 1
+        # Another writer changes the third one first: the bulk write leaves it as that writer left it.
+        assert await repo.replace(raced.model_copy(update={"revision": 1, "assignee": "eve"}), [],
+                                  expected_revision=0)
+        assert await repo.write_many([(ticked, warned), (commented, noted), (raced, moved)], "w1") == 2
+        for after in (warned, noted):
+            raw = await store["complaints"].find_one({"_id": after.complaint_id})
+            assert raw is not None and secret not in str(raw)
+            whole = {**repo._document(after, []), "write": "w1"}
+            assert raw.keys() == whole.keys()
+            sealed = {"pii", "comments"}  # sealed afresh by a whole write: another nonce
+            assert {k: v for k, v in raw.items() if k not in sealed} == {k: v for k, v in whole.items()
+                                                                          if k not in sealed}
+            assert await repo.get(after.complaint_id) == after
+        stored = await repo.get(raced.complaint_id)
+        assert stored is not None and (stored.assignee, stored.revision) == ("eve", 1)
+        assert await repo.written_with([c.complaint_id for c in opened], "w1") == {warned.complaint_id,
+                                                                                   noted.complaint_id}
     finally:
         await store.client.drop_database(store.db.name)
         await store.close()

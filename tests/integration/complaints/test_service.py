@@ -395,6 +395,11 @@ async def test_a_complaint_goes_through_its_lifecycle_with_verification_and_feed
         async def move(to: str, key: str = WRITER, **extra: Any) -> httpx.Response:
             return await client.post(f"{url}/transitions", json={"to": to, **extra}, headers=auth(key))
 
+        async def listed(**params: str) -> list[str]:
+            found = await client.get("/complaints", params={"customer": customer, **params}, headers=auth(READER))
+            return [c["complaint_id"] for c in found.json()["items"]]
+
+        open_at_first = await listed(open="true")
         early = await move("resolved", resolution_summary="x", root_cause="logistics")
         assigned = await client.post(f"{url}/assignment", json={"assignee": "ann"}, headers=auth())
         clock.advance(timedelta(hours=1))
@@ -410,6 +415,11 @@ async def test_a_complaint_goes_through_its_lifecycle_with_verification_and_feed
         verified = await client.post(f"{url}/verification", json={}, headers=auth(OTHER))
         feedback = await client.post(f"{url}/feedback", json={"score": 5, "comment": "Thanks"}, headers=auth())
         read = await client.get(url, headers=auth(READER))
+        open_at_last, closed_at_last = await listed(open="true"), await listed(open="false")
+        bad_open = await client.get("/complaints", params={"open": "maybe"}, headers=auth(READER))
+    # ``open`` selects the complaints not resolved or closed (the console's work queue).
+    assert open_at_first == closed_at_last == [url.rsplit("/", 1)[1]] and open_at_last == []
+    assert bad_open.status_code == 422 and bad_open.json()["detail"][0]["loc"] == ["query", "open"]
     assert early.status_code == 409
     assert early.json()["detail"] == {"error": "invalid_transition", "message": "cannot go from received to resolved",
                                       "allowed_transitions": ["acknowledged"]}

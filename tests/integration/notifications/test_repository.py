@@ -25,7 +25,7 @@ async def test_names_addresses_and_numbers_are_sealed_at_rest_and_read_back_whol
                       consents={"email": True})
     try:
         await repo.save_profile(profile, "Asia/Shanghai")
-        await repo.save_tiers(profile.customer_id, {"value_tier": "high"})
+        await repo.save_tiers({profile.customer_id: {"value_tier": "high"}})
         by_address = await repo.add_suppression(SuppressionEntry("email", email.lower()), "bounced",
                                                 datetime.now(UTC))
         await repo.add_suppression(SuppressionEntry("phone", phone), "complaint", datetime.now(UTC))

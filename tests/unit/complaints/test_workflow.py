@@ -49,11 +49,11 @@ class RacyRepository:
         if complaint.revision == revision:
             self.docs[complaint_id] = (complaint, [])
 
-    async def replace_many(self, changed: list[tuple[Complaint, list[str], int]], token: str) -> int:
+    async def write_many(self, changed: list[tuple[Complaint, Complaint]], token: str) -> int:
         written = 0
-        for c, outbox, read in changed:
-            if await self.replace(c, outbox, expected_revision=read):
-                self.tokens[c.complaint_id] = token
+        for before, after in changed:
+            if await self.replace(after, [], expected_revision=before.revision):
+                self.tokens[after.complaint_id] = token
                 written += 1
         return written
 
