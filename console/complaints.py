@@ -56,24 +56,20 @@ async def queue(ctx: Ctx, status: str, assignee: str, team: str,
     the notices to show, whether the service could not be read at all, and the teams it knows."""
     # Every open complaint in one request (an indexed equality on ``open``), or those of one status.
     which = {"status": status} if status in STATUSES else {"open": "true"}
-    directory, *replies = await asyncio.gather(
+    directory, reply = await asyncio.gather(
         ctx.get("complaints", "/staff"),
         ctx.get("complaints", "/complaints", **which, assignee=assignee or None, limit=LISTED))
     # The staff directory names the teams; a service without one has none (and the filter hides).
     teams = [str(t.get("name")) for t in (directory.body or {}).get("teams", [])] if directory.ok else []
-    notices = list(dict.fromkeys(n for n in (down_notice(ctx.t, r) for r in replies) if n))
-    seen: dict[str, dict[str, Any]] = {}
-    for reply in replies:
-        for item in (reply.body or {}).get("items", []) if reply.ok else []:
-            seen.setdefault(item["complaint_id"], item)
+    notice = down_notice(ctx.t, reply)
     rows = []
-    for item in seen.values():
+    for item in (reply.body or {}).get("items", []) if reply.ok else []:
         if (team and item.get("team") != team) or (level and item.get("escalated_to") != level):
             continue
         rows.append({**item, "next": next_target(item)})
     far = datetime.max.replace(tzinfo=UTC)
     rows.sort(key=lambda r: (r["next"]["due"] if r["next"] else far, r.get("opened_at") or ""))
-    return rows[:SHOWN], notices, all(r.unavailable for r in replies), teams
+    return rows[:SHOWN], [notice] if notice else [], reply.unavailable, teams
 
 
 def _filters(status: str, assignee: str, team: str, level: str) -> dict[str, str]:

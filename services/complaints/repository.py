@@ -117,11 +117,13 @@ class Repository:
         if doc["pii_kid"] is None and any(isinstance(entry.get(name), dict)
                                           for items, name in SEALED_ITEMS for entry in doc.get(items) or ()):
             doc["pii_kid"] = self.cipher.active_key_id  # only comments sealed: a rotation must find them too
-        doc["outbox"] = outbox
-        doc["pending"] = bool(outbox)
-        doc["open"] = complaint.status not in CLOSED_STATES
-        doc["due_slot"] = due_slot(complaint.next_check_at, self.clock.now())
-        return doc
+        return doc | self._keys(complaint, outbox)
+
+    def _keys(self, complaint: Complaint, outbox: list[str]) -> dict[str, Any]:
+        """What a stored complaint carries besides its fields: its outbox and the keys the
+        scheduler and the work queues look it up by."""
+        return {"outbox": outbox, "pending": bool(outbox), "open": complaint.status not in CLOSED_STATES,
+                "due_slot": due_slot(complaint.next_check_at, self.clock.now())}
 
     async def load(self, complaint_id: str) -> tuple[Complaint, list[str]] | None:
         doc = await self.complaints.find_one({"_id": complaint_id})
@@ -172,7 +174,6 @@ class Repository:
         revision read, with no outbox, marked with ``token``, in a few commands; how many were
         written. Only the fields that changed are sent (a scheduler tick changes a few of forty),
         unless text sealed at rest changed: then the whole document."""
-        now = self.clock.now()
         writes: list[UpdateOne | ReplaceOne] = []
         for before, after in changed:
             query = {"_id": after.complaint_id, "revision": before.revision}
@@ -180,10 +181,8 @@ class Repository:
             if fields & _SEALED_FIELDS:
                 writes.append(ReplaceOne(query, {**self._document(after, []), "write": token}))
             else:
-                writes.append(UpdateOne(query, {"$set": {
-                    **after.model_dump(include=fields), "outbox": [], "pending": False,
-                    "open": after.status not in CLOSED_STATES, "due_slot": due_slot(after.next_check_at, now),
-                    "write": token}}))
+                writes.append(UpdateOne(query, {"$set": {**after.model_dump(include=fields), **self._keys(after, []),
+                                                         "write": token}}))
         return await update_in_commands(self.complaints, writes)
 
     async def written_with(self, complaint_ids: Iterable[str], token: str) -> set[str]:
