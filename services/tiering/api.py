@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, HTTPException, Path, Query, Request, status
@@ -55,9 +56,9 @@ async def classification(request: Request, customer_id: Customer) -> dict[str, A
 @router.get("/customers/{customer_id}/tier-history", dependencies=[require("tiers:read")],
             summary="Every tier change of a customer, oldest first, and the audit of overrides")
 async def tier_history(request: Request, customer_id: Customer) -> dict[str, Any]:
-    repo = _repo(request)
-    return {"customer_id": customer_id, "changes": await _workflow(request).tier_history(customer_id),
-            "overrides": await repo.override_audit(customer_id)}
+    changes, overrides = await asyncio.gather(_workflow(request).tier_history(customer_id),
+                                              _repo(request).override_audit(customer_id))
+    return {"customer_id": customer_id, "changes": changes, "overrides": overrides}
 
 
 class OverrideRequest(TextModel):

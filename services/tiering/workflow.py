@@ -46,6 +46,9 @@ from .writebehind import Position, Unsaved, WriteBehind, detached
 log = structlog.get_logger(__name__)
 #: Customers evaluated per send to the producer within one batch (see ``_apply``).
 APPLY_CHUNK = 250
+#: Standings a refresh looks at between two turns of the event loop: few customers move at a
+#: refresh, so the scan rarely waits for a chunk, and 100,000 standings took seconds in one piece.
+SCAN_YIELD = 2_000
 #: Customers named per transition of a reclassification's answer: who would move, not everyone.
 SAMPLE_PER_MOVE = 10
 #: A refresh set off by the population moving waits at least this many times as long as the last
@@ -94,6 +97,10 @@ class Workflow:
         self._refreshed_at = float("-inf")
         #: How long the last refresh held the batches up (seconds).
         self._refresh_took = 0.0
+        #: When the directory was last read, and when a consumer last gained partitions (monotonic):
+        #: a gain after the read calls for reading it again (``_current``).
+        self._read_at = float("-inf")
+        self._gained_at = float("-inf")
         self.events_in = Counter("carecrm_tiering_events", "Inbound events applied to the ledger", ["kind"],
                                  registry=registry)
         self._change_counters: dict[tuple[str, str], Any] = {}
@@ -111,8 +118,17 @@ class Workflow:
         async with self._loading:
             return await self._load()
 
+    async def _current(self) -> Policy:
+        """``ready`` for whoever holds the lock, once the directory is re-read if partitions were
+        gained since it was read (``partitions_gained``)."""
+        if self.policy is not None and self._gained_at >= self._read_at:
+            await self._resync_locked()
+        return await self.ready()
+
     async def _load(self) -> Policy:
         if self.policy is None:
+            # Before the first read: what another instance wrote until now is in what follows.
+            self._read_at = time.monotonic()
             policy = await self.repo.active_policy()
             if policy is None:
                 policy = default_policy()
@@ -209,27 +225,39 @@ class Workflow:
 
     # --- instances sharing the store (called on consumer group rebalances) ----------------------------
 
+    def partitions_gained(self) -> None:
+        """A consumer was given partitions it did not hold (called from its rebalance callback).
+        Only noted: the directory is read again by the next batch, scheduler run or request that
+        takes the lock (``_current``), not here, since the consumer sends no heartbeats while its
+        callback runs, and waiting for the lock and reading every customer outlasted the session
+        at 100,000 customers (the group dropped the consumer, and the batch was read again)."""
+        self._gained_at = time.monotonic()
+
     async def resync(self) -> None:
-        """Re-read every customer's current revision and drop from memory the customers another
-        instance moved on meanwhile (it had partitions this one was just given)."""
+        """Re-read every customer's current revision now."""
         await self.flush()
         async with self.lock:
-            if self.policy is None:
-                return  # nothing read yet: the first batch reads it all
-            self.policy = None
-            self.directory.clear()
-            self.standings.clear()
-            self.segments = reports.Segments()
-            self.planned.clear()
-            try:
-                await self.ready()
-            except BaseException:
-                self.cache.clear()  # the next batch reads it all again
-                raise
-            for waiting in self.saving.pending():  # newer than the store
-                self._remember(waiting.state, waiting.updated_at)
-            for cid in [c for c, s in self.cache.items() if self.directory.get(c, 0) != s.rev]:
-                del self.cache[cid]
+            await self._resync_locked()
+
+    async def _resync_locked(self) -> None:
+        """Re-read every customer's current revision and drop from memory the customers another
+        instance moved on meanwhile (it had partitions this one was given since the last read)."""
+        if self.policy is None:
+            return  # nothing read yet: the first batch reads it all
+        self.policy = None
+        self.directory.clear()
+        self.standings.clear()
+        self.segments = reports.Segments()
+        self.planned.clear()
+        try:
+            await self.ready()
+        except BaseException:
+            self.cache.clear()  # the next batch reads it all again
+            raise
+        for waiting in self.saving.pending():  # newer than the store
+            self._remember(waiting.state, waiting.updated_at)
+        for cid in [c for c, s in self.cache.items() if self.directory.get(c, 0) != s.rev]:
+            del self.cache[cid]
 
     # --- inbound events -------------------------------------------------------------------------------
 
@@ -240,7 +268,7 @@ class Workflow:
         if self.saving.backlog >= 2 * self.settings.flush_customers:
             await self.flush()  # the store falls behind: wait for it rather than hold ever more
         async with self.lock:
-            policy = await self.ready()
+            policy = await self._current()
             states = await self._states(e.subject for e in events)
             touched: dict[str, CloudEvent] = {}
             try:
@@ -284,7 +312,7 @@ class Workflow:
     async def erase(self, customer_id: str, position: Position | None = None) -> None:
         # Not while a write is under way: it could store the customer again after the delete.
         async with self.saving.flushing, self.lock:
-            await self.ready()
+            await self._current()
             self._forget([customer_id])
             self.saving.forget(customer_id)
             await self.repo.erase(customer_id)
@@ -303,7 +331,7 @@ class Workflow:
     async def run_due(self, limit: int = 500) -> int:
         """Re-evaluate customers whose next evaluation time has come; the scheduler calls this."""
         async with self.lock:
-            await self.ready()
+            await self._current()
             now = self.clock.now()
             due: list[str] = []
             while self.due and self.due[0][0] <= now and len(due) < limit:
@@ -341,7 +369,7 @@ class Workflow:
     async def set_override(self, customer_id: str, dimension: str, override: Override | None, actor: str,
                            reason: str) -> dict[str, Any] | None:
         async with self.lock:
-            await self.ready()
+            await self._current()
             now = self.clock.now()
             try:
                 state = (await self._states([customer_id]))[customer_id]
@@ -406,7 +434,7 @@ class Workflow:
             self._refresh_took = time.monotonic() - started
 
     async def _refresh_now(self) -> dict[str, Any]:
-        policy = await self.ready()
+        policy = await self._current()
         now = self.clock.now()
         version = (self.cutoffs.version if self.cutoffs else 0) + 1
         # Classes measured before any population existed were provisional: the first real
@@ -426,7 +454,7 @@ class Workflow:
     async def reclassify(self, policy: Policy, *, dry_run: bool) -> dict[str, Any]:
         """Counts of transitions per dimension under ``policy``; unless a dry run, apply them in bulk."""
         async with self.lock:
-            await self.ready()
+            await self._current()
             now = self.clock.now()
             version = (self.cutoffs.version if self.cutoffs else 0) + 1
             cutoffs = self._population(policy, now, version)
@@ -467,7 +495,9 @@ class Workflow:
         outcome = Outcome()
         chunk: list[str] = []
         # A copy: re-evaluating a chunk updates the standings.
-        for cid, standing in list(self.standings.items()):
+        for n, (cid, standing) in enumerate(list(self.standings.items()), 1):
+            if n % SCAN_YIELD == 0:
+                await asyncio.sleep(0)  # the rest of the process runs meanwhile (see ``SCAN_YIELD``)
             if only_population and not domain.population_moves(standing, self.cutoffs, policy, now):
                 continue
             chunk.append(cid)

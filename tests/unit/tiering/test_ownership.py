@@ -95,20 +95,61 @@ async def test_only_partitions_a_consumer_did_not_hold_make_it_resync() -> None:
     listener = Ownership(workflow)
     tp = [TopicPartition("orders.purchases.v1", p) for p in range(6)]
     await listener.on_partitions_assigned(set(tp))
+    await workflow.run_due()  # the next step under the lock reads again
     assert store.reads == 2
     await listener.on_partitions_revoked(set(tp))
     await listener.on_partitions_assigned(set(tp[:3]))  # another instance joined: nothing gained
+    await workflow.run_due()
     assert store.reads == 2
     await listener.on_partitions_revoked(set(tp[:3]))
     await listener.on_partitions_assigned(set(tp))  # it left: its partitions come back
+    await workflow.run_due()
     assert store.reads == 3
+
+
+async def test_being_given_partitions_neither_waits_for_the_batch_in_hand_nor_reads_the_store() -> None:
+    # The consumer sends no heartbeats while its callback runs: at 100,000 customers, waiting for
+    # the batch in hand and reading every customer there outlasted the session.
+    store = Store({"a": 1})
+    workflow = workflow_on(store)
+    await workflow.ready()
+    listener = Ownership(workflow)
+    await workflow.lock.acquire()  # a batch being applied
+    await asyncio.wait_for(listener.on_partitions_assigned({TopicPartition("orders.purchases.v1", 0)}), 1)
+    assert store.reads == 1
+    workflow.lock.release()
+    store.revisions["a"] = 2  # what the partition's previous owner wrote
+    await workflow.run_due()  # read again before anything is applied
+    assert store.reads == 2 and workflow.directory == {"a": 2}
+
+
+async def test_partitions_given_before_the_first_read_are_not_read_twice() -> None:
+    store = Store({"a": 1})
+    workflow = workflow_on(store)
+    for topic in ("orders.purchases.v1", "crm.customers.v1"):  # every consumer joins at start
+        await Ownership(workflow).on_partitions_assigned({TopicPartition(topic, 0)})
+    await workflow.run_due()
+    await workflow.run_due()
+    assert store.reads == 1
+
+
+async def test_joining_does_not_wait_for_the_batch_in_hand() -> None:
+    # Before its first join a consumer is told it gives up nothing: that waited for the directory
+    # read at start (a minute at 100,000 customers), and the consumer joined its group only then.
+    workflow = workflow_on(Store({}))
+    listener = Ownership(workflow)
+    await workflow.lock.acquire()
+    await asyncio.wait_for(listener.on_partitions_revoked(set()), 1)
+    workflow.lock.release()
 
 
 async def test_giving_partitions_up_waits_for_the_batch_in_hand() -> None:
     workflow = workflow_on(Store({}))
     listener = Ownership(workflow)
+    tp = {TopicPartition("orders.purchases.v1", 0)}
+    await listener.on_partitions_assigned(tp)
     await workflow.lock.acquire()  # a batch being applied
-    revoked = asyncio.create_task(listener.on_partitions_revoked(set()))
+    revoked = asyncio.create_task(listener.on_partitions_revoked(tp))
     await asyncio.sleep(0.05)
     assert not revoked.done()
     workflow.lock.release()
