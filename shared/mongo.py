@@ -211,6 +211,13 @@ async def update_in_commands(collection: Collection, updates: Sequence[UpdateOne
     return matched
 
 
+async def find_each(collection: Collection, ids: Iterable[Any]) -> list[dict[str, Any]]:
+    """The documents under ``ids``, one ``find_one`` each, concurrently: FerretDB v1 answers an
+    ``_id`` ``$in`` by reading the whole collection."""
+    docs = await asyncio.gather(*(collection.find_one({"_id": i}) for i in ids))
+    return [d for d in docs if d is not None]
+
+
 async def insert_once(collection: Collection, document: Mapping[str, Any]) -> bool:
     """Insert ``document`` keyed by its ``_id``; False when that ``_id`` was already there."""
     try:

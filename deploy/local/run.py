@@ -24,8 +24,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import infra  # noqa: E402  (standard library only, like this file)
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run as a script: the project root
+from deploy.local import infra, processes  # noqa: E402  (standard library only, like this file)
 
 SERVICES = {"customer": 8001, "tiering": 8002, "complaints": 8003, "notifications": 8004}
 CONSOLE_PORT = 8000
@@ -59,17 +59,17 @@ def _healthy(port: int) -> bool:
 def _start_sinks() -> None:
     """Local SMTP, SMS and webhook receivers at the notifications service's default addresses."""
     pid_file = infra.RUN_DIR / "sinks.pid"
-    if infra._pid_alive(pid_file):
+    if processes.pid_alive(pid_file):
         return
     outbox = infra.RUN_DIR / "outbox"
-    infra._spawn([sys.executable, "-m", "deploy.local.sinks", "--dir", str(outbox)],
-                 log_file=infra.RUN_DIR / "sinks.log", pid_file=pid_file, cwd=infra.ROOT)
+    processes.spawn([sys.executable, "-m", "deploy.local.sinks", "--dir", str(outbox)],
+                    log_file=infra.RUN_DIR / "sinks.log", pid_file=pid_file, cwd=infra.ROOT)
     deadline = time.monotonic() + 20
-    while not infra._port_open("127.0.0.1", 1025):
-        if time.monotonic() > deadline or infra._pid_alive(pid_file) is None:
+    while not processes.port_open("127.0.0.1", 1025):
+        if time.monotonic() > deadline or processes.pid_alive(pid_file) is None:
             raise infra.InfraError(f"local message sinks did not start; see {infra.RUN_DIR / 'sinks.log'}")
         time.sleep(0.2)
-    infra._log(f"local SMTP/SMS/webhook sinks writing to {outbox}")
+    processes.log(f"local SMTP/SMS/webhook sinks writing to {outbox}")
 
 
 def up(clock: str = "wall", timeout: float = 90.0) -> None:
@@ -87,28 +87,28 @@ def up(clock: str = "wall", timeout: float = 90.0) -> None:
         pid_file = infra.RUN_DIR / f"{name}.pid"
         clock_file = infra.RUN_DIR / f"{name}.clock"
         running_clock = clock_file.read_text().strip() if clock_file.exists() else "wall"
-        if infra._pid_alive(pid_file) and _healthy(port):
+        if processes.pid_alive(pid_file) and _healthy(port):
             if running_clock == clock:
-                infra._log(f"{name} already running on :{port}")
+                processes.log(f"{name} already running on :{port}")
                 continue
-            infra._log(f"{name} runs on the {running_clock} clock; restarting it on the {clock} clock")
-            infra._stop(pid_file, name)
+            processes.log(f"{name} runs on the {running_clock} clock; restarting it on the {clock} clock")
+            processes.stop(pid_file, name)
         # Started one at a time: each creates missing topics at start, and they share one broker.
         _start(name, f"services.{name}", port, env, timeout)
         clock_file.write_text(clock)
     _start_console(timeout)
-    infra._log(f"development API key (every scope) in {KEY_FILE}")
+    processes.log(f"development API key (every scope) in {KEY_FILE}")
 
 
 def _start(name: str, module: str, port: int, env: dict[str, str], timeout: float) -> None:
     """``python -m module`` in the background, its pid and log in the run directory, until healthy."""
     pid_file = infra.RUN_DIR / f"{name}.pid"
-    pid = infra._spawn([sys.executable, "-m", module], log_file=infra.RUN_DIR / f"{name}.log",
-                       pid_file=pid_file, cwd=infra.ROOT, env=env)
-    infra._log(f"{name} starting (pid {pid}) on :{port}")
+    pid = processes.spawn([sys.executable, "-m", module], log_file=infra.RUN_DIR / f"{name}.log",
+                          pid_file=pid_file, cwd=infra.ROOT, env=env)
+    processes.log(f"{name} starting (pid {pid}) on :{port}")
     deadline = time.monotonic() + timeout
     while not _healthy(port):
-        if infra._pid_alive(pid_file) is None:
+        if processes.pid_alive(pid_file) is None:
             raise infra.InfraError(f"{name} exited during start; see {infra.RUN_DIR / (name + '.log')}")
         if time.monotonic() > deadline:
             raise infra.InfraError(f"{name} not healthy after {timeout:.0f}s")
@@ -117,8 +117,8 @@ def _start(name: str, module: str, port: int, env: dict[str, str], timeout: floa
 
 def _start_console(timeout: float) -> None:
     """The web console beside the services; it talks to them over HTTP only."""
-    if infra._pid_alive(infra.RUN_DIR / "console.pid") and _healthy(CONSOLE_PORT):
-        infra._log(f"console already running on :{CONSOLE_PORT}")
+    if processes.pid_alive(infra.RUN_DIR / "console.pid") and _healthy(CONSOLE_PORT):
+        processes.log(f"console already running on :{CONSOLE_PORT}")
         return
     env = {**os.environ, "ENVIRONMENT": "development", "LOG_FORMAT": "json",
            "CONSOLE_HTTP_PORT": str(CONSOLE_PORT),
@@ -129,10 +129,10 @@ def _start_console(timeout: float) -> None:
 
 
 def down() -> None:
-    infra._stop(infra.RUN_DIR / "console.pid", "console")
+    processes.stop(infra.RUN_DIR / "console.pid", "console")
     for name in SERVICES:
-        infra._stop(infra.RUN_DIR / f"{name}.pid", name)
-    infra._stop(infra.RUN_DIR / "sinks.pid", "sinks")
+        processes.stop(infra.RUN_DIR / f"{name}.pid", name)
+    processes.stop(infra.RUN_DIR / "sinks.pid", "sinks")
     infra.down()
 
 
@@ -153,11 +153,11 @@ def main(argv: list[str] | None = None) -> int:
             down()
         else:
             for name, port in {**SERVICES, "console": CONSOLE_PORT}.items():
-                pid = infra._pid_alive(infra.RUN_DIR / f"{name}.pid")
+                pid = processes.pid_alive(infra.RUN_DIR / f"{name}.pid")
                 state = "healthy" if pid and _healthy(port) else ("running" if pid else "stopped")
                 print(f"{name:<14} {state}")
     except infra.InfraError as exc:
-        infra._log(f"error: {exc}")
+        processes.log(f"error: {exc}")
         return 1
     return 0
 

@@ -95,7 +95,7 @@ async def preview(request: Request, body: PreviewBody) -> dict[str, Any]:
 @router.get("/suppressions", dependencies=[require("notifications:read")], summary="The suppression list")
 async def list_suppressions(request: Request, kind: Literal["customer", "email", "phone"] | None = None,
                             limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> dict[str, Any]:
-    docs = await _repo(request).list_suppressions(kind, limit)
+    docs = await _repo(request).suppression_list.entries(kind, limit)
     return {"suppressions": [{"id": d["_id"], **{k: d.get(k) for k in (
         "kind", "value", "channel", "all_messages", "reason", "created_at")}} for d in docs]}
 
@@ -107,7 +107,7 @@ async def add_suppression(request: Request, body: SuppressionBody) -> dict[str, 
     if body.kind == "customer" and not _valid_customer(value):
         raise HTTPException(422, "value: not a customer id")
     entry = SuppressionEntry(kind=body.kind, value=value, channel=body.channel, all_messages=body.all_messages)
-    doc = await _repo(request).add_suppression(entry, body.reason, _workflow(request).clock.now())
+    doc = await _repo(request).suppression_list.add(entry, body.reason, _workflow(request).clock.now())
     return {"id": doc["_id"], "kind": doc["kind"], "value": doc["value"], "channel": doc["channel"],
             "all_messages": doc["all_messages"], "reason": doc["reason"]}
 
@@ -115,7 +115,7 @@ async def add_suppression(request: Request, body: SuppressionBody) -> dict[str, 
 @router.delete("/suppressions/{suppression_id}", status_code=status.HTTP_204_NO_CONTENT,
                dependencies=[require("notifications:write")], summary="Remove an entry of the suppression list")
 async def remove_suppression(request: Request, suppression_id: Annotated[str, Path(max_length=300)]) -> None:
-    if not await _repo(request).remove_suppression(suppression_id):
+    if not await _repo(request).suppression_list.remove(suppression_id):
         raise HTTPException(404, "no such suppression")
 
 
@@ -126,8 +126,8 @@ async def unsubscribe(request: Request, customer_id: Annotated[str, Query(patter
     workflow = _workflow(request)
     if not workflow.verify_unsubscribe(customer_id, token):
         raise HTTPException(403, "token: does not match the customer")
-    await _repo(request).add_suppression(SuppressionEntry(kind="customer", value=customer_id), "unsubscribed",
-                                         workflow.clock.now())
+    await _repo(request).suppression_list.add(SuppressionEntry(kind="customer", value=customer_id), "unsubscribed",
+                                              workflow.clock.now())
 
 
 COMPLAINT_ID = r"^[A-Za-z0-9][A-Za-z0-9._:\-]*$"

@@ -1,14 +1,13 @@
 """MongoDB access of the notifications service.
 
 Collections: ``customers`` (this service's copy of what it needs of a profile; name, e-mail and
-phone sealed under the service's own keys), ``notifications``
-(one document per dedupe key: the request and its state; no personal data), ``outcomes`` (sent or
-failed, per dedupe key: written in one insert per batch, because FerretDB commits every single
-update on its own and a fan-out of updates crawls),
-``suppressions`` (the suppression list; an address or number is found by its blind index and
-stored sealed), ``staff_alerts`` (one document per staff alert: its state and, sealed, whom it
-reaches) and ``scheduler_runs`` (daily runs per time zone done, and
-the list of time zones customers live in).
+phone sealed under the service's own keys), ``notifications`` (one document per dedupe key: the
+request and its state; no personal data), ``outcomes`` (sent or failed, per dedupe key: written in
+one insert per batch, because FerretDB commits every single update on its own and a fan-out of
+updates crawls), ``staff_alerts`` (one document per staff alert: its state and, sealed, whom it
+reaches) and ``scheduler_runs`` (daily runs per time zone done, and the list of time zones
+customers live in). The suppression list (``suppressions``) is kept by the repository's
+``suppression_list`` (``suppressions_repository``).
 
 Every query on a hot path holds an equality on ``_id`` or on a declared index field that selects
 few rows: FerretDB v1 hands PostgreSQL only top-level scalar equalities and filters everything else
@@ -29,17 +28,17 @@ from pymongo import UpdateOne
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from shared import rotation
-from shared.mongo import DUPLICATE_KEY, Index, Store, index, insert_once, update_in_commands
-from shared.pii import PiiCipher, context
+from shared.mongo import DUPLICATE_KEY, Index, Store, find_each, index, insert_once, update_in_commands
+from shared.pii import PiiCipher
 
-from . import alerts
-from .domain import Profile, Request, SuppressionEntry, repeat_key
+from . import alerts, suppressions_repository
+from .domain import Profile, Request, repeat_key
 
 INDEXES: list[Index] = [
     index("customers", "timezone"),
     index("notifications", "customer_id", "created_at"),
     index("notifications", "due_slot"),
-    index("suppressions", "customer_id"),
+    *suppressions_repository.INDEXES,
     index("outcomes", "customer_id", "created_at"),
     index("staff_alerts", "due_slot"),
     index("staff_alerts", "customer_id"),
@@ -105,12 +104,12 @@ class Repository:
         self.cipher = cipher
         self.customers = store["customers"]
         self.notifications = store["notifications"]
-        self.suppressions = store["suppressions"]
         self.survey_answers = store["survey_answers"]
         self.runs = store["scheduler_runs"]
         self.outcomes = store["outcomes"]
         self.staff_alerts = store["staff_alerts"]
         self._zones_noted: set[str] = set()
+        self.suppression_list = suppressions_repository.SuppressionList(store, cipher)
 
     # --- customers --------------------------------------------------------------------------------
 
@@ -126,7 +125,7 @@ class Repository:
         return self._profile(doc) if doc else None
 
     async def profiles(self, customer_ids: Iterable[str]) -> dict[str, Profile]:
-        docs = await _each(self.customers, set(customer_ids))
+        docs = await find_each(self.customers, set(customer_ids))
         return {d["_id"]: self._profile(d) for d in docs}
 
     async def save_profile(self, profile: Profile, timezone: str) -> None:
@@ -169,7 +168,7 @@ class Repository:
         # The profile goes last: once it is gone, everything else about the customer is too.
         await asyncio.gather(self.notifications.delete_many({"customer_id": customer_id}),
                              self.outcomes.delete_many({"customer_id": customer_id}),
-                             self.suppressions.delete_many({"customer_id": customer_id}),
+                             self.suppression_list.erase(customer_id),
                              self.staff_alerts.delete_many({"customer_id": customer_id}),
                              self.survey_answers.delete_many({"customer_id": customer_id}))
         await self.customers.delete_one({"_id": customer_id})
@@ -207,12 +206,12 @@ class Repository:
     # --- notifications ----------------------------------------------------------------------------
 
     async def by_keys(self, keys: Sequence[str]) -> dict[str, dict[str, Any]]:
-        return await self._with_outcomes(await _each(self.notifications, set(keys)))
+        return await self._with_outcomes(await find_each(self.notifications, set(keys)))
 
     async def _with_outcomes(self, docs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
         """The records with the outcome of those that were sent or failed merged in."""
         sending = [d["_id"] for d in docs if d["status"] == "sending"]
-        outcomes = {o["_id"]: o for o in await _each(self.outcomes, sending)}
+        outcomes = {o["_id"]: o for o in await find_each(self.outcomes, sending)}
         return {d["_id"]: {**d, **outcomes.get(d["_id"], {})} for d in docs}
 
     async def care_history(self, customer_ids: Iterable[str], since: datetime, repeat_since: datetime,
@@ -368,52 +367,6 @@ class Repository:
         """Every deferred alert: the scheduler's one pass at start."""
         return [self._staff_alert(d) for d in await self.staff_alerts.find({"status": "deferred"}).to_list(None)]
 
-    # --- suppression list -------------------------------------------------------------------------
-
-    async def suppressions_for(self, profiles: Iterable[Profile]) -> dict[str, list[SuppressionEntry]]:
-        """Entries naming each customer (by ``customer_id``) or their address or number (by ``_id``)."""
-        profiles = list(profiles)
-        found = await asyncio.gather(*(self._suppressions_of(p) for p in profiles))
-        return {p.customer_id: entries for p, entries in zip(profiles, found, strict=True) if entries}
-
-    def suppression_id(self, entry: SuppressionEntry) -> str:
-        """A customer's entry by id (and channel); an address or number by its blind index."""
-        return self._suppression_ids(entry)[0]
-
-    def _suppression_ids(self, entry: SuppressionEntry) -> list[str]:
-        """The entry's id, then (an address or number) its ids under the previous blind-index keys,
-        where it may still be filed while a rotation is under way."""
-        if entry.kind == "customer":
-            return [f"customer:{entry.value}:{entry.channel}" if entry.channel else f"customer:{entry.value}"]
-        return [f"{entry.kind}:{index}"
-                for index in self.cipher.blind_indexes(entry.kind, _normalised(entry.kind, entry.value))]
-
-    def _suppression(self, doc: dict[str, Any]) -> dict[str, Any]:
-        if isinstance(doc.get("value"), dict):
-            doc = dict(doc, value=self.cipher.open(doc["value"], context=context("suppressions", doc["_id"], "value")))
-        return doc
-
-    async def _suppressions_of(self, p: Profile) -> list[SuppressionEntry]:
-        ids = [i for kind, value in (("email", p.email), ("phone", p.phone)) if value
-               for i in self._suppression_ids(SuppressionEntry(kind, value))]
-        by_customer, by_contact = await asyncio.gather(
-            self.suppressions.find({"customer_id": p.customer_id}).to_list(None), _each(self.suppressions, ids))
-        return [suppression_from_doc(self._suppression(d)) for d in by_customer + by_contact]
-
-    async def add_suppression(self, entry: SuppressionEntry, reason: str, at: datetime) -> dict[str, Any]:
-        key = self.suppression_id(entry)
-        value: Any = (entry.value if entry.kind == "customer"
-                      else self.cipher.seal(entry.value, context=context("suppressions", key, "value")))
-        doc = {"_id": key, "kind": entry.kind, "value": value, "channel": entry.channel,
-               "all_messages": entry.all_messages, "reason": reason, "created_at": at,
-               "customer_id": entry.value if entry.kind == "customer" else None,
-               "bidx_kid": self.cipher.blind_key_id if entry.kind != "customer" else None}
-        await self.suppressions.replace_one({"_id": doc["_id"]}, doc, upsert=True)
-        return self._suppression(doc)
-
-    async def remove_suppression(self, suppression_id_: str) -> bool:
-        return (await self.suppressions.delete_one({"_id": suppression_id_})).deleted_count == 1
-
     # --- survey answers -----------------------------------------------------------------------------
 
     async def record_survey_answer(self, interaction_id: str, customer_id: str, complaint_id: str | None,
@@ -441,32 +394,6 @@ class Repository:
     async def count_unrotated(self, name: str) -> int:
         return await self.store[name].count_documents(rotation.stale_fields(self.cipher))
 
-    def _unfiled(self) -> dict[str, Any]:
-        """Address and number entries sealed under an old key or filed under an old blind index."""
-        return {"kind": {"$in": ["email", "phone"]},
-                "$or": [{"bidx_kid": {"$ne": self.cipher.blind_key_id}},
-                        {"value.k": {"$ne": self.cipher.active_key_id}}]}
-
-    async def refile_suppressions(self, limit: int) -> tuple[int, int]:
-        """Up to ``limit`` address and number entries filed again under the active keys (a new id
-        when the blind index changes, the old one removed after): (found, refiled)."""
-        docs = await self.suppressions.find(self._unfiled()).limit(limit).to_list(None)
-        for doc in docs:
-            opened = self._suppression(dict(doc))
-            entry = SuppressionEntry(doc["kind"], opened["value"], channel=doc.get("channel"),
-                                     all_messages=doc.get("all_messages", False))
-            added = await self.add_suppression(entry, doc.get("reason") or "", doc["created_at"])
-            if added["_id"] != doc["_id"]:
-                await self.suppressions.delete_one({"_id": doc["_id"]})
-        return len(docs), len(docs)
-
-    async def count_unfiled(self) -> int:
-        return await self.suppressions.count_documents(self._unfiled())
-
-    async def list_suppressions(self, kind: str | None, limit: int) -> list[dict[str, Any]]:
-        docs = await self.suppressions.find({"kind": kind} if kind else {}).sort("_id", 1).limit(limit).to_list(None)
-        return [self._suppression(d) for d in docs]
-
     # --- scheduler ----------------------------------------------------------------------------------
 
     async def run_done(self, run_id: str) -> bool:
@@ -474,13 +401,6 @@ class Repository:
 
     async def mark_run(self, run_id: str, at: datetime, count: int) -> None:
         await self.runs.replace_one({"_id": run_id}, {"_id": run_id, "done_at": at, "requests": count}, upsert=True)
-
-
-async def _each(collection: Any, ids: Iterable[str]) -> list[dict[str, Any]]:
-    """The documents under ``ids``, one ``find_one`` each, concurrently: FerretDB v1 answers an
-    ``_id`` ``$in`` by reading the whole collection."""
-    docs = await asyncio.gather(*(collection.find_one({"_id": i}) for i in ids))
-    return [d for d in docs if d is not None]
 
 
 async def _chunks(cursor: Any, size: int) -> AsyncIterator[list[dict[str, Any]]]:
@@ -492,12 +412,3 @@ async def _chunks(cursor: Any, size: int) -> AsyncIterator[list[dict[str, Any]]]
             chunk = []
     if chunk:
         yield chunk
-
-
-def _normalised(kind: str, value: str) -> str:
-    return value.strip().lower() if kind == "email" else "".join(value.split())
-
-
-def suppression_from_doc(doc: dict[str, Any]) -> SuppressionEntry:
-    return SuppressionEntry(kind=doc["kind"], value=doc["value"], channel=doc.get("channel"),
-                            all_messages=bool(doc.get("all_messages")))

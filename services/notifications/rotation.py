@@ -15,7 +15,7 @@ SEALED_COLLECTIONS = ("customers", "staff_alerts")
 async def rotate_keys(repo: Repository, batch_size: int) -> dict[str, int]:
     batches = {name: (lambda n, name=name: repo.reseal_batch(name, n), lambda name=name: repo.count_unrotated(name))
                for name in SEALED_COLLECTIONS}
-    batches["suppressions"] = (repo.refile_suppressions, repo.count_unfiled)
+    batches["suppressions"] = (repo.suppression_list.refile, repo.suppression_list.count_unfiled)
     return await rotation.rotate(batches, batch_size)
 
 

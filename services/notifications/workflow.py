@@ -156,7 +156,7 @@ class Workflow:
         customers = {r.customer_id for r in todo}
         care = {r.customer_id for r in todo if not r.transactional}
         suppressions, (counts, last_sent) = await asyncio.gather(
-            self.repo.suppressions_for(p for c, p in profiles.items() if c in customers),
+            self.repo.suppression_list.entries_for(p for c, p in profiles.items() if c in customers),
             self.repo.care_history(care, now - self.policy.window, now - self.policy.longest_repeat,
                                    [r.dedupe_key for r in todo])
             if care else _nothing())

@@ -1,4 +1,4 @@
-"""The notifications store keeps personal data sealed, on the real store."""
+"""The notifications store keeps personal data sealed, and forgets an erased customer, on the real store."""
 
 from __future__ import annotations
 
@@ -26,22 +26,33 @@ async def test_names_addresses_and_numbers_are_sealed_at_rest_and_read_back_whol
     try:
         await repo.save_profile(profile, "Asia/Shanghai")
         await repo.save_tiers({profile.customer_id: {"value_tier": "high"}})
-        by_address = await repo.add_suppression(SuppressionEntry("email", email.lower()), "bounced",
-                                                datetime.now(UTC))
-        await repo.add_suppression(SuppressionEntry("phone", phone), "complaint", datetime.now(UTC))
-        raw = [*await store["customers"].find({}).to_list(None), *await store["suppressions"].find({}).to_list(None)]
-        for secret in (email, email.lower(), phone, name):
+        raw = await store["customers"].find({}).to_list(None)
+        for secret in (email, phone, name):
             assert secret not in str(raw)
         back = await repo.profile(profile.customer_id)
         assert back is not None and (back.name, back.email, back.phone, back.value_tier) == (name, email, phone, "high")
-        # The profile's address, written with capitals, meets the entry; spaces in a number do not matter.
-        found = await repo.suppressions_for([back])
-        assert sorted(e.kind for e in found[profile.customer_id]) == ["email", "phone"]
-        assert by_address["value"] == email.lower()
-        listed = await repo.list_suppressions("email", 10)
-        assert [d["value"] for d in listed] == [email.lower()]
-        assert await repo.remove_suppression(listed[0]["_id"])
-        assert [e.kind for e in (await repo.suppressions_for([back]))[profile.customer_id]] == ["phone"]
+    finally:
+        await store.client.drop_database(store.db.name)
+        await store.close()
+
+
+async def test_an_erased_customer_leaves_the_suppression_list_and_an_address_entry_stays(
+        infra: dict[str, str], unique: str) -> None:
+    settings = NotificationsSettings(mongodb_database=f"test_notifications_erase_{unique}")
+    store = Store.connect(settings, INDEXES)
+    repo = Repository(store, PiiCipher.from_settings(settings))
+    erased, other = f"C-{unique}", f"C-other-{unique}"
+    email = f"erin.{unique}@example.org"
+    at = datetime.now(UTC)
+    try:
+        await repo.save_profile(Profile(erased, email=email), "Asia/Shanghai")
+        for customer in (erased, other):
+            await repo.suppression_list.add(SuppressionEntry("customer", customer), "unsubscribed", at)
+        await repo.suppression_list.add(SuppressionEntry("email", email), "bounced", at)
+        await repo.erase(erased)
+        assert await repo.profile(erased) is None
+        left = await repo.suppression_list.entries(None, 10)
+        assert sorted((d["kind"], d["value"]) for d in left) == [("customer", other), ("email", email)]
     finally:
         await store.client.drop_database(store.db.name)
         await store.close()

@@ -76,13 +76,13 @@ async def _fill(repo: Repository, unique: str) -> dict[str, Any]:
     await repo.notifications.insert_many(records)
     await repo.outcomes.insert_many(results)
 
-    suppressions = [{"_id": repo.suppression_id(SuppressionEntry("email", f"other{i}-{unique}@example.com")),
+    suppressions = [{"_id": repo.suppression_list.entry_id(SuppressionEntry("email", f"other{i}-{unique}@example.com")),
                      "kind": "email", "value": f"other{i}@x", "channel": None, "all_messages": False,
                      "reason": "bounced", "created_at": BASE, "customer_id": None} for i in range(1000)]
     suppressions += [{"_id": f"customer:{cid}", "kind": "customer", "value": cid, "channel": None,
                       "all_messages": False, "reason": "requested", "created_at": BASE, "customer_id": cid}
                      for cid in ids[SHANGHAI][-300:]]
-    await repo.suppressions.insert_many(suppressions)
+    await repo.suppression_list.suppressions.insert_many(suppressions)
 
     # Staff alerts told long ago, and a few waiting days ahead for a mail server to come back.
     staff_alerts = []

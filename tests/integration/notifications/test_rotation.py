@@ -50,14 +50,15 @@ async def test_suppressed_addresses_are_found_during_and_after_a_rotation_of_bot
         for person in people:
             await repo.save_profile(person, "Asia/Shanghai")
         for person in people[:3]:
-            await repo.add_suppression(SuppressionEntry("email", person.email.upper()), "bounced", AT)  # type: ignore[union-attr]
+            await repo.suppression_list.add(SuppressionEntry("email", person.email.upper()),  # type: ignore[union-attr]
+                                            "bounced", AT)
     rotating = {"pii_keys": {"k1": pii1, "k2": pii2}, "pii_active_key_id": "k2", "blind_index_key": blind2,
                 "blind_index_previous_keys": [blind1], "rotation_batch_size": 2}
     async with Opened(unique, **rotating) as repo:
-        assert len(await repo.suppressions_for(people)) == 3  # found under the old blind index
+        assert len(await repo.suppression_list.entries_for(people)) == 3  # found under the old blind index
         rewritten = await rotate_keys(repo, 2)
         again = await rotate_keys(repo, 2)
-        raw = await repo.suppressions.find({}).to_list(None)
+        raw = await repo.suppression_list.suppressions.find({}).to_list(None)
         raw_people = await repo.customers.find({}).to_list(None)
     assert rewritten == {"customers": 5, "staff_alerts": 0, "suppressions": 3}
     assert again == {"customers": 0, "staff_alerts": 0, "suppressions": 0}
@@ -65,8 +66,8 @@ async def test_suppressed_addresses_are_found_during_and_after_a_rotation_of_bot
     assert {d["pii_kid"] for d in raw_people} == {"k2"}
     assert "example.com" not in json.dumps(raw_people, default=str) and "Person" not in json.dumps(raw_people, default=str)
     async with Opened(unique, pii_keys={"k2": pii2}, pii_active_key_id="k2", blind_index_key=blind2) as repo:
-        found = await repo.suppressions_for(people)
-        listed = await repo.list_suppressions("email", 10)
+        found = await repo.suppression_list.entries_for(people)
+        listed = await repo.suppression_list.entries("email", 10)
         profile = await repo.profile(people[4].customer_id)
     assert sorted(found) == sorted(p.customer_id for p in people[:3])
     assert sorted(s["value"] for s in listed) == sorted(p.email.upper() for p in people[:3])  # type: ignore[union-attr]

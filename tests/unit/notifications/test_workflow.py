@@ -20,21 +20,24 @@ REQUEST = Request("C-1", "tier", "tier_upgrade", "tier_upgrade", "tier_upgrade:v
                   {"tier": "high", "previous": "medium", "needed": ""})
 
 
+class NoSuppressions:
+    async def entries_for(self, profiles: Iterable[Profile]) -> dict[str, list[Any]]:
+        return {}
+
+
 class Records:
     """The notifications store as the workflow uses it, in memory."""
 
     def __init__(self) -> None:
         self.docs: dict[str, dict[str, Any]] = {}
         self.outcomes: list[dict[str, Any]] = []
+        self.suppression_list = NoSuppressions()
 
     async def by_keys(self, keys: Sequence[str]) -> dict[str, dict[str, Any]]:
         return {k: dict(self.docs[k]) for k in keys if k in self.docs}
 
     async def profiles(self, ids: Iterable[str]) -> dict[str, Profile]:
         return {PROFILE.customer_id: PROFILE}
-
-    async def suppressions_for(self, profiles: Iterable[Profile]) -> dict[str, list[Any]]:
-        return {}
 
     async def care_history(self, *args: Any) -> tuple[dict[str, int], dict[tuple[str, str], datetime]]:
         return {}, {}

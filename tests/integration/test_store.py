@@ -14,7 +14,7 @@ import pytest
 from pymongo import AsyncMongoClient, UpdateOne
 from pymongo.errors import DuplicateKeyError
 
-from deploy.local import infra
+from deploy.local.store import Postgres
 from shared.mongo import Store, index, update_in_commands
 from shared.settings import ServiceSettings
 from tests.scans import scanned, settled
@@ -30,20 +30,20 @@ def _store(unique: str) -> tuple[Store, str]:
 
 
 def _gin_expressions(database: str) -> set[str]:
-    rows = infra.Postgres().psql(
+    rows = Postgres().psql(
         f"SELECT indexdef FROM pg_indexes WHERE schemaname = '{database}' AND indexdef LIKE '%USING gin%'")
     return {line.split("USING gin ", 1)[1] for line in rows.splitlines() if line}
 
 
 def _btrees(database: str) -> set[str]:
-    rows = infra.Postgres().psql(
+    rows = Postgres().psql(
         f"SELECT indexdef FROM pg_indexes WHERE schemaname = '{database}' AND indexdef LIKE '%USING btree%' "
         "AND tablename NOT LIKE '\\_ferretdb\\_%'")
     return {line.split("USING btree ", 1)[1] for line in rows.splitlines() if line}
 
 
 def _analyze() -> None:
-    infra.Postgres().psql("ANALYZE")
+    Postgres().psql("ANALYZE")
 
 
 async def test_every_key_of_every_declared_index_gets_a_gin_index_on_the_expression_ferretdb_filters_with(
