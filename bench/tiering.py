@@ -37,6 +37,8 @@ from pymongo import AsyncMongoClient
 from bench._infra import commit, create_topic, offsets, private_store, proc_status
 from bench._report import Section, arguments, emit, ratio, verdict
 from services.tiering import domain
+from services.tiering.classification import classify
+from services.tiering.metrics import Entry, compute_cutoffs, compute_metrics
 from services.tiering.app import build_app
 from services.tiering.handlers import SUBSCRIBED
 from services.tiering.policy import default_policy
@@ -343,8 +345,8 @@ def _state(i: int, ledger: list[tuple[int, int]], policy: Any) -> CustomerState:
     state = CustomerState(f"P{i}")
     for n, (days, minor) in enumerate(ledger):
         key = f"p:{i}-{n}"
-        state.ledger[key] = domain.Entry(key, "purchase", NOW - timedelta(days=days), minor)
-    state.metrics = domain.compute_metrics(state.ledger.values(), NOW, policy)
+        state.ledger[key] = Entry(key, "purchase", NOW - timedelta(days=days), minor)
+    state.metrics = compute_metrics(state.ledger.values(), NOW, policy)
     state.rev = 1
     return state
 
@@ -361,7 +363,7 @@ async def seed_population(settings: TieringSettings, customers: int) -> float:
         spends.append(m.spend_12m)
         orders.append(m.orders_12m)
         recencies.append(m.recency_days(NOW) or 0)
-    cutoffs = domain.compute_cutoffs(spends, orders, recencies, policy, NOW, 1)
+    cutoffs = compute_cutoffs(spends, orders, recencies, policy, NOW, 1)
     del spends, orders, recencies
     store = Store.connect(settings, INDEXES)
     await store.ensure_indexes()
@@ -385,7 +387,7 @@ async def seed_population(settings: TieringSettings, customers: int) -> float:
         docs: list[dict[str, Any]] = []
         for i, ledger in _ledgers(customers):
             state = _state(i, ledger, policy)
-            targets = domain.classify(state.metrics, cutoffs, policy, NOW)
+            targets = classify(state.metrics, cutoffs, policy, NOW)
             state.snapshot, _ = domain.decide(domain.Snapshot(), targets, state.metrics, cutoffs, policy, NOW, NOW)
             docs.append(state_doc(state, policy.version, NOW))
             if len(docs) >= SEED_CHUNK or i == customers - 1:

@@ -38,7 +38,7 @@ from shared.contract.topics import (
 )
 from shared.kafka import DeadLetterMiddleware, Rejected, batch_options, dead_letter_event
 
-from .domain import RuleViolation
+from .metrics import RuleViolation
 from .workflow import Workflow, Position
 from .settings import TieringSettings
 

@@ -20,7 +20,8 @@ from shared.contract.events import CustomerClassification, CustomerTierChanged
 from shared.kafka import OutboundRecord, trace_headers
 
 from . import domain
-from .domain import Change, Cutoffs, Metrics
+from .domain import Change
+from .metrics import Cutoffs, Metrics, rfm_scores
 from .policy import Policy
 from .repository import CustomerState
 
@@ -29,7 +30,7 @@ SOURCE = "carecrm/tiering"
 
 def tier_metrics(policy: Policy, cutoffs: Cutoffs | None, m: Metrics, now: datetime) -> bytes:
     """The metrics as JSON, encoded once for all of the customer's events."""
-    scores = domain.rfm_scores(m, cutoffs, now)
+    scores = rfm_scores(m, cutoffs, now)
     currency, shown = shown_in(policy, m.currency)
     metrics = {
         "currency": currency, "spend_12m": shown(m.spend_12m), "orders_12m": m.orders_12m,

@@ -16,7 +16,9 @@ from typing import Any, NamedTuple
 
 from shared.contract.events import DIMENSIONS
 
-from .domain import CHURN_SIGNALS, RANKS, Entry, Metrics, churn_signal
+from .classification import CHURN_SIGNALS, churn_signal
+from .domain import RANKS
+from .metrics import Entry, Metrics
 from .policy import Policy
 
 _ABC = RANKS["abc_class"][::-1]

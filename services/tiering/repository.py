@@ -25,7 +25,8 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from shared.mongo import DUPLICATE_KEY, Index, Store, index
 
-from .domain import Change, Cutoffs, Entry, Metrics, Override, Pending, Snapshot, stable_id
+from .domain import Change, Override, Pending, Snapshot, stable_id
+from .metrics import Cutoffs, Entry, Metrics
 from .policy import Policy
 
 INDEXES: list[Index] = [

@@ -30,7 +30,9 @@ from shared.contract.topics import CRM_CUSTOMER_TIERS
 from shared.kafka import OutboundRecord, Publisher
 
 from . import domain, outbound, reports
-from .domain import Cutoffs, Metrics, Override, RuleViolation
+from .classification import classify
+from .domain import Override
+from .metrics import Cutoffs, Metrics, RuleViolation, add_entry, compute_cutoffs, compute_metrics, entry_for
 from .policy import Policy, default_policy
 from .repository import (
     CustomerState,
@@ -274,11 +276,11 @@ class Workflow:
             try:
                 for event in events:
                     try:
-                        entry = domain.entry_for(event, policy)
+                        entry = entry_for(event, policy)
                         if entry is None:
                             continue
                         state = states[event.subject]
-                        if domain.add_entry(state.ledger, entry):
+                        if add_entry(state.ledger, entry):
                             self.events_in.labels(entry.kind).inc()
                             last = touched.get(event.subject)
                             touched[event.subject] = event if last is None or event.time >= last.time else last
@@ -401,7 +403,7 @@ class Workflow:
                 spends.append(s.spend_12m)
                 orders.append(s.orders_12m)
                 recencies.append(max(0, (now - s.last_purchase_at).days))
-        return domain.compute_cutoffs(spends, orders, recencies, policy, now, version)
+        return compute_cutoffs(spends, orders, recencies, policy, now, version)
 
     def _measured(self, cutoffs: Cutoffs) -> None:
         """New cut-offs: the population's drift counts from here."""
@@ -465,7 +467,7 @@ class Workflow:
                 customers += 1
                 metrics = Metrics.from_doc(doc.get("metrics") or {})
                 previous = snapshot_from_doc(doc)
-                targets = domain.classify(metrics, cutoffs, policy, now)
+                targets = classify(metrics, cutoffs, policy, now)
                 _, changes = domain.decide(previous, targets, metrics, cutoffs, policy, now, now, immediate=True)
                 changed += bool(changes)
                 for ch in changes:
@@ -584,8 +586,8 @@ class Workflow:
         records: list[OutboundRecord] = []
         changed = 0
         for state, effective_at, cause in work:
-            metrics = domain.compute_metrics(state.ledger.values(), now, policy)
-            targets = domain.classify(metrics, self.cutoffs, policy, now)
+            metrics = compute_metrics(state.ledger.values(), now, policy)
+            targets = classify(metrics, self.cutoffs, policy, now)
             snapshot, changes = domain.decide(state.snapshot, targets, metrics, self.cutoffs, policy, now,
                                               effective_at, immediate=immediate)
             next_eval = domain.next_evaluation(state.ledger.values(), metrics, snapshot, policy, now)

@@ -26,6 +26,8 @@ from pymongo import AsyncMongoClient
 
 from deploy.local.infra import FerretDB, Kafka
 from services.tiering import domain
+from services.tiering.classification import classify
+from services.tiering.metrics import Entry, compute_metrics
 from services.tiering.policy import default_policy
 from shared.contract.topics import (
     CRM_COMPLAINTS,
@@ -102,7 +104,7 @@ class Replay:
     clean run is the rules applied once to each customer's whole ledger."""
 
     events: list[dict[str, Any]]
-    ledgers: dict[str, list[domain.Entry]] = field(default_factory=dict)
+    ledgers: dict[str, list[Entry]] = field(default_factory=dict)
 
     @property
     def customers(self) -> list[str]:
@@ -142,21 +144,21 @@ def replay(prefix: str, *, customers: int, purchases: int, seed: int = 7, spread
         result.events.append(envelope("order.purchase.completed", customer,
                                       {"order_id": order_id, "total_amount": str(amount), "currency": "CNY",
                                        "channel": "online"}, time_=at, traceparent=trace))
-        result.ledgers[customer].append(domain.Entry(f"p:{order_id}", "purchase", at, int(amount * 100),
-                                                     order_id=order_id))
+        result.ledgers[customer].append(Entry(f"p:{order_id}", "purchase", at, int(amount * 100),
+                                              order_id=order_id))
     for customer in [c for c, ledger in result.ledgers.items() if not ledger]:
         del result.ledgers[customer]
     return result
 
 
-def clean_classification(ledger: Iterable[domain.Entry], now: datetime | None = None) -> dict[str, str]:
+def clean_classification(ledger: Iterable[Entry], now: datetime | None = None) -> dict[str, str]:
     """What a clean run ends with for one customer: the default policy's rules over the whole
     ledger at once (no cut-offs: the population refresh is off in these tests)."""
     policy = default_policy()
     now = now or datetime.now(UTC)
     entries = list(ledger)
-    metrics = domain.compute_metrics(entries, now, policy)
-    targets = domain.classify(metrics, None, policy, now)
+    metrics = compute_metrics(entries, now, policy)
+    targets = classify(metrics, None, policy, now)
     snapshot, _ = domain.decide(domain.Snapshot(), targets, metrics, None, policy, now, now)
     return snapshot.output
 

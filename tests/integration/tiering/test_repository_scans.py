@@ -19,7 +19,9 @@ import pytest
 
 from services.tiering import domain
 from services.tiering.app import build_app
-from services.tiering.domain import Entry, Snapshot
+from services.tiering.classification import classify
+from services.tiering.domain import Snapshot
+from services.tiering.metrics import Cutoffs, Entry, compute_cutoffs, compute_metrics
 from services.tiering.workflow import Workflow
 from services.tiering.policy import Policy, default_policy
 from services.tiering.repository import CustomerState, Repository, doc_id, history_doc, state_doc
@@ -48,12 +50,12 @@ def _ledger(cid: str, i: int) -> dict[str, Entry]:
     return ledger
 
 
-def _state(cid: str, i: int, policy: Policy, cutoffs: domain.Cutoffs) -> tuple[CustomerState, list[Any]]:
+def _state(cid: str, i: int, policy: Policy, cutoffs: Cutoffs) -> tuple[CustomerState, list[Any]]:
     """A classified customer, and the changes its classification made."""
     state = CustomerState(cid)
     state.ledger = _ledger(cid, i)
-    state.metrics = domain.compute_metrics(state.ledger.values(), NOW, policy)
-    targets = domain.classify(state.metrics, cutoffs, policy, NOW)
+    state.metrics = compute_metrics(state.ledger.values(), NOW, policy)
+    targets = classify(state.metrics, cutoffs, policy, NOW)
     state.snapshot, changes = domain.decide(Snapshot(), targets, state.metrics, cutoffs, policy, NOW, NOW,
                                             immediate=True)
     state.next_eval_at = domain.next_evaluation(state.ledger.values(), state.metrics, state.snapshot, policy, NOW)
@@ -65,11 +67,11 @@ async def _fill(repo: Repository, unique: str) -> list[str]:
     """Thousands of documents in every collection that grows, the way the service writes them."""
     policy = default_policy()
     ids = [f"S{i:05d}-{unique}" for i in range(CUSTOMERS)]
-    plain = [domain.compute_metrics(_ledger(cid, i).values(), NOW, policy) for i, cid in enumerate(ids)]
+    plain = [compute_metrics(_ledger(cid, i).values(), NOW, policy) for i, cid in enumerate(ids)]
     spends, orders = [m.spend_12m for m in plain], [m.orders_12m for m in plain]
     recencies = [m.recency_days(NOW) or 0 for m in plain]
-    versions = [domain.compute_cutoffs(list(spends), orders, recencies, policy,
-                                       NOW - timedelta(hours=CUTOFF_VERSIONS - v), v) for v in (1, CUTOFF_VERSIONS)]
+    versions = [compute_cutoffs(list(spends), orders, recencies, policy,
+                                NOW - timedelta(hours=CUTOFF_VERSIONS - v), v) for v in (1, CUTOFF_VERSIONS)]
     await repo.cutoffs.insert_many([{"_id": v, **{**versions[0].to_doc(), "version": v}}
                                     for v in range(1, CUTOFF_VERSIONS)])
     await repo.store_cutoffs(versions[1])

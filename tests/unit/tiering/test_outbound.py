@@ -10,6 +10,8 @@ from decimal import Decimal
 from prometheus_client import CollectorRegistry
 
 from services.tiering import domain, outbound
+from services.tiering.classification import classify
+from services.tiering.metrics import Entry, add_entry, compute_metrics, entry_for
 from services.tiering.workflow import Workflow
 from services.tiering.policy import default_policy
 from services.tiering.repository import CustomerState, history_doc
@@ -32,10 +34,10 @@ def workflow_with_customer() -> tuple[Workflow, CustomerState, list[domain.Chang
     workflow.policy = default_policy()
     state = CustomerState("C-outbound-1")
     for n, days in enumerate((200, 100, 40, 3)):
-        domain.add_entry(state.ledger, domain.Entry(f"p:o{n}", "purchase", NOW - timedelta(days=days), 90_000_00,
-                                                    order_id=f"o{n}"))
-    state.metrics = domain.compute_metrics(state.ledger.values(), NOW, workflow.policy)
-    targets = domain.classify(state.metrics, None, workflow.policy, NOW)
+        add_entry(state.ledger, Entry(f"p:o{n}", "purchase", NOW - timedelta(days=days), 90_000_00,
+                                             order_id=f"o{n}"))
+    state.metrics = compute_metrics(state.ledger.values(), NOW, workflow.policy)
+    targets = classify(state.metrics, None, workflow.policy, NOW)
     state.snapshot, changes = domain.decide(domain.Snapshot(), targets, state.metrics, None, workflow.policy, NOW, NOW)
     state.rev = 1
     return workflow, state, changes
@@ -106,7 +108,7 @@ def test_a_stored_customer_evaluated_first_after_a_start_has_its_snapshot_publis
 
     def published(when: datetime) -> list[str]:
         order = f"o-{when.timestamp():.0f}"
-        domain.add_entry(state.ledger, domain.Entry(f"p:{order}", "purchase", when, 100, order_id=order))
+        add_entry(state.ledger, Entry(f"p:{order}", "purchase", when, 100, order_id=order))
         cause = parse_event(json.dumps(envelope("order.purchase.completed", state.customer_id, {
             "order_id": order, "total_amount": "1.00", "currency": "CNY", "channel": "online"},
             time_=when)).encode())
@@ -129,10 +131,10 @@ def test_a_customer_paying_in_one_currency_sees_figures_in_it_and_the_base_spend
             event = envelope("order.purchase.completed", "C-outbound-2", {
                 "order_id": f"o{n}", "total_amount": "100.00", "currency": currency, "channel": "online"},
                 time_=NOW - timedelta(days=n + 1))
-            entry = domain.entry_for(parse_event(json.dumps(event).encode()), policy)
+            entry = entry_for(parse_event(json.dumps(event).encode()), policy)
             assert entry is not None
-            domain.add_entry(state.ledger, entry)
-        metrics = domain.compute_metrics(state.ledger.values(), NOW, policy)
+            add_entry(state.ledger, entry)
+        metrics = compute_metrics(state.ledger.values(), NOW, policy)
         return json.loads(outbound.tier_metrics(policy, workflow.cutoffs, metrics, NOW))
 
     pounds = metrics_of("GBP", "GBP")

@@ -8,7 +8,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from services.tiering import domain
-from services.tiering.domain import Entry, RuleViolation, Snapshot
+from services.tiering.classification import churn_after_days, classify
+from services.tiering.domain import Snapshot
+from services.tiering.metrics import Entry, Metrics, RuleViolation, add_entry, compute_cutoffs, compute_metrics
 from services.tiering.policy import default_policy
 
 POLICY = default_policy()
@@ -30,17 +32,17 @@ others = st.lists(st.sampled_from([
 ]), max_size=6)
 
 
-def replay(entries: list[Entry]) -> tuple[dict[str, Entry], domain.Metrics, dict[str, tuple[str, str]]]:
+def replay(entries: list[Entry]) -> tuple[dict[str, Entry], Metrics, dict[str, tuple[str, str]]]:
     ledger: dict[str, Entry] = {}
     for entry in entries:
         try:
-            domain.add_entry(ledger, entry)
+            add_entry(ledger, entry)
         except RuleViolation:
             pass
-    metrics = domain.compute_metrics(ledger.values(), NOW, POLICY)
-    cutoffs = domain.compute_cutoffs([metrics.spend_12m, 1_000_00, 50_000_00], [metrics.orders_12m, 2, 9],
-                                     [metrics.recency_days(NOW) or 0, 30, 3], POLICY, NOW, 1)
-    return ledger, metrics, domain.classify(metrics, cutoffs, POLICY, NOW)
+    metrics = compute_metrics(ledger.values(), NOW, POLICY)
+    cutoffs = compute_cutoffs([metrics.spend_12m, 1_000_00, 50_000_00], [metrics.orders_12m, 2, 9],
+                              [metrics.recency_days(NOW) or 0, 30, 3], POLICY, NOW, 1)
+    return ledger, metrics, classify(metrics, cutoffs, POLICY, NOW)
 
 
 @settings(max_examples=200, deadline=None)
@@ -65,7 +67,7 @@ def test_the_final_state_does_not_depend_on_order_or_duplicates(base: list[Entry
 def test_the_next_evaluation_is_the_earliest_of_every_boundary_still_ahead(entries: list[Entry],
                                                                            days_later: int) -> None:
     ledger, metrics, _ = replay(entries)
-    snapshot, _ = domain.decide(Snapshot(), domain.classify(metrics, None, POLICY, NOW), metrics, None, POLICY,
+    snapshot, _ = domain.decide(Snapshot(), classify(metrics, None, POLICY, NOW), metrics, None, POLICY,
                                 NOW, NOW)
     now = NOW + timedelta(days=days_later)
     window, rule, last = timedelta(days=POLICY.window_days), POLICY.lifecycle, metrics.last_purchase_at
@@ -73,7 +75,7 @@ def test_the_next_evaluation_is_the_earliest_of_every_boundary_still_ahead(entri
                   for span in (timedelta(days=90), timedelta(days=180), window, 2 * window)]
     if last is not None:
         boundaries += [last + timedelta(days=days + 1) for days in (
-            domain.churn_after_days(metrics, POLICY), rule.at_risk_days, rule.churned_days, rule.reactivated_days)]
+            churn_after_days(metrics, POLICY), rule.at_risk_days, rule.churned_days, rule.reactivated_days)]
     boundaries += [p.effective_at for p in snapshot.pending.values()]
     ahead = [b for b in boundaries if b > now]
     assert domain.next_evaluation(ledger.values(), metrics, snapshot, POLICY, now) == (min(ahead) if ahead else None)

@@ -7,6 +7,7 @@ import asyncio
 import pytest
 
 from services.tiering import domain, workflow as workflow_module
+from services.tiering.metrics import Metrics
 from services.tiering.policy import default_policy
 from tests.unit.tiering.test_ownership import NOW, Store, workflow_on
 
@@ -17,7 +18,7 @@ async def test_a_refresh_scan_in_which_nobody_moves_still_lets_the_event_loop_tu
     # held the loop for seconds, and with it the consumers' heartbeats and every request.
     workflow = workflow_on(Store({}))
     workflow.policy = default_policy()
-    standing = domain.standing(domain.Metrics(), {}, ())
+    standing = domain.standing(Metrics(), {}, ())
     workflow.standings = {f"C-{n}": standing for n in range(3 * workflow_module.SCAN_YIELD)}
     turns = 0
     seen: list[int] = []

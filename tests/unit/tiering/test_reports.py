@@ -8,8 +8,8 @@ from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from services.tiering import domain, reports
-from services.tiering.domain import Entry
+from services.tiering import reports
+from services.tiering.metrics import Entry, compute_metrics
 from services.tiering.policy import default_policy
 
 POLICY = default_policy()
@@ -17,7 +17,7 @@ NOW = datetime(2026, 6, 1, 12, tzinfo=UTC)
 
 
 def doc(customer: str, entries: list[Entry], value_tier: str, loyalty: str) -> dict[str, Any]:
-    metrics = domain.compute_metrics(entries, NOW, POLICY)
+    metrics = compute_metrics(entries, NOW, POLICY)
     # As the store gives it back: naive UTC.
     return {"customer_id": customer, "rev": 1, "output": {"value_tier": value_tier, "loyalty": loyalty},
             "spend_minor": metrics.spend_12m, "metrics": metrics.to_doc(), "updated_at": NOW.replace(tzinfo=None)}
