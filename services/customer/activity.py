@@ -62,6 +62,8 @@ class Classified:
     dims: dict[str, Any]
     stored: bool
     rest: tuple[Any, ...] | None = None
+    #: Whether the customer has a document (then a write needs no upsert).
+    exists: bool = True
 
 
 def _written_with(policy_version: str | None, overrides: Mapping[str, str]) -> tuple[Any, ...]:
@@ -81,16 +83,31 @@ class Activity:
     # --- batches, one method per consumed topic --------------------------------------------------
 
     async def intakes(self, events: Sequence[CustomerRegistered | CustomerUpdated], reject: Reject) -> None:
-        await self.runner.per_event(events, self.intake, reject)
+        # A customer's first event, when it registers an id this process never saw, joins the batch's
+        # one insert of new profiles; every other event (and one whose id is taken after all) is
+        # applied on its own, after it, in the order read.
+        first: dict[str, CustomerRegistered | CustomerUpdated] = {}
+        for event in events:
+            first.setdefault(event.subject, event)
+        fresh = {e.subject: e for e in first.values()
+                 if isinstance(e, CustomerRegistered) and self.workflow.unseen(e.subject)}
+        created = await self._create([
+            (e.subject, {name: getattr(e.data, name) for name in e.data.model_fields_set}, _cause(e), True)
+            for e in fresh.values()])
+        done = {fresh[customer_id].id for customer_id in created}
+        await self.runner.per_event([e for e in events if e.id not in done], self.intake, reject)
 
     async def purchases(self, events: Sequence[PurchaseCompleted | PurchaseRefunded], reject: Reject) -> None:
         await self._add_entries(events, _purchase_entry, reject)
-        # The first purchase of a customer the service does not know makes the prospect.
+        # The first purchase of a customer the service does not know makes the prospect: those of
+        # ids never seen in one insert, the rest (and any id taken after all) one at a time.
         first: dict[str, CloudEvent] = {}
         for event in events:
             if isinstance(event, PurchaseCompleted):
                 first.setdefault(event.subject, event)
-        await self.runner.per_event(list(first.values()),
+        fresh = [e for e in first.values() if self.workflow.unseen(e.subject)]
+        created = await self._create([(e.subject, {}, _cause(e), False) for e in fresh])
+        await self.runner.per_event([e for e in first.values() if e.subject not in created],
                                     lambda event: self.workflow.ensure_prospect(event.subject, _cause(event)), reject)
 
     async def interactions(self, events: Sequence[InteractionRecorded], reject: Reject) -> None:
@@ -147,7 +164,8 @@ class Activity:
         await self.runner.per_customer(events, decide, reject)
         await self._add_entries([e for e, _ in changes.values()], lambda e: changes[e.id][1], reject)
 
-        async def write(customer_id: str, event: CustomerClassification, before: Classified) -> None:
+        writes: dict[str, tuple[CustomerClassification, Classified, dict[str, Any], Classified]] = {}
+        for customer_id, (event, before) in newest.items():
             data = event.data
             dims = domain.classification_fields(data.model_dump())
             rest = _written_with(data.policy_version, data.overrides)
@@ -155,21 +173,39 @@ class Activity:
                 # Only the metrics moved (most snapshots): the stored classification stays as it
                 # is, dated when it last changed.
                 self.known_classifications.put(customer_id, replace(before, updated_at=data.updated_at))
-                return
-            await self.repo.set_classification(
-                customer_id, {**dims, "policy_version": data.policy_version, "updated_at": data.updated_at,
-                              "overrides": dict(data.overrides)}, data.updated_at, classified=before.stored)
-            self.known_classifications.put(customer_id, Classified(data.updated_at, dims, True, rest))
+                continue
+            writes[customer_id] = (event, before, {**dims, "policy_version": data.policy_version,
+                                                   "updated_at": data.updated_at, "overrides": dict(data.overrides)},
+                                   Classified(data.updated_at, dims, True, rest))
+        # All in a few commands. Should the store refuse them, each is written on its own below
+        # (the writes are conditional: one done twice changes nothing).
+        together = dict(writes)
+        try:
+            await self.repo.set_classifications([(c, snapshot, event.data.updated_at, before.stored, before.exists)
+                                                 for c, (event, before, snapshot, _) in together.items()])
+        except TRANSIENT_ERRORS:
+            raise
+        except Exception as exc:
+            log.warning("classifications_refused_writing_one_by_one", error=type(exc).__name__, size=len(together))
+            together = {}
+        for customer_id, (*_, after) in together.items():
+            self.known_classifications.put(customer_id, after)
 
-        await self.runner.bounded(self.runner.guarded(event, write(customer_id, event, before), reject)
-                                  for customer_id, (event, before) in newest.items())
+        async def write(customer_id: str, event: CustomerClassification, before: Classified,
+                        snapshot: dict[str, Any], after: Classified) -> None:
+            await self.repo.set_classification(customer_id, snapshot, event.data.updated_at, classified=before.stored)
+            self.known_classifications.put(customer_id, after)
+
+        await self.runner.bounded(self.runner.guarded(w[0], write(customer_id, *w), reject)
+                                  for customer_id, w in writes.items() if customer_id not in together)
 
     async def _stored_classification(self, customer_id: str) -> Classified:
         stored = await self.repo.peek(customer_id)
         snapshot = (stored or {}).get("classification") or {}
         return Classified(snapshot.get("updated_at"), domain.classification_fields(snapshot),
                           stored is not None and stored.get("classified_at") is not None,
-                          _written_with(snapshot.get("policy_version"), snapshot.get("overrides") or {}))
+                          _written_with(snapshot.get("policy_version"), snapshot.get("overrides") or {}),
+                          exists=stored is not None)
 
     async def complaints(self, events: Sequence[CloudEvent], reject: Reject) -> None:
         await self._add_entries(events, _complaint_entry, reject)
@@ -205,6 +241,26 @@ class Activity:
         await self.repo.set_complaint(event.subject, data.complaint_id, fields, event.time)
 
     # --- running a batch -------------------------------------------------------------------------
+
+    async def _create(self, new: list[tuple[str, dict[str, Any], Cause, bool]]) -> set[str]:
+        """``Workflow.create_many``; should the store refuse the insert (one document it will not
+        take fails all of it in FerretDB v1), nothing counts as made and each event goes its own
+        way, where only the one at fault is dead-lettered."""
+        if not new:
+            return set()
+        try:
+            created = await self.workflow.create_many(new)
+        except TRANSIENT_ERRORS:
+            raise
+        except Exception as exc:
+            log.warning("new_customers_refused_applying_one_by_one", error=type(exc).__name__, size=len(new))
+            return set()
+        # A document just made holds no classification: its first one needs no read. Only where
+        # nothing is remembered, since the classifications consumer may have written one since.
+        for customer_id in created:
+            if self.known_classifications.get(customer_id) is None:
+                self.known_classifications.put(customer_id, Classified(None, {}, False))
+        return created
 
     async def _add_entries(self, events: Sequence[Any], entry: Callable[[Any], dict[str, Any]],
                            reject: Reject) -> None:

@@ -14,12 +14,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from pymongo import DESCENDING
+from pymongo import DESCENDING, UpdateOne
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from shared import rotation
 from shared.contract.events import CustomerProfile
-from shared.mongo import DUPLICATE_KEY, Index, Store, index, insert_once
+from shared.mongo import DUPLICATE_KEY, Index, Store, index, insert_once, update_in_commands
 from shared.pii import PiiCipher
 
 from . import domain
@@ -136,6 +136,18 @@ class Repository:
             {"_id": customer_id, "version": expected_version, "status": {"$in": LISTED_STATUSES}}, {"$set": doc})
         return result.matched_count == 1
 
+    async def create_many(self, new: list[tuple[str, CustomerProfile, str, domain.Applied | None]]) -> set[str]:
+        """Profiles of customers with no document yet, ``(id, profile, cause, applied)``, in one
+        insert: the ids written. An id that has a document after all (a replay, a classification
+        that came first) is left as it is, for the caller's one-at-a-time path."""
+        docs = []
+        for customer_id, profile, cause, applied in new:
+            doc = {"_id": customer_id, **self.profile_document(customer_id, profile, cause)}
+            if applied is not None:
+                doc.update(_applied_fields(applied))
+            docs.append(doc)
+        return {doc["_id"] for doc in docs} - await insert_new(self.store[CUSTOMERS], docs)
+
     async def note_applied(self, customer_id: str, applied: domain.Applied) -> None:
         await self.store[CUSTOMERS].update_one({"_id": customer_id}, {"$set": _applied_fields(applied)})
 
@@ -211,8 +223,7 @@ class Repository:
         ``classified`` says whether the document read before held a snapshot: then one conditional
         update; else an upsert that fails on a document a concurrent writer classified meanwhile.
         """
-        fields = {"classification": snapshot, "classified_at": updated_at, "tier": snapshot.get("value_tier"),
-                  "lifecycle": snapshot.get("lifecycle")}
+        fields = _classification_fields(snapshot, updated_at)
         if not classified:
             try:
                 await self.store[CUSTOMERS].update_one(
@@ -222,6 +233,23 @@ class Repository:
                 pass  # classified meanwhile: keep whichever is newer
         await self.store[CUSTOMERS].update_one(
             {"_id": customer_id, "classified_at": {"$lt": updated_at}}, {"$set": fields})
+
+    async def set_classifications(self, items: list[tuple[str, dict[str, Any], datetime, bool, bool]]) -> None:
+        """``set_classification`` of many customers, ``(id, snapshot, updated_at, classified, exists)``,
+        in a few commands rather than one each: those with no document in one insert, the others in
+        updates of many (an upsert that meets a duplicate key cannot share a command in FerretDB v1)."""
+        absent = [{"_id": c, **_classification_fields(s, at)} for c, s, at, _, exists in items if not exists]
+        taken = await insert_new(self.store[CUSTOMERS], absent)  # made meanwhile: updated below
+        items = [item for item in items if item[4] or item[0] in taken]
+        unclassified = [(c, s, at) for c, s, at, classified, _ in items if not classified]
+        first = [UpdateOne({"_id": c, "classified_at": {"$exists": False}}, {"$set": _classification_fields(s, at)})
+                 for c, s, at in unclassified]
+        short = await update_in_commands(self.store[CUSTOMERS], first) < len(first)
+        # Those classified meanwhile keep whichever is newer; one written just now matches nothing.
+        newer = [(c, s, at) for c, s, at, classified, _ in items if classified or short]
+        await update_in_commands(self.store[CUSTOMERS], [
+            UpdateOne({"_id": c, "classified_at": {"$lt": at}}, {"$set": _classification_fields(s, at)})
+            for c, s, at in newer])
 
     async def set_account_manager(self, customer_id: str, manager: dict[str, Any] | None, revision: int) -> None:
         """Keep the highest revision: an older one read late changes nothing. Not for an erased
@@ -343,18 +371,30 @@ def _applied_fields(applied: domain.Applied) -> dict[str, Any]:
             "applied_floor": applied.floor}
 
 
+def _classification_fields(snapshot: dict[str, Any], updated_at: datetime) -> dict[str, Any]:
+    return {"classification": snapshot, "classified_at": updated_at, "tier": snapshot.get("value_tier"),
+            "lifecycle": snapshot.get("lifecycle")}
+
+
 def list_bucket(customer_id: str) -> int:
     return int.from_bytes(hashlib.blake2b(customer_id.encode(), digest_size=2).digest()) % LIST_BUCKETS
 
 
 async def insert_all(collection: Any, docs: list[dict[str, Any]]) -> None:
     """``insert_many`` that takes an ``_id`` already there as done (idempotent writes)."""
+    await insert_new(collection, docs)
+
+
+async def insert_new(collection: Any, docs: list[dict[str, Any]]) -> set[Any]:
+    """``insert_many`` (unordered) of documents keyed by ``_id``: the ids that were there already."""
     if not docs:
-        return
+        return set()
     try:
         await collection.insert_many(docs, ordered=False)
     except BulkWriteError as exc:
-        if any(error.get("code") != DUPLICATE_KEY for error in exc.details.get("writeErrors", ())) or \
-                exc.details.get("writeConcernErrors"):
+        errors = exc.details.get("writeErrors", ())
+        if exc.details.get("writeConcernErrors") or any(error.get("code") != DUPLICATE_KEY for error in errors):
             raise
+        return {docs[error["index"]]["_id"] for error in errors}
+    return set()
 

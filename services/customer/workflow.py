@@ -8,7 +8,7 @@ is derived from the change, so a retry republishes the same event.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
@@ -168,6 +168,47 @@ class Workflow:
                 log.info("prospect_created", customer_id=customer_id)
                 self._remember(customer_id)
 
+    def unseen(self, customer_id: str) -> bool:
+        """Whether this process knows of no profile of ``customer_id`` (so it is almost always new)."""
+        return customer_id not in self._known and self._written.get(customer_id) is None
+
+    async def create_many(self, new: Sequence[tuple[str, Mapping[str, Any], Cause, bool]]) -> set[str]:
+        """Customers never seen, ``(id, changes, cause, registered)``: a registration (applied once,
+        as ``change`` does) or a purchase's prospect. Their consents in one insert, their profiles in
+        another and their changes in one publish, instead of a read and writes each; the ids made.
+        One whose changes the domain refuses, or that has a document after all, is not made: the
+        caller applies it through ``change`` or ``ensure_prospect``."""
+        made: dict[str, tuple[CustomerProfile, Cause, domain.Applied | None]] = {}
+        for customer_id, changes, cause, registered in new:
+            if not registered:
+                made[customer_id] = (domain.new_prospect(source=cause.source, at=cause.at), cause, None)
+                continue
+            try:
+                profile = domain.apply_changes(None, changes, at=cause.at, source=cause.source, activate=True)
+            except Exception:  # noqa: BLE001 - the one-at-a-time path rejects it with its reason
+                continue
+            if profile is not None:
+                made[customer_id] = (profile, cause, domain.Applied().plus(cause.id, cause.at))
+        async with contextlib.AsyncExitStack() as held:
+            for customer_id in sorted(made):  # one order for every holder of several locks
+                await held.enter_async_context(self._serialised(customer_id))
+            # Each consent ledger entry before its profile, as ``change`` writes them.
+            await self.repo.record_consents([entry for customer_id, (profile, cause, _) in made.items()
+                                             for entry in self._consent_entries(customer_id, None, profile, cause)])
+            created = await self.repo.create_many([(customer_id, profile, cause.id, applied)
+                                                   for customer_id, (profile, cause, applied) in made.items()])
+            for customer_id in created:
+                profile, cause, applied = made[customer_id]
+                self._written.put(customer_id, Stored(customer_id, profile, profile.status, cause.id, None,
+                                                      applied=applied or domain.Applied()))
+                self._remember(customer_id)
+            await self.publisher.publish([self._profile_event(customer_id, made[customer_id][0], made[customer_id][1])
+                                          for customer_id in created],
+                                         causes=lambda event: made[event.subject][1].event)
+        if created:
+            log.info("customers_created", customers=len(created))
+        return created
+
     def _remember(self, customer_id: str) -> None:
         if len(self._known) >= _KNOWN_MAX:
             self._known.clear()
@@ -193,18 +234,26 @@ class Workflow:
     async def _record_consents(self, customer_id: str, before: CustomerProfile | None, after: CustomerProfile,
                                cause: Cause) -> None:
         # Written before the profile: a crash in between replays into the same ledger ids.
-        await self.repo.record_consents([{
+        await self.repo.record_consents(self._consent_entries(customer_id, before, after, cause))
+
+    @staticmethod
+    def _consent_entries(customer_id: str, before: CustomerProfile | None, after: CustomerProfile,
+                         cause: Cause) -> list[dict[str, Any]]:
+        return [{
             "_id": domain.event_id("consent", customer_id, cause.id, change.key),
             "customer_id": customer_id, "consent": change.key, "kind": domain.CONSENT_KINDS[change.key],
             "granted": change.granted, "at": cause.at, "source": cause.source, "actor": cause.actor,
             "version": after.version,
-        } for change in domain.consent_changes(before.consents if before else None, after.consents)])
+        } for change in domain.consent_changes(before.consents if before else None, after.consents)]
 
     async def _publish_profile(self, customer_id: str, profile: CustomerProfile, cause: Cause) -> None:
-        event = CustomerProfileChanged(
+        await self.publisher.publish([self._profile_event(customer_id, profile, cause)], cause=cause.event)
+
+    @staticmethod
+    def _profile_event(customer_id: str, profile: CustomerProfile, cause: Cause) -> CustomerProfileChanged:
+        return CustomerProfileChanged(
             id=domain.profile_event_id(customer_id, profile.version), source=SOURCE, subject=customer_id,
             time=profile.updated_at or cause.at, data=profile)
-        await self.publisher.publish([event], cause=cause.event)
 
     async def load_active(self, customer_id: str) -> Stored:
         stored = await self.repo.load(customer_id)

@@ -24,15 +24,18 @@ from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from datetime import UTC, date, datetime
 from typing import Any
 
+import structlog
 from pymongo import UpdateOne
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from shared import rotation
 from shared.mongo import DUPLICATE_KEY, Index, Store, find_each, index, insert_once, update_in_commands
-from shared.pii import PiiCipher
+from shared.pii import PiiCipher, UnknownKey
 
 from . import alerts, suppressions_repository
 from .domain import Profile, Request, repeat_key
+
+log = structlog.get_logger(__name__)
 
 INDEXES: list[Index] = [
     index("customers", "timezone"),
@@ -201,7 +204,18 @@ class Repository:
         One cursor read to the end: paging with ``_id > last`` and a sort makes FerretDB v1 scan the
         whole collection for every page."""
         async for chunk in _chunks(self.customers.find({"timezone": timezone}, batch_size=batch), batch):
-            yield [self._profile(d) for d in chunk]
+            profiles, unreadable = [], []
+            for doc in chunk:
+                try:
+                    profiles.append(self._profile(doc))
+                except (ValueError, UnknownKey):
+                    unreadable.append(doc["_id"])
+            if unreadable:
+                # A document that cannot be opened is its customer's loss alone: failing the pass
+                # would stop the zone's messages and read it all again at every scheduler restart.
+                log.warning("customers_unreadable_skipped", timezone=timezone, customers=len(unreadable),
+                            customer_ids=unreadable[:5])
+            yield profiles
 
     # --- notifications ----------------------------------------------------------------------------
 

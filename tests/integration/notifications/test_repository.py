@@ -56,3 +56,23 @@ async def test_an_erased_customer_leaves_the_suppression_list_and_an_address_ent
     finally:
         await store.client.drop_database(store.db.name)
         await store.close()
+
+
+async def test_a_customer_whose_document_cannot_be_opened_is_skipped_and_the_zone_pass_goes_on(
+        infra: dict[str, str], unique: str) -> None:
+    settings = NotificationsSettings(mongodb_database=f"test_notifications_unreadable_{unique}")
+    store = Store.connect(settings, INDEXES)
+    repo = Repository(store, PiiCipher.from_settings(settings))
+    zone = "Asia/Shanghai"
+    try:
+        for n in range(3):
+            await repo.save_profile(Profile(f"C-{n}-{unique}", name=f"顾客 {n}", timezone=zone), zone)
+        # Sealed values are bound to their document: moved under another id they fail to open.
+        moved = await store["customers"].find_one({"_id": f"C-1-{unique}"})
+        assert moved is not None
+        await store["customers"].insert_one({**moved, "_id": f"C-moved-{unique}"})
+        found = [p.customer_id async for batch in repo.customers_in(zone, 2) for p in batch]
+        assert sorted(found) == [f"C-{n}-{unique}" for n in range(3)]
+    finally:
+        await store.client.drop_database(store.db.name)
+        await store.close()
