@@ -205,8 +205,10 @@ class Workflow:
             await self.publisher.publish([self._profile_event(customer_id, made[customer_id][0], made[customer_id][1])
                                           for customer_id in created],
                                          causes=lambda event: made[event.subject][1].event)
-        if created:
-            log.info("customers_created", customers=len(created))
+        for customer_id in sorted(created):  # the same record of each change as ``change`` leaves
+            profile = made[customer_id][0]
+            log.info("customer_profile_changed", customer_id=customer_id, version=profile.version,
+                     status=profile.status, created=True)
         return created
 
     def _remember(self, customer_id: str) -> None:
