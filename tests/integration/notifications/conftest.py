@@ -1,20 +1,40 @@
-"""Local delivery endpoints for the notifications service: an SMTP sink and an SMS provider."""
+"""Local delivery endpoints for the notifications service (an SMTP sink and an SMS provider), and a
+store of a test's own."""
 
 from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
 
 from services.notifications.handlers import SUBSCRIBED
+from services.notifications.repository import INDEXES
 from services.notifications.settings import NotificationsSettings
 from shared.kafka import ensure_topics
+from shared.mongo import Store
+from shared.pii import PiiCipher
 from tests import helpers
 from tests.doubles import SmtpSink, smtp_server
+
+
+@pytest.fixture
+async def store(infra: dict[str, str], unique: str) -> AsyncIterator[Store]:
+    """A database of the test's own with the service's indexes; dropped after."""
+    opened = Store.connect(NotificationsSettings(mongodb_database=f"test_notifications_{unique}"), INDEXES)
+    try:
+        yield opened
+    finally:
+        await opened.client.drop_database(opened.db.name)
+        await opened.close()
+
+
+@pytest.fixture
+def cipher() -> PiiCipher:
+    return PiiCipher.from_settings(NotificationsSettings())
 
 
 class SmsProvider:

@@ -7,8 +7,6 @@ from datetime import UTC, datetime
 import pytest
 
 from services.notifications.domain import Profile, SuppressionEntry
-from services.notifications.repository import INDEXES
-from services.notifications.settings import NotificationsSettings
 from services.notifications.suppressions_repository import SuppressionList
 from shared.mongo import Store
 from shared.pii import PiiCipher
@@ -17,27 +15,21 @@ pytestmark = pytest.mark.integration
 
 
 async def test_addresses_and_numbers_are_sealed_at_rest_and_a_profile_finds_its_entries(
-        infra: dict[str, str], unique: str) -> None:
-    settings = NotificationsSettings(mongodb_database=f"test_notifications_suppressions_{unique}")
-    store = Store.connect(settings, INDEXES)
-    suppressions = SuppressionList(store, PiiCipher.from_settings(settings))
+        store: Store, cipher: PiiCipher, unique: str) -> None:
+    suppressions = SuppressionList(store, cipher)
     email, phone = f"Erin.{unique}@Example.org", f"+86 138 {int(unique[:6], 16) % 10**8:08d}"
     profile = Profile(f"C-{unique}", email=email, phone=phone, locale="zh-CN", timezone="Asia/Shanghai",
                       consents={"email": True})
-    try:
-        by_address = await suppressions.add(SuppressionEntry("email", email.lower()), "bounced", datetime.now(UTC))
-        await suppressions.add(SuppressionEntry("phone", phone), "complaint", datetime.now(UTC))
-        raw = await store["suppressions"].find({}).to_list(None)
-        for secret in (email, email.lower(), phone):
-            assert secret not in str(raw)
-        # The profile's address, written with capitals, meets the entry; spaces in a number do not matter.
-        found = await suppressions.entries_for([profile])
-        assert sorted(e.kind for e in found[profile.customer_id]) == ["email", "phone"]
-        assert by_address["value"] == email.lower()
-        listed = await suppressions.entries("email", 10)
-        assert [d["value"] for d in listed] == [email.lower()]
-        assert await suppressions.remove(listed[0]["_id"])
-        assert [e.kind for e in (await suppressions.entries_for([profile]))[profile.customer_id]] == ["phone"]
-    finally:
-        await store.client.drop_database(store.db.name)
-        await store.close()
+    by_address = await suppressions.add(SuppressionEntry("email", email.lower()), "bounced", datetime.now(UTC))
+    await suppressions.add(SuppressionEntry("phone", phone), "complaint", datetime.now(UTC))
+    raw = await store["suppressions"].find({}).to_list(None)
+    for secret in (email, email.lower(), phone):
+        assert secret not in str(raw)
+    # The profile's address, written with capitals, meets the entry; spaces in a number do not matter.
+    found = await suppressions.entries_for([profile])
+    assert sorted(e.kind for e in found[profile.customer_id]) == ["email", "phone"]
+    assert by_address["value"] == email.lower()
+    listed = await suppressions.entries("email", 10)
+    assert [d["value"] for d in listed] == [email.lower()]
+    assert await suppressions.remove(listed[0]["_id"])
+    assert [e.kind for e in (await suppressions.entries_for([profile]))[profile.customer_id]] == ["phone"]
